@@ -1,0 +1,1 @@
+"""Command-line entry points: `pgjobs` (queue admin, worker, operator) and the `kubectl-pgjobs` plugin."""
