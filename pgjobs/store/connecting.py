@@ -1,0 +1,100 @@
+"""Database settings and connections: where the URL and password come from, and clear errors.
+
+Settings come from `--database-url` / `PGJOBS_DATABASE_URL`, else from the libpq environment
+(`PGHOST`, `PGUSER`, `PGDATABASE`, …). `DB_PASSWORD` fills in a password the URL lacks, as the
+system pgjobs replaces did. No password is ever built in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+import psycopg
+from psycopg import conninfo as libpq_conninfo
+from psycopg.rows import dict_row
+
+DEFAULT_DATABASE = "pgjobs"
+
+
+class DatabaseError(Exception):
+    """A database problem explained for a person: what failed and which setting to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+    password: str | None = None
+
+    @classmethod
+    def from_environment(
+        cls, url: str | None = None, env: Mapping[str, str] | None = None
+    ) -> DatabaseSettings:
+        env = os.environ if env is None else env
+        return cls(url=url or env.get("PGJOBS_DATABASE_URL", ""), password=env.get("DB_PASSWORD") or None)
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        """The libpq connection string, with DB_PASSWORD filled in where the URL has none."""
+        params = libpq_conninfo.conninfo_to_dict(self.url)
+        extra: dict[str, str] = {}
+        if self.password and "password" not in params:
+            extra["password"] = self.password
+        if dbname is not None:
+            extra["dbname"] = dbname
+        elif "dbname" not in params and "PGDATABASE" not in os.environ:
+            extra["dbname"] = DEFAULT_DATABASE
+        return libpq_conninfo.make_conninfo(self.url, **extra)
+
+    def database_name(self) -> str:
+        params = libpq_conninfo.conninfo_to_dict(self.conninfo())
+        return str(params.get("dbname") or DEFAULT_DATABASE)
+
+    def describe(self) -> str:
+        """Where we connect, without the password: for error messages and logs."""
+        params = libpq_conninfo.conninfo_to_dict(self.conninfo())
+        host = params.get("host") or os.environ.get("PGHOST") or "localhost"
+        port = params.get("port") or os.environ.get("PGPORT") or "5432"
+        user = params.get("user") or os.environ.get("PGUSER") or "(current user)"
+        return f"database {self.database_name()!r} on {host}:{port} as {user}"
+
+
+async def connect(
+    settings: DatabaseSettings, *, dbname: str | None = None, autocommit: bool = True
+) -> psycopg.AsyncConnection[dict[str, object]]:
+    """Open an autocommit connection returning rows as dicts; errors become DatabaseError."""
+    try:
+        return await psycopg.AsyncConnection.connect(
+            settings.conninfo(dbname),
+            autocommit=autocommit,
+            row_factory=dict_row,
+            connect_timeout=10,
+            application_name="pgjobs",
+        )
+    except psycopg.OperationalError as error:
+        raise DatabaseError(explain(error, settings)) from error
+
+
+def explain(error: psycopg.Error, settings: DatabaseSettings) -> str:
+    """One line that says what went wrong and what to change."""
+    text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    where = settings.describe()
+    lowered = str(error).lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return (
+            f"cannot log in to {where}: {text}. Set DB_PASSWORD (or put the password in "
+            "PGJOBS_DATABASE_URL / --database-url)"
+        )
+    if f'database "{settings.database_name()}" does not exist' in lowered:
+        return f"{where} does not exist: run `pgjobs migrate` to create it"
+    if (
+        "connection refused" in lowered
+        or "could not translate host name" in lowered
+        or "timeout expired" in lowered
+        or "no such file or directory" in lowered
+    ):
+        return (
+            f"cannot reach PostgreSQL for {where}: {text}. Check PGJOBS_DATABASE_URL / "
+            "--database-url (or PGHOST and PGPORT) and that the server is running"
+        )
+    return f"{where}: {text}"

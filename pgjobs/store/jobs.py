@@ -1,0 +1,223 @@
+"""Jobs: enqueue, claim, finish, stop/start/restart/delete, rescue, and the status-sync reads.
+
+Every function takes an autocommit connection and runs one named query (one round trip).
+Functions a worker calls on a job it holds are fenced by the claim's lease: they return False
+(or None) when the job is no longer the worker's, and the worker must then let it go.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pgjobs.states import JobState
+from pgjobs.store import validation
+from pgjobs.store.queries import QUERIES
+from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, ResourceJob, Row
+
+Connection = psycopg.AsyncConnection[Any]
+
+
+async def _rows(conn: Connection, query: str, params: dict[str, Any]) -> list[Row]:
+    cursor = await conn.execute(QUERIES[query], params)
+    return await cursor.fetchall() if cursor.description else []
+
+
+async def _row(conn: Connection, query: str, params: dict[str, Any]) -> Row | None:
+    cursor = await conn.execute(QUERIES[query], params)
+    return await cursor.fetchone() if cursor.description else None
+
+
+async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
+    """Insert `count` copies of a job in one statement; returns the new ids."""
+    validation.check_new_job(job)
+    if count < 1:
+        raise validation.InvalidJob(f"count must be at least 1, got {count}")
+    rows = await _rows(conn, "job_insert", {**job.parameters(), "count": count})
+    return [int(row["id"]) for row in rows]
+
+
+async def upsert_resource(conn: Connection, resource: ResourceJob) -> tuple[int, bool]:
+    """Create or update the row of a PgJob (keyed by its uid); returns (id, created)."""
+    validation.check_new_job(resource.job)
+    row = await _row(
+        conn,
+        "job_upsert_resource",
+        {
+            **resource.job.parameters(),
+            "resource_uid": resource.uid,
+            "resource_namespace": resource.namespace,
+            "resource_name": resource.name,
+            "stopped": resource.stopped,
+            "restarts": resource.restarts,
+            "ttl_seconds_after_finished": resource.ttl_seconds_after_finished,
+        },
+    )
+    assert row is not None
+    return int(row["id"]), bool(row["inserted"])
+
+
+async def claim(conn: Connection, worker_id: uuid.UUID, queues: Sequence[str]) -> ClaimedJob | None:
+    row = await _row(conn, "job_claim", {"worker_id": worker_id, "queues": list(queues)})
+    return ClaimedJob.from_row(row) if row else None
+
+
+async def complete_and_claim(
+    conn: Connection,
+    job: ClaimedJob,
+    result: Any,
+    message: str | None,
+    worker_id: uuid.UUID,
+    queues: Sequence[str],
+) -> tuple[bool, ClaimedJob | None]:
+    """Complete a held job and claim the next in one round trip: (completed, next job)."""
+    row = await _row(
+        conn,
+        "job_complete_and_claim",
+        {
+            "job_id": job.id,
+            "lease": job.lease,
+            "result": _jsonb(result),
+            "message": message,
+            "worker_id": worker_id,
+            "queues": list(queues),
+        },
+    )
+    assert row is not None
+    claimed = ClaimedJob.from_row(row) if row["id"] is not None else None
+    return bool(row["completed"]), claimed
+
+
+async def complete(conn: Connection, job: ClaimedJob, result: Any, message: str | None = None) -> bool:
+    params = {"job_id": job.id, "lease": job.lease, "result": _jsonb(result), "message": message}
+    return await _row(conn, "job_complete", params) is not None
+
+
+async def fail(conn: Connection, job: ClaimedJob, message: str, *, retry_in: float | None) -> JobState | None:
+    """Record a failed attempt: Pending again after `retry_in` seconds, or Failed when None."""
+    row = await _row(
+        conn, "job_fail", {"job_id": job.id, "lease": job.lease, "message": message, "retry_in": retry_in}
+    )
+    return JobState(row["state"]) if row else None
+
+
+async def acknowledge_stop(conn: Connection, job: ClaimedJob, message: str) -> bool:
+    params = {"job_id": job.id, "lease": job.lease, "message": message}
+    return await _row(conn, "job_stop_acknowledge", params) is not None
+
+
+async def release(conn: Connection, job: ClaimedJob, message: str) -> bool:
+    """Hand a job back to Pending without charging its attempt (graceful shutdown)."""
+    params = {"job_id": job.id, "lease": job.lease, "message": message}
+    return await _row(conn, "job_release", params) is not None
+
+
+async def report_progress(
+    conn: Connection, job: ClaimedJob, progress: int, message: str | None = None
+) -> bool | None:
+    """Store progress; returns whether a stop was requested, or None when the job is lost."""
+    row = await _row(
+        conn, "job_progress", {"job_id": job.id, "lease": job.lease, "progress": progress, "message": message}
+    )
+    return bool(row["stop_requested"]) if row else None
+
+
+async def stop(conn: Connection, job_id: int) -> bool:
+    """Stop a Pending job at once, or ask the worker of a Running one to stop it."""
+    return await _row(conn, "job_stop", {"job_id": job_id}) is not None
+
+
+async def start(conn: Connection, job_id: int) -> bool:
+    """Start a Stopped job again, or withdraw a stop request its worker has not acted on."""
+    if await _row(conn, "job_start", {"job_id": job_id}) is not None:
+        return True
+    return await _row(conn, "job_unstop", {"job_id": job_id}) is not None
+
+
+async def restart(conn: Connection, job_id: int, restarts: int | None = None) -> bool:
+    """Run a finished job again; `restarts` records which restart request this answers."""
+    return await _row(conn, "job_restart", {"job_id": job_id, "restarts": restarts}) is not None
+
+
+async def record_restarts(conn: Connection, job_id: int, restarts: int) -> None:
+    await _row(conn, "job_record_restarts", {"job_id": job_id, "restarts": restarts})
+
+
+async def delete(conn: Connection, job_id: int, *, force: bool = False) -> bool:
+    """Delete a job that is not running (or, with force, any job: its worker will let it go)."""
+    return await _row(conn, "job_delete", {"job_id": job_id, "force": force}) is not None
+
+
+async def delete_resource(conn: Connection, resource_uid: str) -> bool:
+    return await _row(conn, "job_delete_resource", {"resource_uid": resource_uid}) is not None
+
+
+async def delete_resources(conn: Connection, resource_uids: Iterable[str]) -> int:
+    return len(await _rows(conn, "job_delete_resources", {"resource_uids": list(resource_uids)}))
+
+
+async def get(conn: Connection, job_id: int) -> Job | None:
+    row = await _row(conn, "job_get", {"job_id": job_id})
+    return Job.from_row(row) if row else None
+
+
+async def get_resource(conn: Connection, resource_uid: str) -> Job | None:
+    row = await _row(conn, "job_get_resource", {"resource_uid": resource_uid})
+    return Job.from_row(row) if row else None
+
+
+async def list_jobs(
+    conn: Connection, states: Sequence[JobState] | None = None, limit: int = 100
+) -> list[Job]:
+    params = {"states": [state.value for state in states] if states else None, "limit": limit}
+    return [Job.from_row(row) for row in await _rows(conn, "job_list", params)]
+
+
+async def list_unsynced(conn: Connection, limit: int) -> list[Job]:
+    """Rows of PgJobs whose latest change has not been copied to Kubernetes yet."""
+    return [Job.from_row(row) for row in await _rows(conn, "job_list_unsynced", {"limit": limit})]
+
+
+async def mark_synced(conn: Connection, copied: Sequence[Job]) -> None:
+    """Record the change counts copied; a row changed since then stays unsynced."""
+    await conn.execute(
+        QUERIES["job_mark_synced"],
+        {"job_ids": [job.id for job in copied], "change_counts": [job.change_count for job in copied]},
+    )
+
+
+async def list_resource_uids(conn: Connection) -> set[str]:
+    return {str(row["resource_uid"]) for row in await _rows(conn, "job_list_resource_uids", {})}
+
+
+async def list_expired(conn: Connection, limit: int = 100) -> list[Row]:
+    return await _rows(conn, "job_list_expired", {"limit": limit})
+
+
+async def count_by_state(conn: Connection) -> list[Row]:
+    return await _rows(conn, "job_count_by_state", {})
+
+
+async def rescue(conn: Connection, stall_seconds: float) -> list[RescuedJob]:
+    """Recover Running jobs whose worker went silent; safe to run anywhere, any time."""
+    rows = await _rows(conn, "job_rescue_many", {"stall_seconds": stall_seconds})
+    return [
+        RescuedJob(int(row["id"]), JobState(row["state"]), int(row["attempt"]), int(row["max_attempts"]))
+        for row in rows
+    ]
+
+
+async def state_labels(conn: Connection) -> list[str]:
+    return [str(row["enumlabel"]) for row in await _rows(conn, "schema_state_labels", {})]
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    if value is None:
+        return None
+    json.dumps(value)  # fail here, in the worker, rather than inside the driver
+    return Jsonb(value)

@@ -1,0 +1,31 @@
+"""Named queries: `queries.sql` split on `-- name: <name>` lines into one read-only mapping."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from importlib import resources
+from types import MappingProxyType
+
+from psycopg import sql
+
+_NAME_LINE = re.compile(r"^-- name: (?P<name>[a-z_]+)\s*$", re.MULTILINE)
+
+
+def parse(text: str) -> dict[str, str]:
+    """Split a named-query file into {name: statement}; duplicate names are an error."""
+    pieces = _NAME_LINE.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(pieces[1::2], pieces[2::2], strict=True):
+        if name in queries:
+            raise ValueError(f"query {name!r} is defined twice")
+        queries[name] = body.strip().rstrip(";")
+    return queries
+
+
+def _load() -> Mapping[str, sql.SQL]:
+    text = resources.files("pgjobs.store").joinpath("queries.sql").read_text(encoding="utf-8")
+    return MappingProxyType({name: sql.SQL(body) for name, body in parse(text).items()})
+
+
+QUERIES = _load()

@@ -1,0 +1,292 @@
+-- Every SQL statement pgjobs runs, by name (entity_verb). Loaded by pgjobs/store/queries.py.
+-- Parameters use psycopg's %(name)s style.
+
+-- name: job_insert
+INSERT INTO pgjobs.jobs (task, args, priority, queue, max_attempts, backoff_seconds, timeout_seconds)
+SELECT %(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
+       %(timeout_seconds)s
+FROM generate_series(1, %(count)s)
+RETURNING id;
+
+-- name: job_upsert_resource
+-- The operator's create/resume: idempotent, keyed by the PgJob uid. Only settings that may
+-- change after creation are updated; priority only while the job still waits.
+INSERT INTO pgjobs.jobs AS j (task, args, priority, queue, max_attempts, backoff_seconds,
+                              timeout_seconds, ttl_seconds_after_finished, restarts, state,
+                              finished_at, resource_uid, resource_namespace, resource_name)
+VALUES (%(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
+        %(timeout_seconds)s, %(ttl_seconds_after_finished)s, %(restarts)s,
+        CASE WHEN %(stopped)s THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
+        CASE WHEN %(stopped)s THEN now() END,
+        %(resource_uid)s, %(resource_namespace)s, %(resource_name)s)
+ON CONFLICT (resource_uid) DO UPDATE SET
+    priority = CASE WHEN j.state = 'pending' THEN excluded.priority ELSE j.priority END,
+    max_attempts = excluded.max_attempts,
+    backoff_seconds = excluded.backoff_seconds,
+    timeout_seconds = excluded.timeout_seconds,
+    ttl_seconds_after_finished = excluded.ttl_seconds_after_finished,
+    change_count = j.change_count + CASE WHEN j.priority <> excluded.priority THEN 1 ELSE 0 END
+RETURNING j.id, (xmax = 0) AS inserted;
+
+-- name: job_claim
+UPDATE pgjobs.jobs
+SET state = 'running', worker_id = %(worker_id)s, attempt = attempt + 1,
+    lease = nextval('pgjobs.lease_seq'), started_at = now(), finished_at = NULL, progress = 0,
+    message = NULL, result = NULL, change_count = change_count + 1
+WHERE id = (
+    SELECT id FROM pgjobs.jobs
+    WHERE state = 'pending' AND queue = ANY(%(queues)s) AND run_after <= now()
+    ORDER BY priority DESC, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, task, args, attempt, max_attempts, backoff_seconds, timeout_seconds, lease,
+          created_at, started_at;
+
+-- name: job_complete_and_claim
+-- The hot path: finish one job and claim the next in a single round trip.
+WITH completed AS (
+    UPDATE pgjobs.jobs
+    SET state = 'completed', progress = 100, result = %(result)s, message = %(message)s,
+        finished_at = now(), stop_requested = false, change_count = change_count + 1
+    WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
+    RETURNING id
+), claimed AS (
+    UPDATE pgjobs.jobs
+    SET state = 'running', worker_id = %(worker_id)s, attempt = attempt + 1,
+        lease = nextval('pgjobs.lease_seq'), started_at = now(), finished_at = NULL, progress = 0,
+        message = NULL, result = NULL, change_count = change_count + 1
+    WHERE id = (
+        SELECT id FROM pgjobs.jobs
+        WHERE state = 'pending' AND queue = ANY(%(queues)s) AND run_after <= now()
+        ORDER BY priority DESC, id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, task, args, attempt, max_attempts, backoff_seconds, timeout_seconds, lease,
+              created_at, started_at
+)
+SELECT (SELECT count(*) FROM completed) AS completed, claimed.*
+FROM (VALUES (1)) AS one (x) LEFT JOIN claimed ON true;
+
+-- name: job_complete
+UPDATE pgjobs.jobs
+SET state = 'completed', progress = 100, result = %(result)s, message = %(message)s,
+    finished_at = now(), stop_requested = false, change_count = change_count + 1
+WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
+RETURNING id;
+
+-- name: job_fail
+-- A failed attempt: back to pending after %(retry_in)s seconds, or failed when retry_in is NULL.
+UPDATE pgjobs.jobs
+SET state = CASE WHEN %(retry_in)s::float8 IS NULL THEN 'failed' ELSE 'pending' END::pgjobs.job_state,
+    run_after = now() + make_interval(secs => coalesce(%(retry_in)s::float8, 0)),
+    worker_id = CASE WHEN %(retry_in)s::float8 IS NULL THEN worker_id END,
+    finished_at = CASE WHEN %(retry_in)s::float8 IS NULL THEN now() END,
+    message = %(message)s, stop_requested = false, change_count = change_count + 1
+WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
+RETURNING state;
+
+-- name: job_stop_acknowledge
+-- The worker gave up a job it was told to stop (or, with --on-shutdown stop, while shutting down).
+UPDATE pgjobs.jobs
+SET state = 'stopped', finished_at = now(), message = %(message)s, stop_requested = false,
+    change_count = change_count + 1
+WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
+RETURNING id;
+
+-- name: job_release
+-- A worker shutting down hands its job back without charging the attempt.
+UPDATE pgjobs.jobs
+SET state = 'pending', attempt = greatest(attempt - 1, 0), worker_id = NULL, lease = NULL,
+    run_after = now(), started_at = NULL, progress = 0, message = %(message)s,
+    change_count = change_count + 1
+WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
+RETURNING id, pg_notify('pgjobs_jobs', '');
+
+-- name: job_progress
+UPDATE pgjobs.jobs
+SET progress = %(progress)s, message = coalesce(%(message)s, message),
+    change_count = change_count + 1
+WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
+RETURNING stop_requested;
+
+-- name: job_stop
+-- A pending job stops at once; a running one is flagged, and its worker is woken to see the flag.
+UPDATE pgjobs.jobs
+SET state = CASE WHEN state = 'pending' THEN 'stopped' ELSE state END::pgjobs.job_state,
+    stop_requested = (state = 'running'),
+    finished_at = CASE WHEN state = 'pending' THEN now() ELSE finished_at END,
+    message = CASE WHEN state = 'pending' THEN 'stopped before it started'
+                   ELSE 'stop requested' END,
+    change_count = change_count + 1
+WHERE id = %(job_id)s AND (state = 'pending' OR (state = 'running' AND NOT stop_requested))
+RETURNING id, state,
+          CASE WHEN state = 'running' THEN pg_notify('pgjobs_control', worker_id::text) END;
+
+-- name: job_start
+-- Start a stopped job again (a fresh set of attempts), or withdraw a stop not yet acted on.
+UPDATE pgjobs.jobs
+SET state = 'pending', stop_requested = false, run_after = now(),
+    attempt = CASE WHEN state = 'stopped' THEN 0 ELSE attempt END,
+    finished_at = NULL, message = NULL, change_count = change_count + 1
+WHERE id = %(job_id)s AND state = 'stopped'
+RETURNING id, pg_notify('pgjobs_jobs', '');
+
+-- name: job_unstop
+UPDATE pgjobs.jobs
+SET stop_requested = false, message = NULL, change_count = change_count + 1
+WHERE id = %(job_id)s AND state = 'running' AND stop_requested
+RETURNING id;
+
+-- name: job_restart
+-- A new run of a finished job; %(restarts)s is the restart request it answers (NULL: one more).
+UPDATE pgjobs.jobs
+SET state = 'pending', attempt = 0, progress = 0, message = NULL, result = NULL,
+    worker_id = NULL, lease = NULL, stop_requested = false, run_after = now(),
+    started_at = NULL, finished_at = NULL,
+    restarts = coalesce(%(restarts)s, restarts + 1), change_count = change_count + 1
+WHERE id = %(job_id)s AND state IN ('completed', 'failed', 'stopped')
+RETURNING id, pg_notify('pgjobs_jobs', '');
+
+-- name: job_record_restarts
+-- Remember a restart request that found the job unfinished, so it is not acted on later.
+UPDATE pgjobs.jobs
+SET restarts = %(restarts)s, change_count = change_count + 1
+WHERE id = %(job_id)s AND restarts < %(restarts)s
+RETURNING id;
+
+-- name: job_delete
+DELETE FROM pgjobs.jobs
+WHERE id = %(job_id)s AND (state <> 'running' OR %(force)s)
+RETURNING id;
+
+-- name: job_delete_resource
+DELETE FROM pgjobs.jobs WHERE resource_uid = %(resource_uid)s RETURNING id, state;
+
+-- name: job_get
+SELECT j.*, w.hostname AS worker_name
+FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
+WHERE j.id = %(job_id)s;
+
+-- name: job_get_resource
+SELECT j.*, w.hostname AS worker_name
+FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
+WHERE j.resource_uid = %(resource_uid)s;
+
+-- name: job_list
+SELECT j.*, w.hostname AS worker_name
+FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
+WHERE (%(states)s::pgjobs.job_state[] IS NULL OR j.state = ANY(%(states)s::pgjobs.job_state[]))
+ORDER BY j.id DESC
+LIMIT %(limit)s;
+
+-- name: job_list_unsynced
+SELECT j.*, w.hostname AS worker_name
+FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
+WHERE j.change_count <> j.synced_count AND j.resource_uid IS NOT NULL
+ORDER BY j.id
+LIMIT %(limit)s;
+
+-- name: job_mark_synced
+UPDATE pgjobs.jobs AS j
+SET synced_count = copied.change_count
+FROM unnest(%(job_ids)s::bigint[], %(change_counts)s::bigint[]) AS copied (id, change_count)
+WHERE j.id = copied.id AND j.synced_count < copied.change_count;
+
+-- name: job_list_resource_uids
+SELECT resource_uid FROM pgjobs.jobs WHERE resource_uid IS NOT NULL;
+
+-- name: job_delete_resources
+DELETE FROM pgjobs.jobs WHERE resource_uid = ANY(%(resource_uids)s) RETURNING id;
+
+-- name: job_list_expired
+-- Finished jobs of PgJobs whose ttlSecondsAfterFinished has passed.
+SELECT id, resource_uid, resource_namespace, resource_name
+FROM pgjobs.jobs
+WHERE state IN ('completed', 'failed', 'stopped') AND ttl_seconds_after_finished IS NOT NULL
+  AND finished_at + make_interval(secs => ttl_seconds_after_finished) <= now()
+ORDER BY finished_at
+LIMIT %(limit)s;
+
+-- name: job_count_by_state
+SELECT state, priority, queue, count(*) AS jobs
+FROM pgjobs.jobs
+GROUP BY state, priority, queue;
+
+-- name: job_rescue_many
+-- Idempotent: any process may run it, at any time. Running jobs whose worker has not
+-- heartbeated within the stall timeout go back to pending (attempts left) or fail; a stop
+-- request pending on such a job ends it Stopped. The started_at guard keeps a job that a live
+-- worker claimed a moment ago from being taken, however the snapshots interleave.
+WITH silent_workers AS (
+    UPDATE pgjobs.workers
+    SET state = 'dead'
+    WHERE state = 'alive' AND heartbeat_at < now() - make_interval(secs => %(stall_seconds)s)
+    RETURNING id
+), rescued AS (
+    UPDATE pgjobs.jobs AS j
+    SET state = CASE WHEN j.stop_requested THEN 'stopped'
+                     WHEN j.attempt < j.max_attempts THEN 'pending'
+                     ELSE 'failed' END::pgjobs.job_state,
+        run_after = now() + make_interval(
+            secs => least(j.backoff_seconds * power(2, greatest(j.attempt - 1, 0)), 86400)),
+        finished_at = CASE WHEN j.stop_requested OR j.attempt >= j.max_attempts THEN now() END,
+        message = format('worker stopped heartbeating during attempt %%s/%%s', j.attempt,
+                         j.max_attempts),
+        worker_id = NULL, lease = NULL, stop_requested = false,
+        change_count = j.change_count + 1
+    WHERE j.state = 'running'
+      AND j.started_at < now() - make_interval(secs => %(stall_seconds)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM pgjobs.workers w
+          WHERE w.id = j.worker_id AND w.state = 'alive'
+            AND w.heartbeat_at >= now() - make_interval(secs => %(stall_seconds)s))
+    RETURNING j.id, j.state, j.attempt, j.max_attempts
+)
+SELECT id, state, attempt, max_attempts, (SELECT count(*) FROM silent_workers) AS dead_workers
+FROM rescued;
+
+-- name: worker_register
+INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)
+VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s)
+ON CONFLICT (id) DO UPDATE SET state = 'alive', heartbeat_at = now(), stopped_at = NULL;
+
+-- name: worker_heartbeat
+-- The answer tells the worker which of its jobs were asked to stop and which it still holds
+-- (a job it runs but no longer holds was rescued, restarted or deleted: it must let go).
+WITH previous AS (
+    SELECT state FROM pgjobs.workers WHERE id = %(worker_id)s FOR UPDATE
+), beat AS (
+    UPDATE pgjobs.workers SET heartbeat_at = now(), state = 'alive', stopped_at = NULL
+    WHERE id = %(worker_id)s
+    RETURNING id
+)
+SELECT (SELECT state FROM previous) AS previous_state,
+       ARRAY(SELECT id FROM pgjobs.jobs
+             WHERE worker_id = %(worker_id)s AND state = 'running' AND stop_requested)
+           AS stop_requested,
+       ARRAY(SELECT lease FROM pgjobs.jobs
+             WHERE worker_id = %(worker_id)s AND state = 'running') AS held_leases;
+
+-- name: worker_deregister
+UPDATE pgjobs.workers SET state = 'stopped', stopped_at = now() WHERE id = %(worker_id)s;
+
+-- name: worker_list
+SELECT w.*, (SELECT count(*) FROM pgjobs.jobs j
+             WHERE j.worker_id = w.id AND j.state = 'running') AS running_jobs
+FROM pgjobs.workers w
+WHERE %(include_gone)s OR w.state = 'alive'
+ORDER BY w.started_at DESC;
+
+-- name: worker_prune
+DELETE FROM pgjobs.workers
+WHERE state <> 'alive' AND coalesce(stopped_at, heartbeat_at) < now() - make_interval(secs => %(older_than_seconds)s)
+RETURNING id;
+
+-- name: worker_count_alive
+SELECT count(*) AS alive FROM pgjobs.workers
+WHERE state = 'alive' AND heartbeat_at >= now() - make_interval(secs => %(stall_seconds)s);
+
+-- name: schema_state_labels
+SELECT enumlabel FROM pg_enum WHERE enumtypid = 'pgjobs.job_state'::regtype ORDER BY enumsortorder;

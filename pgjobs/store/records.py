@@ -1,0 +1,191 @@
+"""The values the store takes and returns: plain frozen dataclasses, no SQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from pgjobs.states import JobState, Priority
+
+#: Arguments larger than this are refused: a job queue row is no place for a payload.
+MAX_ARGS_BYTES = 64 * 1024
+Row = Mapping[str, Any]
+
+
+class InvalidJob(ValueError):
+    """A job that cannot be enqueued as given; the message says which field and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NewJob:
+    """A job to enqueue; `validation.check_new_job` checks it before it reaches the database."""
+
+    task: str
+    args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    priority: Priority = Priority.REGULAR
+    queue: str = "default"
+    max_attempts: int = 3
+    backoff_seconds: int = 10
+    timeout_seconds: int | None = None
+
+    def args_json(self) -> str:
+        if not isinstance(self.args, Mapping):
+            raise InvalidJob(f"args must be a JSON object, got {type(self.args).__name__}")
+        text = json.dumps(self.args, separators=(",", ":"), ensure_ascii=False)
+        size = len(text.encode())
+        if size > MAX_ARGS_BYTES:
+            raise InvalidJob(
+                f"args are {size} bytes, over the limit of {MAX_ARGS_BYTES} bytes: "
+                "pass a reference (a URL or a key) instead of the data"
+            )
+        return text
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "args": self.args_json(),
+            "priority": int(self.priority),
+            "queue": self.queue,
+            "max_attempts": self.max_attempts,
+            "backoff_seconds": self.backoff_seconds,
+            "timeout_seconds": self.timeout_seconds,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimedJob:
+    """A job a worker holds: `lease` fences every write the worker makes to it."""
+
+    id: int
+    task: str
+    args: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    backoff_seconds: int
+    timeout_seconds: int | None
+    lease: int
+    created_at: datetime.datetime
+    started_at: datetime.datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> ClaimedJob:
+        return cls(**{field.name: row[field.name] for field in dataclasses.fields(cls)})
+
+    def retry_delay(self) -> float | None:
+        """Seconds until the next attempt after this one fails, None when none is left."""
+        if self.attempt >= self.max_attempts:
+            return None
+        return float(min(self.backoff_seconds * 2 ** (self.attempt - 1), 86400))
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A job as stored, for listings, the CLI and the status sync."""
+
+    id: int
+    task: str
+    args: dict[str, Any]
+    priority: Priority
+    queue: str
+    state: JobState
+    attempt: int
+    max_attempts: int
+    progress: int
+    message: str | None
+    result: Any
+    worker_id: uuid.UUID | None
+    worker_name: str | None
+    stop_requested: bool
+    restarts: int
+    run_after: datetime.datetime
+    created_at: datetime.datetime
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    resource_uid: str | None
+    resource_namespace: str | None
+    resource_name: str | None
+    ttl_seconds_after_finished: int | None
+    change_count: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> Job:
+        values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
+        values["priority"] = Priority(row["priority"])
+        values["state"] = JobState(row["state"])
+        return cls(**values)
+
+    def as_json(self) -> dict[str, Any]:
+        """The `pgjobs jobs --json` form: states and priorities spelled as in DESIGN.md."""
+
+        def stamp(value: datetime.datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.id,
+            "task": self.task,
+            "state": self.state.phase,
+            "priority": self.priority.label,
+            "queue": self.queue,
+            "progress": self.progress,
+            "worker": self.worker_name,
+            "attempts": self.attempt,
+            "max_attempts": self.max_attempts,
+            "message": self.message,
+            "result": self.result,
+            "created_at": stamp(self.created_at),
+            "started_at": stamp(self.started_at),
+            "finished_at": stamp(self.finished_at),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceJob:
+    """What the operator knows of a PgJob when it upserts the row."""
+
+    uid: str
+    namespace: str
+    name: str
+    job: NewJob
+    stopped: bool = False
+    restarts: int = 0
+    ttl_seconds_after_finished: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    id: uuid.UUID
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    state: str
+    started_at: datetime.datetime
+    heartbeat_at: datetime.datetime
+    stopped_at: datetime.datetime | None
+    running_jobs: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> Worker:
+        return cls(**{field.name: row[field.name] for field in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
+    """The answer to a heartbeat: what the worker must stop, and what it still holds."""
+
+    known: bool
+    was_presumed_dead: bool
+    stop_requested: frozenset[int]
+    held_leases: frozenset[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class RescuedJob:
+    id: int
+    state: JobState
+    attempt: int
+    max_attempts: int
