@@ -327,6 +327,18 @@ class PgJobApi:
             yield cast(Json, event)
 
 
+class JobsApi(Protocol):
+    """What the verbs need of PgJobApi (the unit tests pass fakes)."""
+
+    namespace: str
+
+    def get(self, name: str) -> Json: ...
+    def list_all(self, selector: str | None = None) -> Json: ...
+    def json_patch(self, name: str, patch: list[Json]) -> Json: ...
+    def delete_exact(self, name: str, uid: str, resource_version: str) -> None: ...
+    def watch(self, selector: str | None, resource_version: str, timeout: int) -> Iterator[Json]: ...
+
+
 def kube_namespace(kubeconfig: str, context: str | None) -> str:
     """The namespace of the chosen (or current) kubeconfig context, else 'default'."""
     from kubernetes import config
@@ -423,7 +435,7 @@ def is_test_failure(exc: Exception) -> bool:
     return getattr(exc, "status", None) == 422 and "test" in api_error_message(exc).lower()
 
 
-def restart_one(jobs: PgJobApi, name: str) -> int:
+def restart_one(jobs: JobsApi, name: str) -> int:
     """Increment spec.restarts of one PgJob; returns the new value."""
     from kubernetes.client.exceptions import ApiException
 
@@ -455,7 +467,7 @@ def cmd_restart(opts: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
-def prune_one(jobs: PgJobApi, obj: Json, dry_run: bool) -> str:
+def prune_one(jobs: JobsApi, obj: Json, dry_run: bool) -> str:
     """Delete one listed PgJob unless it changed since it was listed."""
     from kubernetes.client.exceptions import ApiException
 
@@ -597,7 +609,7 @@ class Tracker:
         return all(s.finished or s.phase == "Deleted" for s in self.jobs.values())
 
 
-def follow(jobs: PgJobApi, tracker: Tracker, deadline: float | None) -> bool:
+def follow(jobs: JobsApi, tracker: Tracker, deadline: float | None) -> bool:
     """List, then watch from the list's resourceVersion until done (True) or deadline."""
     selector = tracker.selection.selector
     while True:
@@ -614,7 +626,7 @@ def follow(jobs: PgJobApi, tracker: Tracker, deadline: float | None) -> bool:
         # None: the resourceVersion expired (410 Gone): list again.
 
 
-def watch_from(jobs: PgJobApi, tracker: Tracker, version: str, deadline: float | None) -> bool | None:
+def watch_from(jobs: JobsApi, tracker: Tracker, version: str, deadline: float | None) -> bool | None:
     """Follow watch streams from `version`; None means re-list needed."""
     from kubernetes.client.exceptions import ApiException
 
@@ -649,7 +661,7 @@ def make_display(out: TextIO) -> Display:
 
 
 def run_watch(
-    jobs: PgJobApi,
+    jobs: JobsApi,
     selection: Selection,
     timeout: float | None,
     out: TextIO,
