@@ -1,0 +1,90 @@
+"""What a running task sees: its job, progress reporting, a logger, and the stop request.
+
+Sync tasks run in threads and async tasks in the worker's event loop; every method here is
+safe to call from either. Progress is only recorded here: the worker writes it out, throttled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class JobStopped(Exception):
+    """Raised by a task (or `raise_if_stopped`) to end a job that was asked to stop."""
+
+
+class TaskContext:
+    """Handed to every task as its first argument."""
+
+    def __init__(
+        self,
+        job_id: int,
+        attempt: int,
+        max_attempts: int,
+        args: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        on_progress: Callable[[], None],
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.args = args
+        self.log = logging.LoggerAdapter(logging.getLogger("pgjobs.task"), {"job_id": job_id})
+        self._loop = loop
+        self._on_progress = on_progress
+        self._stop = threading.Event()
+        self._async_stop = asyncio.Event()
+        self.stop_reason: str | None = None
+        self.progress_value: int | None = None
+        self.progress_message: str | None = None
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        """Report progress from 0 to 100; cheap to call often (the worker throttles writes)."""
+        value = max(0, min(100, int(percent)))
+        self.progress_value, self.progress_message = value, message
+        self._call_in_loop(self._on_progress)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def raise_if_stopped(self) -> None:
+        if self._stop.is_set():
+            raise JobStopped(self.stop_reason or "stop requested")
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep in a sync task; returns False early when a stop is requested."""
+        return not self._stop.wait(seconds)
+
+    async def asleep(self, seconds: float) -> bool:
+        """Sleep in an async task; returns False early when a stop is requested."""
+        try:
+            await asyncio.wait_for(self._async_stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def stopped(self) -> None:
+        """Wait until a stop is requested."""
+        await self._async_stop.wait()
+
+    def request_stop(self, reason: str) -> None:
+        """Called by the worker (in its loop): stop requested, timeout, or shutdown."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
+        self._async_stop.set()
+
+    def _call_in_loop(self, callback: Callable[[], None]) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            callback()
+        else:
+            self._loop.call_soon_threadsafe(callback)

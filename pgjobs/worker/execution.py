@@ -1,0 +1,228 @@
+"""One attempt of one job: run its task, write progress out, and end it on stop, timeout or loss.
+
+The outcome is decided here and written by the slot (`slots.py`), so that the completion of one
+job and the claim of the next can share a round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import time
+from typing import Any
+
+from pgjobs.store import jobs
+from pgjobs.store.records import ClaimedJob
+from pgjobs.tasks import registry
+from pgjobs.tasks.context import JobStopped, TaskContext
+from pgjobs.worker.links import Connection, Link
+from pgjobs.worker.settings import WorkerSettings
+
+logger = logging.getLogger("pgjobs.worker")
+
+
+class StopReason(enum.StrEnum):
+    REQUESTED = "stop requested"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "worker shutdown"
+    #: The job is no longer this worker's (rescued, restarted or deleted): let go, write nothing.
+    LOST = "job lost"
+
+
+class Verdict(enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    RELEASED = "released"
+    ABANDONED = "abandoned"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    message: str | None = None
+    result: Any = None
+    #: A failure that another attempt cannot fix (unknown task, args that do not fit).
+    final: bool = False
+
+
+class Execution:
+    def __init__(self, job: ClaimedJob, settings: WorkerSettings, link: Link) -> None:
+        self.job = job
+        self.settings = settings
+        self.link = link
+        self.context = TaskContext(
+            job.id,
+            job.attempt,
+            job.max_attempts,
+            job.args,
+            asyncio.get_running_loop(),
+            self._progress_changed,
+        )
+        self.started = time.monotonic()
+        self._woken = asyncio.Event()
+        self._stop_reason: StopReason | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_flush = 0.0
+        self._flushed: int | None = None
+        self._flusher_sleeping = False
+
+    def request_stop(self, reason: StopReason) -> None:
+        if self._stop_reason is None or reason is StopReason.LOST:
+            self._stop_reason = reason
+        self.context.request_stop(reason.value)
+        self._woken.set()
+
+    async def run(self) -> Outcome:
+        task = registry.get(self.job.task)
+        refusal = self._refusal(task)
+        if refusal or task is None:
+            return Outcome(Verdict.FAILED, refusal, final=True)
+        logger.info(
+            "Starting job %s (%s, attempt %s/%s)",
+            self.job.id,
+            self.job.task,
+            self.job.attempt,
+            self.job.max_attempts,
+        )
+        runner = asyncio.create_task(self._call(task))
+        try:
+            await self._supervise(runner)
+            outcome = self._judge(runner)
+        finally:
+            await self._stop_flusher()
+        if outcome.verdict in (Verdict.FAILED, Verdict.STOPPED):
+            await self._flush()  # completion writes 100% itself; a release resets progress
+        return outcome
+
+    def _refusal(self, task: registry.Task | None) -> str | None:
+        if task is None:
+            known = ", ".join(registry.names()) or "none"
+            return f"unknown task {self.job.task!r}: this worker knows {known}"
+        if task.unsafe and not self.settings.enable_shell:
+            return (
+                f"task {task.name!r} is disabled on this worker: start the worker with "
+                "--enable-shell to allow it"
+            )
+        try:
+            task.check_args(self.job.args)
+        except TypeError as error:
+            return f"args do not fit task {task.name!r}: {error}"
+        return None
+
+    async def _call(self, task: registry.Task) -> Any:
+        if task.is_async:
+            return await task.function(self.context, **self.job.args)
+        return await asyncio.to_thread(task.function, self.context, **self.job.args)
+
+    async def _supervise(self, runner: asyncio.Task[Any]) -> None:
+        timeout = self.job.timeout_seconds
+        deadline = None if timeout is None else self.started + timeout
+        while not runner.done():
+            if self._stop_reason is None:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                await self._wait_first(runner, self._woken, remaining)
+                if (
+                    not runner.done()
+                    and self._stop_reason is None
+                    and deadline is not None
+                    and time.monotonic() >= deadline
+                ):
+                    self.request_stop(StopReason.TIMEOUT)
+                continue
+            await self._end(runner)
+
+    async def _end(self, runner: asyncio.Task[Any]) -> None:
+        """Ask the task to end, give it a grace period (none when lost or shutting down), then cancel."""
+        grace = (
+            0.0 if self._stop_reason in (StopReason.LOST, StopReason.SHUTDOWN) else self.settings.stop_grace
+        )
+        if grace:
+            await asyncio.wait({runner}, timeout=grace)
+        if not runner.done():
+            logger.warning(
+                "Job %s did not end %.0fs after %s: cancelling it", self.job.id, grace, self._stop_reason
+            )
+            runner.cancel()
+            # A sync task in a thread cannot be interrupted: its outcome is decided without it.
+            await asyncio.wait({runner}, timeout=1.0)
+
+    @staticmethod
+    async def _wait_first(runner: asyncio.Task[Any], woken: asyncio.Event, timeout: float | None) -> None:
+        woken.clear()
+        waiter = asyncio.ensure_future(woken.wait())
+        try:
+            await asyncio.wait({runner, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+
+    def _judge(self, runner: asyncio.Task[Any]) -> Outcome:
+        reason = self._stop_reason
+        if runner.done() and not runner.cancelled() and runner.exception() is None and reason is None:
+            return Outcome(Verdict.COMPLETED, result=runner.result())
+        if reason is StopReason.LOST:
+            return Outcome(Verdict.ABANDONED, "the job is no longer held by this worker")
+        if reason is StopReason.SHUTDOWN:
+            return Outcome(Verdict.RELEASED, "handed back by a worker shutting down")
+        if reason is StopReason.TIMEOUT:
+            return Outcome(Verdict.FAILED, f"timed out after {self.job.timeout_seconds}s")
+        if runner.done() and not runner.cancelled() and runner.exception() is None:
+            return Outcome(Verdict.COMPLETED, result=runner.result())
+        if reason is StopReason.REQUESTED:
+            return Outcome(Verdict.STOPPED, self._stop_message(runner))
+        error = runner.exception() if runner.done() and not runner.cancelled() else None
+        if isinstance(error, JobStopped):
+            return Outcome(Verdict.STOPPED, str(error) or "stopped by the task")
+        return Outcome(Verdict.FAILED, f"{type(error).__name__}: {error}" if error else "cancelled")
+
+    def _stop_message(self, runner: asyncio.Task[Any]) -> str:
+        error = runner.exception() if runner.done() and not runner.cancelled() else None
+        if isinstance(error, JobStopped) and str(error):
+            return f"stopped: {error}"
+        return "stopped on request"
+
+    # Progress: the task only records it; these write it out at most once per interval.
+
+    def _progress_changed(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            delay = max(0.0, self._last_flush + self.settings.progress_interval - time.monotonic())
+            self._flusher = asyncio.create_task(self._flush_after(delay))
+
+    async def _flush_after(self, delay: float) -> None:
+        self._flusher_sleeping = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._flusher_sleeping = False
+        await self._flush()
+
+    async def _flush(self) -> None:
+        value, message = self.context.progress_value, self.context.progress_message
+        if value is None or value == self._flushed:
+            return
+        self._last_flush = time.monotonic()
+
+        async def write(conn: Connection) -> tuple[bool | None]:
+            return (await jobs.report_progress(conn, self.job, value, message),)
+
+        answer = await self.link.try_call(write)
+        if answer is None:
+            return  # the database is away: the next report or the outcome will carry it
+        if answer[0] is None:
+            self.request_stop(StopReason.LOST)
+            return
+        self._flushed = value
+        logger.info("Job %s progress: %s%%", self.job.id, value)
+        if answer[0]:
+            self.request_stop(StopReason.REQUESTED)
+
+    async def _stop_flusher(self) -> None:
+        """Drop a pending progress write, but let one under way finish: its connection is shared."""
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            return
+        if self._flusher_sleeping:
+            flusher.cancel()
+        await asyncio.wait({flusher})

@@ -1,0 +1,39 @@
+"""Prometheus metrics of a worker process, served on `--metrics-port`."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+JOBS = Counter(
+    "pgjobs_worker_jobs_total", "Job attempts finished by this worker, by task and result", ["task", "result"]
+)
+JOB_DURATION = Histogram(
+    "pgjobs_worker_job_duration_seconds",
+    "Run time of job attempts",
+    ["task"],
+    buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+)
+PICKUP_LATENCY = Histogram(
+    "pgjobs_worker_pickup_latency_seconds",
+    "From a job becoming runnable (created or retried) to its claim",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300),
+)
+CLAIM_DURATION = Histogram(
+    "pgjobs_worker_claim_duration_seconds",
+    "Round trip of one claim statement",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1),
+)
+SLOTS = Gauge("pgjobs_worker_slots", "Job slots of this worker process")
+BUSY_SLOTS = Gauge("pgjobs_worker_busy_slots", "Slots running a job now")
+HEARTBEAT_FAILURES = Counter(
+    "pgjobs_worker_heartbeat_failures_total", "Heartbeats that did not reach the database"
+)
+FENCED_WRITES_REFUSED = Counter(
+    "pgjobs_worker_fenced_writes_refused_total",
+    "Writes refused because the job was no longer held by this worker",
+)
+RESCUED = Counter("pgjobs_worker_rescued_jobs_total", "Stalled jobs this worker's rescue sweeps recovered")
+
+
+def serve(port: int) -> None:
+    start_http_server(port)

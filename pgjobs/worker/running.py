@@ -1,0 +1,247 @@
+"""The worker process: registers a fresh identity, runs its slots, heartbeats, listens, rescues.
+
+Shutdown on SIGTERM/SIGINT: stop claiming, let running jobs finish within the shutdown grace,
+then hand them back to Pending (or Stopped with `--on-shutdown stop`). A second signal skips
+the grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+import uuid
+
+import psycopg
+
+from pgjobs.store import connecting, jobs, migrating, workers
+from pgjobs.store.records import Heartbeat
+from pgjobs.tasks import registry
+from pgjobs.worker import metrics
+from pgjobs.worker.execution import StopReason
+from pgjobs.worker.links import Connection, Link
+from pgjobs.worker.settings import WorkerSettings
+from pgjobs.worker.slots import Slot
+
+logger = logging.getLogger("pgjobs.worker")
+
+JOBS_CHANNEL = "pgjobs_jobs"
+CONTROL_CHANNEL = "pgjobs_control"
+#: Run the rescue sweep after this many heartbeats (about every ten seconds by default).
+RESCUE_EVERY_HEARTBEATS = 5
+
+
+class Worker:
+    def __init__(
+        self, database: connecting.DatabaseSettings, settings: WorkerSettings, *, listen: bool = True
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.listen = listen
+        #: Fresh per process start: pod names get reused, identities must not.
+        self.id = uuid.uuid4()
+        self.stopping = False
+        self.force_exit = False
+        self.slots = [Slot(self, index) for index in range(settings.concurrency)]
+        self._control = Link(database, "heartbeat")
+        self._beat_now = asyncio.Event()
+        self._shutdown_timer: asyncio.TimerHandle | None = None
+
+    async def run(self) -> None:
+        await self._start()
+        background = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+        if self.listen:
+            background.append(asyncio.create_task(self._listen_loop(), name="listen"))
+        try:
+            await asyncio.gather(*(slot.run() for slot in self.slots))
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._finish()
+
+    async def _start(self) -> None:
+        conn = await self._control.connection()
+        await migrating.check(conn)
+        await workers.register(
+            conn,
+            self.id,
+            self.settings.hostname,
+            os.getpid(),
+            self.settings.queues,
+            self.settings.concurrency,
+        )
+        metrics.SLOTS.set(self.settings.concurrency)
+        if self.settings.metrics_port is not None:
+            metrics.serve(self.settings.metrics_port)
+        logger.info(
+            "pgjobs worker %s on %s (pid %s): queues %s, %s slot(s), tasks: %s",
+            self.id,
+            self.settings.hostname,
+            os.getpid(),
+            ", ".join(self.settings.queues),
+            self.settings.concurrency,
+            ", ".join(registry.names()) or "none",
+        )
+        logger.info(
+            "This worker runs %s job(s) at a time. To scale, run more workers.", self.settings.concurrency
+        )
+
+    async def _finish(self) -> None:
+        await self._control.try_call(lambda conn: workers.deregister(conn, self.id))
+        for link in [self._control, *(slot.link for slot in self.slots)]:
+            with contextlib.suppress(psycopg.Error):
+                await link.close()
+        logger.info("Worker %s stopped", self.id)
+
+    # Shutdown
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.begin_shutdown, signum)
+
+    def begin_shutdown(self, signum: int | None = None) -> None:
+        name = signal.Signals(signum).name if signum else "request"
+        if self.stopping:
+            logger.warning("%s again: handing running jobs back now", name)
+            self._end_running(StopReason.SHUTDOWN)
+            self.force_exit = True
+            return
+        self.stopping = True
+        running = [slot for slot in self.slots if slot.execution]
+        logger.info(
+            "%s: shutting down; no new jobs; waiting up to %.0fs for %s running job(s)",
+            name,
+            self.settings.shutdown_grace,
+            len(running),
+        )
+        for slot in self.slots:
+            slot.wakeup.set()
+        loop = asyncio.get_running_loop()
+        self._shutdown_timer = loop.call_later(self.settings.shutdown_grace, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._end_running(StopReason.SHUTDOWN)
+
+    def _end_running(self, reason: StopReason) -> None:
+        for slot in self.slots:
+            if slot.execution:
+                slot.execution.request_stop(reason)
+
+    # Heartbeats (and the rescue sweep, which any worker may run)
+
+    async def _heartbeat_loop(self) -> None:
+        last_ok = time.monotonic()
+        beats = random.randrange(RESCUE_EVERY_HEARTBEATS)  # noqa: S311 - spreads sweeps, not security
+        while True:
+            sent_at = time.monotonic()
+            beat = await self._control.try_call(lambda conn: workers.heartbeat(conn, self.id))
+            if beat is None:
+                metrics.HEARTBEAT_FAILURES.inc()
+                self._check_silence(time.monotonic() - last_ok)
+            else:
+                last_ok = sent_at
+                await self._answer(beat, sent_at)
+                beats += 1
+                if beats % RESCUE_EVERY_HEARTBEATS == 0:
+                    await self._rescue()
+            self._beat_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), self.settings.heartbeat_interval)
+
+    def _check_silence(self, silent_for: float) -> None:
+        """A worker that cannot heartbeat past the stall timeout lets its jobs go: they are rescued."""
+        if silent_for < self.settings.stall_timeout:
+            return
+        for slot in self.slots:
+            if slot.execution:
+                logger.warning(
+                    "Job %s: no heartbeat for %.0fs, so it will be rescued elsewhere; letting it go",
+                    slot.execution.job.id,
+                    silent_for,
+                )
+                slot.execution.request_stop(StopReason.LOST)
+
+    async def _answer(self, beat: Heartbeat, sent_at: float) -> None:
+        if not beat.known:
+            logger.warning("This worker's registration was removed; registering again")
+            await self._control.try_call(
+                lambda conn: workers.register(
+                    conn,
+                    self.id,
+                    self.settings.hostname,
+                    os.getpid(),
+                    self.settings.queues,
+                    self.settings.concurrency,
+                )
+            )
+        elif beat.was_presumed_dead:
+            logger.warning(
+                "This worker had been presumed dead (no heartbeat within %.0fs); its jobs were rescued",
+                self.settings.stall_timeout,
+            )
+        for slot in self.slots:
+            execution = slot.execution
+            if execution is None or slot.claimed_at >= sent_at:
+                continue
+            if execution.job.lease not in beat.held_leases:
+                execution.request_stop(StopReason.LOST)
+            elif execution.job.id in beat.stop_requested:
+                execution.request_stop(StopReason.REQUESTED)
+
+    async def _rescue(self) -> None:
+        async def sweep(conn: Connection) -> int:
+            rescued = await jobs.rescue(conn, self.settings.stall_timeout)
+            for job in rescued:
+                logger.warning(
+                    "Rescued job %s from a silent worker: now %s (attempt %s/%s)",
+                    job.id,
+                    job.state.phase,
+                    job.attempt,
+                    job.max_attempts,
+                )
+            return len(rescued)
+
+        count = await self._control.try_call(sweep)
+        if count:
+            metrics.RESCUED.inc(count)
+
+    # Wake-ups
+
+    async def _listen_loop(self) -> None:
+        """LISTEN for new jobs and stop requests; polling covers what a reconnect loses."""
+        link = Link(self.database, "listener")
+        try:
+            while True:
+                await link.call(self._listen)
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await link.close()
+
+    async def _listen(self, conn: Connection) -> None:
+        await conn.execute(f"LISTEN {JOBS_CHANNEL}")
+        await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+        self._wake_idle_slots()  # anything announced while we were not listening
+        async for notification in conn.notifies():
+            if notification.channel == JOBS_CHANNEL:
+                self._wake_idle_slots()
+            elif notification.payload == str(self.id):
+                self._beat_now.set()
+
+    def _wake_idle_slots(self) -> None:
+        for slot in self.slots:
+            if slot.execution is None:
+                slot.wakeup.set()
+
+
+async def run_worker(
+    database: connecting.DatabaseSettings, settings: WorkerSettings, *, listen: bool = True
+) -> None:
+    worker = Worker(database, settings, listen=listen)
+    worker.install_signal_handlers()
+    await worker.run()

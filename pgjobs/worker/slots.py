@@ -1,0 +1,191 @@
+"""A slot runs one job at a time: claim, execute, record the outcome (and claim the next with it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pgjobs.store import jobs
+from pgjobs.store.records import ClaimedJob
+from pgjobs.worker import metrics
+from pgjobs.worker.execution import Execution, Outcome, Verdict
+from pgjobs.worker.links import Connection, GaveUp, Link
+
+if TYPE_CHECKING:
+    from pgjobs.worker.running import Worker
+
+logger = logging.getLogger("pgjobs.worker")
+
+
+class Slot:
+    def __init__(self, worker: Worker, index: int) -> None:
+        self.worker = worker
+        self.index = index
+        self.link = Link(worker.database, f"slot {index}")
+        #: Set by notifications and by shutdown: there may be work, or it is time to go.
+        self.wakeup = asyncio.Event()
+        self.execution: Execution | None = None
+        #: When the current job was claimed (monotonic), so heartbeats taken before it are ignored.
+        self.claimed_at = 0.0
+
+    async def run(self) -> None:
+        settings = self.worker.settings
+        job: ClaimedJob | None = None
+        while True:
+            if job is None:
+                if self.worker.stopping:
+                    return
+                self.wakeup.clear()
+                job = await self._claim()
+                if job is None:
+                    if settings.burst:
+                        return
+                    await self._idle(settings.poll_interval)
+                    continue
+            job = await self._process(job)
+
+    async def _idle(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), timeout)
+
+    async def _claim(self) -> ClaimedJob | None:
+        worker = self.worker
+
+        async def claim(conn: Connection) -> ClaimedJob | None:
+            return await jobs.claim(conn, worker.id, worker.settings.queues)
+
+        started = time.perf_counter()
+        try:
+            job = await self.link.call(claim, give_up=lambda: worker.stopping)
+        except GaveUp:
+            return None
+        metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
+        if job is not None:
+            self._claimed(job)
+        return job
+
+    def _claimed(self, job: ClaimedJob) -> None:
+        self.claimed_at = time.monotonic()
+        metrics.BUSY_SLOTS.inc()
+        waited = datetime.datetime.now(datetime.UTC) - job.created_at
+        if job.attempt == 1:
+            metrics.PICKUP_LATENCY.observe(max(0.0, waited.total_seconds()))
+
+    async def _process(self, job: ClaimedJob) -> ClaimedJob | None:
+        """Run one job and record its outcome; returns the next job when the record claimed one."""
+        self.execution = Execution(job, self.worker.settings, self.link)
+        try:
+            outcome = await self.execution.run()
+        finally:
+            self.execution = None
+            metrics.BUSY_SLOTS.dec()
+        elapsed = time.monotonic() - self.claimed_at
+        metrics.JOBS.labels(job.task, outcome.verdict.value).inc()
+        metrics.JOB_DURATION.labels(job.task).observe(elapsed)
+        try:
+            return await self._record(job, outcome, elapsed)
+        except GaveUp:
+            logger.warning(
+                "Job %s: outcome (%s) not recorded, the database stayed away; the job will be rescued",
+                job.id,
+                outcome.verdict.value,
+            )
+            return None
+
+    async def _record(self, job: ClaimedJob, outcome: Outcome, elapsed: float) -> ClaimedJob | None:
+        if outcome.verdict is Verdict.COMPLETED:
+            return await self._record_completion(job, outcome, elapsed)
+        if outcome.verdict is Verdict.ABANDONED:
+            logger.warning("Job %s abandoned: %s", job.id, outcome.message)
+            return None
+        held = await self._write_outcome(job, outcome)
+        if held:
+            self._log_outcome(job, outcome, elapsed)
+        else:
+            self._log_refused(job, outcome.verdict.value)
+        return None
+
+    async def _record_completion(
+        self, job: ClaimedJob, outcome: Outcome, elapsed: float
+    ) -> ClaimedJob | None:
+        worker = self.worker
+        chain = not worker.stopping
+
+        async def complete(conn: Connection) -> tuple[bool, ClaimedJob | None]:
+            if chain:
+                return await jobs.complete_and_claim(
+                    conn, job, outcome.result, None, worker.id, worker.settings.queues
+                )
+            return await jobs.complete(conn, job, outcome.result), None
+
+        completed, next_job = await self.link.call(complete, give_up=self._give_up)
+        if completed:
+            logger.info("Job %s completed in %.1fs", job.id, elapsed)
+        else:
+            self._log_refused(job, "completion")
+        if next_job is not None:
+            self._claimed(next_job)
+        return next_job
+
+    async def _write_outcome(self, job: ClaimedJob, outcome: Outcome) -> bool:
+        message = outcome.message or ""
+
+        async def write(conn: Connection) -> bool:
+            if outcome.verdict is Verdict.FAILED:
+                retry_in = None if outcome.final else job.retry_delay()
+                return (
+                    await jobs.fail(
+                        conn, job, self._failure_message(job, message, retry_in), retry_in=retry_in
+                    )
+                    is not None
+                )
+            if outcome.verdict is Verdict.STOPPED:
+                return await jobs.acknowledge_stop(conn, job, message)
+            if self.worker.settings.on_shutdown == "stop":
+                return await jobs.acknowledge_stop(conn, job, "stopped by a worker shutting down")
+            return await jobs.release(conn, job, message)
+
+        return await self.link.call(write, give_up=self._give_up)
+
+    @staticmethod
+    def _failure_message(job: ClaimedJob, message: str, retry_in: float | None) -> str:
+        if retry_in is None:
+            return (
+                message if job.max_attempts == 1 else f"attempt {job.attempt}/{job.max_attempts}: {message}"
+            )
+        return f"attempt {job.attempt}/{job.max_attempts} failed: {message}; retrying in {retry_in:g}s"
+
+    def _log_outcome(self, job: ClaimedJob, outcome: Outcome, elapsed: float) -> None:
+        if outcome.verdict is Verdict.FAILED:
+            retrying = not outcome.final and job.retry_delay() is not None
+            logger.warning(
+                "Job %s failed after %.1fs (attempt %s/%s%s): %s",
+                job.id,
+                elapsed,
+                job.attempt,
+                job.max_attempts,
+                ", will retry" if retrying else "",
+                outcome.message,
+            )
+        elif outcome.verdict is Verdict.STOPPED:
+            logger.info("Job %s stopped after %.1fs: %s", job.id, elapsed, outcome.message)
+        else:
+            logger.info("Job %s handed back to Pending (worker shutting down)", job.id)
+
+    @staticmethod
+    def _log_refused(job: ClaimedJob, what: str) -> None:
+        metrics.FENCED_WRITES_REFUSED.inc()
+        logger.warning(
+            "Job %s: %s refused, the job is no longer held by this worker (rescued, "
+            "restarted or deleted); abandoning it",
+            job.id,
+            what,
+        )
+
+    def _give_up(self) -> bool:
+        # Past the stall timeout without the database the job is rescued elsewhere anyway.
+        return self.worker.force_exit
