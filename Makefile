@@ -1,0 +1,71 @@
+# pgjobs — `make demo` runs the main job, `make test` runs every test. Both set up what they need.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps controlplane demo test test-unit test-integration test-e2e lint bench soak kind-up kind-e2e clean
+
+help:
+	@echo "make demo        start PostgreSQL, a local Kubernetes control plane, the operator and two workers;"
+	@echo "                 run the five demo jobs and show their progress (KEEP=1 keeps it running)"
+	@echo "make test        lint, type-check and run every test suite (unit, integration, e2e, faults)"
+	@echo "make test-unit   unit tests only (no services)"
+	@echo "make controlplane  build kube-apiserver, etcd and kubectl from the Go module proxy (cached)"
+	@echo "make bench       run the benchmarks"
+	@echo "make kind-up     create a kind cluster and install pgjobs (needs Docker and kind)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(STAMP) system-deps
+
+# PostgreSQL's server binaries: Debian's postgresql-15 (installed when we are root and they are missing).
+system-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_config >/dev/null 2>&1 && test -x "$$(pg_config --bindir 2>/dev/null)/initdb"; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing PostgreSQL 15 server binaries (Debian package postgresql-15)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
+	else echo "PostgreSQL server binaries are missing: install postgresql-15 (or set PGJOBS_PG_BINDIR)" >&2; exit 1; fi
+
+controlplane:
+	deploy/controlplane/build.sh
+
+demo: setup controlplane
+	$(PY) -m pgjobs.devenv.demo $(if $(KEEP),--keep,)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pgjobs tests bench
+	$(VENV)/bin/mypy
+
+test: setup controlplane lint
+	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest -ra tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(VENV)/bin/pytest -ra tests/integration $(PYTEST_ARGS)
+
+test-e2e: setup controlplane
+	$(VENV)/bin/pytest -ra tests/e2e $(PYTEST_ARGS)
+
+bench: setup controlplane
+	$(PY) -m bench
+
+soak: setup controlplane
+	PGJOBS_SOAK=1 $(VENV)/bin/pytest -ra tests/faults $(PYTEST_ARGS)
+
+kind-up:
+	scripts/kind-up.sh
+
+kind-e2e: setup
+	PGJOBS_KIND=1 $(VENV)/bin/pytest -ra tests/kind $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
