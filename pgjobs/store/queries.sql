@@ -290,3 +290,56 @@ WHERE state = 'alive' AND heartbeat_at >= now() - make_interval(secs => %(stall_
 
 -- name: schema_state_labels
 SELECT enumlabel FROM pg_enum WHERE enumtypid = 'pgjobs.job_state'::regtype ORDER BY enumsortorder;
+
+-- Operator queries
+
+-- name: resource_observe_generation
+-- The operator applied this spec generation to the row; a newer one shows in the status.
+UPDATE pgjobs.jobs
+SET observed_generation = %(generation)s, change_count = change_count + 1
+WHERE resource_uid = %(resource_uid)s
+  AND observed_generation IS DISTINCT FROM %(generation)s
+  AND coalesce(observed_generation, 0) <= %(generation)s
+RETURNING id;
+
+-- name: resource_list_unsynced
+-- Rows whose latest change has not been copied to their PgJob's status, with what was copied
+-- last (to derive the Events of the transitions in between).
+SELECT j.id, j.task, j.priority, j.queue, j.state, j.attempt, j.max_attempts, j.progress,
+       j.message, j.result, j.restarts, j.run_after, j.created_at, j.started_at, j.finished_at,
+       j.resource_uid, j.resource_namespace, j.resource_name, j.change_count,
+       j.observed_generation, j.synced_state, j.synced_attempt, w.hostname AS worker_name
+FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
+WHERE j.change_count <> j.synced_count AND j.resource_uid IS NOT NULL
+ORDER BY j.id
+LIMIT %(limit)s;
+
+-- name: resource_mark_synced
+-- Record what was copied; a row that changed again meanwhile keeps a differing change_count.
+UPDATE pgjobs.jobs AS j
+SET synced_count = copied.change_count, synced_state = copied.state,
+    synced_attempt = copied.attempt
+FROM unnest(%(job_ids)s::bigint[], %(change_counts)s::bigint[],
+            %(states)s::pgjobs.job_state[], %(attempts)s::integer[])
+     AS copied (id, change_count, state, attempt)
+WHERE j.id = copied.id AND j.synced_count < copied.change_count;
+
+-- name: resource_list_keys
+-- Every PgJob uid with a row, for the clean-up of rows whose PgJob vanished.
+SELECT resource_uid, resource_namespace FROM pgjobs.jobs WHERE resource_uid IS NOT NULL;
+
+-- name: resource_get_state
+SELECT id, state, stop_requested FROM pgjobs.jobs WHERE resource_uid = %(resource_uid)s;
+
+-- name: resource_count_unsynced
+SELECT count(*) AS unsynced FROM pgjobs.jobs
+WHERE change_count <> synced_count AND resource_uid IS NOT NULL;
+
+-- name: leader_try_lock
+SELECT pg_try_advisory_lock(%(key)s) AS acquired;
+
+-- name: leader_unlock
+SELECT pg_advisory_unlock(%(key)s) AS released;
+
+-- name: leader_ping
+SELECT 1 AS alive;

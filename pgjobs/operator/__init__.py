@@ -1,0 +1,8 @@
+"""The pgjobs operator: PgJob objects in, PostgreSQL rows out, live status back.
+
+Every replica runs the kopf handlers (`handlers`), which turn PgJob specs into rows
+idempotently. One replica at a time, the leader (`leadership`), also copies execution state
+from the database into PgJob status within a write budget (`syncing`) and runs the
+maintenance sweeps: rescue, TTL deletion, worker pruning, orphan clean-up (`maintenance`).
+`running` wires it together with the liveness endpoint and the metrics (`metrics`).
+"""

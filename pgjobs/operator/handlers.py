@@ -1,0 +1,127 @@
+"""kopf handlers: each PgJob spec becomes, and stays, one row keyed by the PgJob's uid.
+
+Handlers are level-based: create, resume and every spec update run the same `reconcile`,
+which brings the row in line with the whole spec (upsert, stopped, restarts, generation). So a
+replayed event, a second operator replica or an operator restart changes nothing twice, and a
+change made while the operator was down is applied when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from pgjobs.operator import context, kube
+from pgjobs.states import FINISHED_STATES, JobState, Priority
+from pgjobs.store import jobs, resources
+from pgjobs.store.records import InvalidJob, NewJob, ResourceJob
+
+registry = kopf.OperatorRegistry()
+RESOURCE = (kube.GROUP, kube.VERSION, kube.PLURAL)
+
+logger = logging.getLogger(__name__)
+
+
+def resource_job(body: Mapping[str, Any]) -> ResourceJob:
+    """The row a PgJob asks for (the CRD has defaulted and validated the spec)."""
+    spec = body.get("spec", {})
+    meta = body["metadata"]
+    job = NewJob(
+        task=spec["task"],
+        args=spec.get("args") or {},
+        priority=Priority.parse(spec.get("priority", "Regular")),
+        queue=spec.get("queue", "default"),
+        max_attempts=int(spec.get("maxAttempts", 3)),
+        backoff_seconds=int(spec.get("backoffSeconds", 10)),
+        timeout_seconds=spec.get("timeoutSeconds"),
+    )
+    return ResourceJob(
+        uid=meta["uid"],
+        namespace=meta["namespace"],
+        name=meta["name"],
+        job=job,
+        stopped=bool(spec.get("stopped", False)),
+        restarts=int(spec.get("restarts", 0)),
+        ttl_seconds_after_finished=spec.get("ttlSecondsAfterFinished"),
+    )
+
+
+@kopf.on.resume(*RESOURCE, registry=registry)
+@kopf.on.create(*RESOURCE, registry=registry)
+@kopf.on.update(*RESOURCE, registry=registry)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctx = context.of(memo)
+    try:
+        wanted = resource_job(body)
+    except (InvalidJob, ValueError) as error:
+        await _refuse(ctx, body, str(error))
+        return
+    async with ctx.database.connection() as conn:
+        try:
+            job_id, _created = await jobs.upsert_resource(conn, wanted)
+        except InvalidJob as error:  # e.g. args over the size limit the API server cannot check
+            await _refuse(ctx, body, str(error))
+            return
+        await _apply_stopped(conn, job_id, wanted)
+        await _apply_restarts(conn, job_id, wanted)
+        await resources.observe_generation(conn, wanted.uid, int(body["metadata"].get("generation", 1)))
+
+
+async def _apply_stopped(conn: jobs.Connection, job_id: int, wanted: ResourceJob) -> None:
+    """spec.stopped is the truth: stop a Pending/Running job, start a Stopped one, or withdraw a stop."""
+    if wanted.stopped:
+        await jobs.stop(conn, job_id)  # no-op when already Stopped, finished, or asked to stop
+    else:
+        await jobs.start(conn, job_id)  # no-op unless Stopped or asked to stop
+
+
+async def _apply_restarts(conn: jobs.Connection, job_id: int, wanted: ResourceJob) -> None:
+    """A spec.restarts above the row's is a new run of a finished job, recorded either way."""
+    row = await jobs.get(conn, job_id)
+    if row is None or wanted.restarts <= row.restarts:
+        return
+    if row.state in FINISHED_STATES:
+        await jobs.restart(conn, job_id, wanted.restarts)
+    else:
+        # Restarting an unfinished job means nothing; remember the request so that it is not
+        # acted on later, when the job finishes.
+        await jobs.record_restarts(conn, job_id, wanted.restarts)
+
+
+async def _refuse(ctx: context.Context, body: kopf.Body, message: str) -> None:
+    """A spec the queue cannot take: say so in the status instead of retrying for ever."""
+    meta = body["metadata"]
+    status = {
+        "phase": "Failed",
+        "message": f"invalid PgJob: {message}",
+        "progress": 0,
+        "progressPercent": "0%",
+    }
+    await asyncio.to_thread(ctx.kube.patch_status, meta["namespace"], meta["name"], status)
+    raise kopf.PermanentError(message)
+
+
+@kopf.on.delete(*RESOURCE, registry=registry)
+async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Stop a running job (bounded wait for its worker), then remove the row."""
+    ctx = context.of(memo)
+    uid = body["metadata"]["uid"]
+    deadline = time.monotonic() + ctx.options.delete_wait
+    while True:
+        async with ctx.database.connection() as conn:
+            row = await resources.get_state(conn, uid)
+            if row is None:
+                return
+            if row.state is not JobState.RUNNING or time.monotonic() >= deadline:
+                # Past the deadline the row goes anyway: the worker's next fenced write fails
+                # and it lets the job go.
+                await jobs.delete_resource(conn, uid)
+                return
+            if not row.stop_requested:
+                await jobs.stop(conn, row.id)
+        await asyncio.sleep(0.2)

@@ -1,0 +1,102 @@
+"""Maintenance (leader only): orphan clean-up, rescue sweep, TTL deletion, worker pruning, gauges.
+
+Each step is idempotent and runs in its own try block: one failing (the API server is down)
+does not keep the others (the rescue sweep needs only PostgreSQL) from running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from pgjobs.operator import context, metrics
+from pgjobs.store import jobs, resources, workers
+
+logger = logging.getLogger(__name__)
+
+#: TTL deletions per round: a backlog drains over a few rounds instead of one burst.
+TTL_BATCH = 50
+
+
+async def remove_orphans(ctx: context.Context) -> int:
+    """Delete rows whose PgJob vanished (e.g. while the operator was down).
+
+    The database is read before the API server: a row in that snapshot belongs to a PgJob that
+    existed before the listing began, so a uid missing from the listing is really gone. (The
+    other order would delete the rows of PgJobs created between the two reads.)
+    """
+    async with ctx.database.connection() as conn:
+        keys = [(uid, ns) for uid, ns in await resources.list_keys(conn) if ctx.options.watches(ns)]
+    if not keys:
+        return 0
+    present = await asyncio.to_thread(ctx.kube.list_uids, ctx.options.namespaces)
+    gone = [uid for uid, _ in keys if uid not in present]
+    if not gone:
+        return 0
+    async with ctx.database.connection() as conn:
+        removed = await jobs.delete_resources(conn, gone)
+    metrics.ORPHANS_REMOVED.inc(removed)
+    logger.info("removed %d rows whose PgJob no longer exists", removed)
+    return removed
+
+
+async def rescue(ctx: context.Context) -> None:
+    async with ctx.database.connection() as conn:
+        rescued = await jobs.rescue(conn, ctx.options.stall_timeout)
+    for job in rescued:
+        metrics.RESCUES.labels(job.state.phase).inc()
+        logger.info("rescued job %d from a silent worker: now %s", job.id, job.state.phase)
+
+
+async def delete_expired(ctx: context.Context) -> None:
+    """Delete PgJobs past ttlSecondsAfterFinished; their finalizer then removes the rows."""
+    async with ctx.database.connection() as conn:
+        expired = await jobs.list_expired(conn, TTL_BATCH)
+    for row in expired:
+        namespace, name, uid = row["resource_namespace"], row["resource_name"], row["resource_uid"]
+        deleted = await asyncio.to_thread(ctx.kube.delete_pgjob, namespace, name, uid)
+        if deleted:
+            metrics.TTL_DELETIONS.inc()
+            logger.info("deleted PgJob %s/%s: ttlSecondsAfterFinished has passed", namespace, name)
+        else:  # the PgJob is gone already: only the row is left
+            async with ctx.database.connection() as conn:
+                await jobs.delete_resource(conn, uid)
+
+
+async def prune_workers(ctx: context.Context) -> None:
+    async with ctx.database.connection() as conn:
+        pruned = await workers.prune(conn, ctx.options.worker_retention)
+        alive = await workers.count_alive(conn, ctx.options.stall_timeout)
+    metrics.WORKERS_ALIVE.set(alive)
+    if pruned:
+        logger.info("forgot %d workers that stopped or died long ago", pruned)
+
+
+async def update_gauges(ctx: context.Context) -> None:
+    async with ctx.database.connection() as conn:
+        metrics.set_job_counts(await jobs.count_by_state(conn))
+        metrics.UNSYNCED.set(await resources.count_unsynced(conn))
+
+
+STEPS: tuple[Callable[[context.Context], Awaitable[None]], ...] = (
+    rescue,
+    delete_expired,
+    prune_workers,
+    update_gauges,
+)
+
+
+async def run_once(ctx: context.Context) -> None:
+    for step in STEPS:
+        try:
+            await step(ctx)
+        except Exception:  # reported, then retried next round
+            logger.warning("maintenance step %s failed", step.__name__, exc_info=True)
+
+
+async def run(ctx: context.Context) -> None:
+    """Rounds until cancelled (when this replica stops leading)."""
+    while True:
+        await run_once(ctx)
+        await asyncio.sleep(ctx.options.maintenance_interval)

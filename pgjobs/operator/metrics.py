@@ -1,0 +1,58 @@
+"""Prometheus metrics of the operator: queue depth, latencies, status sync, rescues, workers, leadership.
+
+Names: `pgjobs_*` for facts about the queue (the same whichever replica reports them; only
+the leader does), `pgjobs_operator_*` for facts about this operator process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from pgjobs.states import JobState, Priority
+from pgjobs.store.records import Row
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+JOBS = Gauge("pgjobs_jobs", "Jobs by phase, priority and queue (leader only)", ["phase", "priority", "queue"])
+WORKERS_ALIVE = Gauge("pgjobs_workers_alive", "Workers that heartbeated within the stall timeout")
+PICKUP_LATENCY = Histogram(
+    "pgjobs_operator_pickup_latency_seconds",
+    "From the creation of a job to the start of its first attempt",
+    buckets=_LATENCY_BUCKETS,
+)
+RUN_TIME = Histogram(
+    "pgjobs_operator_run_time_seconds",
+    "From the start of the last attempt to the end of the job, by phase",
+    ["phase"],
+    buckets=_LATENCY_BUCKETS,
+)
+SYNC_LAG = Histogram(
+    "pgjobs_operator_status_sync_lag_seconds",
+    "From a job's start or end in PostgreSQL to its PgJob status showing it",
+    buckets=_LATENCY_BUCKETS,
+)
+STATUS_WRITES = Counter("pgjobs_operator_status_writes_total", "PgJob status patches, by result", ["result"])
+EVENTS = Counter("pgjobs_operator_events_total", "Kubernetes Events posted, by reason", ["reason"])
+UNSYNCED = Gauge("pgjobs_operator_status_unsynced_jobs", "Rows whose status is not in Kubernetes yet")
+RESCUES = Counter(
+    "pgjobs_operator_rescued_jobs_total", "Jobs recovered from silent workers, by outcome", ["phase"]
+)
+TTL_DELETIONS = Counter("pgjobs_operator_ttl_deletions_total", "PgJobs deleted by ttlSecondsAfterFinished")
+ORPHANS_REMOVED = Counter(
+    "pgjobs_operator_orphan_rows_removed_total", "Rows removed because the PgJob is gone"
+)
+LEADER = Gauge("pgjobs_operator_leader", "1 while this replica leads (syncs status and runs maintenance)")
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on the port (0: do not serve)."""
+    if port:
+        start_http_server(port)
+
+
+def set_job_counts(rows: list[Row]) -> None:
+    JOBS.clear()  # a combination that has no jobs any more must not keep its last count
+    for row in rows:
+        JOBS.labels(
+            phase=JobState(row["state"]).phase, priority=Priority(row["priority"]).label, queue=row["queue"]
+        ).set(int(row["jobs"]))

@@ -1,0 +1,115 @@
+"""`pgjobs operator`: kopf embedded in our own event loop, next to leadership and its duties.
+
+kopf watches PgJobs and runs the handlers in every replica (`--standalone`: no kopf peering,
+which pauses replicas rather than electing one). Our loops (status sync, maintenance) run only
+in the replica that holds the PostgreSQL advisory lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from pgjobs.operator import context, handlers, kube, leadership, maintenance, metrics, syncing
+from pgjobs.operator.database import Database
+from pgjobs.store import connecting, migrating
+
+logger = logging.getLogger(__name__)
+
+FINALIZER = "pgjobs.dev/row"
+
+
+class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
+    """kopf's "last handled spec", kept in memory instead of an annotation on every PgJob.
+
+    The default storage costs one extra PATCH per created PgJob. Our handlers are level-based
+    (one `reconcile` for create, resume and update), so after a restart, when this memory is
+    empty and kopf sees every object as new, reconciling them all again is right and cheap.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._essences: dict[str, kopf.BodyEssence] = {}
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self._essences.get(body.metadata.uid or "")
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        self._essences[body.metadata.uid or ""] = essence
+
+
+def kopf_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.diffbase_storage = MemoryDiffBaseStorage()
+    # kopf posts an Event per handler outcome; ours are the job transitions. Keep only problems.
+    settings.posting.level = logging.WARNING
+    # A watch stream that goes silent (a dropped connection through a load balancer) is
+    # reopened instead of leaving the operator deaf.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+    return settings
+
+
+def main(database_settings: connecting.DatabaseSettings, args: argparse.Namespace) -> int:
+    options = context.OperatorOptions.from_args(args)
+    asyncio.run(run(database_settings, options))
+    return 0
+
+
+async def run(database_settings: connecting.DatabaseSettings, options: context.OperatorOptions) -> None:
+    await _check_schema(database_settings)
+    kube.use_kubeconfig_for_kopf(options.kubeconfig)
+    database = Database(database_settings)
+    await database.open()
+    ctx = context.Context(options, database_settings, database, kube.KubeApi.load(options.kubeconfig))
+    metrics.serve(options.metrics_port)
+    leader = asyncio.create_task(leadership.run(ctx, lambda: lead(ctx)), name="pgjobs-leadership")
+    try:
+        await kopf.operator(
+            registry=handlers.registry,
+            settings=kopf_settings(),
+            standalone=True,
+            clusterwide=not options.namespaces,
+            namespaces=list(options.namespaces),
+            liveness_endpoint=f"http://0.0.0.0:{options.liveness_port}/healthz"
+            if options.liveness_port
+            else None,
+            memo=kopf.Memo(context=ctx),
+        )
+    finally:
+        leader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leader
+        await database.close()
+
+
+async def lead(ctx: context.Context) -> None:
+    """The leader's duties: clean up orphans first (so no status goes to a reused name), then loop."""
+    await _until_done(lambda: maintenance.remove_orphans(ctx), "orphan clean-up", ctx)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(syncing.Syncer(ctx).run(), name="pgjobs-status-sync")
+        group.create_task(maintenance.run(ctx), name="pgjobs-maintenance")
+
+
+async def _until_done(step: Any, what: str, ctx: context.Context) -> None:
+    while True:
+        try:
+            await step()
+            return
+        except Exception as error:
+            logger.warning("%s failed, retrying: %s", what, error)
+            await asyncio.sleep(ctx.options.maintenance_interval)
+
+
+async def _check_schema(settings: connecting.DatabaseSettings) -> None:
+    """Fail at start, with a clear message, against a database that is absent or not migrated."""
+    conn = await connecting.connect(settings)
+    async with conn:
+        await migrating.check(conn)

@@ -1,0 +1,261 @@
+"""Status sync (leader only): rows whose change count moved → PgJob status, within a write budget.
+
+Each row carries `change_count` (bumped by every visible change) and `synced_count` (the count
+last copied). A round reads rows where they differ, patches each PgJob's status through the
+status subresource with the row as it is *now* (so many changes in between cost one write),
+posts an Event per state transition, then records what it copied. A row changed meanwhile keeps
+a differing count and is copied again next round: nothing is lost and nothing is watermarked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pgjobs.operator import context, metrics
+from pgjobs.states import JobState
+from pgjobs.store import resources
+from pgjobs.store.resources import SyncRow
+
+logger = logging.getLogger(__name__)
+
+#: Rows read per round; a full batch starts the next round at once.
+BATCH = 200
+#: Status writes in flight at once (each is one HTTP request in a thread).
+CONCURRENCY = 8
+#: A result larger than this (as JSON) is not copied: status is no place for data.
+MAX_RESULT_BYTES = 4096
+RESCUE_MESSAGE_PREFIX = "worker stopped heartbeating"
+
+Json = dict[str, Any]
+
+
+class TokenBucket:
+    """At most `rate` takes per second on average, bursts of up to `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic):
+        if rate <= 0:
+            raise ValueError(f"the write budget must be positive, got {rate}")
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._clock = clock
+        self._tokens = self.burst
+        self._stamp = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def try_take(self) -> float:
+        """Take a token and return 0, or return the seconds until one is available."""
+        self._refill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+    async def take(self) -> None:
+        async with self._lock:  # first come, first served
+            while (wait := self.try_take()) > 0:
+                await asyncio.sleep(wait)
+
+
+def _stamp(value: datetime.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def small_result(result: Any) -> Json | None:
+    """The result as status.result (an object); a large one is replaced by a note."""
+    if result is None:
+        return None
+    value = result if isinstance(result, dict) else {"value": result}
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > MAX_RESULT_BYTES:
+        return {"truncated": True, "bytes": size}
+    return value
+
+
+def message_of(row: SyncRow, now: datetime.datetime) -> str:
+    """The row's message; a job waiting for a retry also says when the retry comes."""
+    message = row.message or ""
+    if row.state is JobState.PENDING and row.attempt > 0 and row.run_after > now:
+        retry = f"attempt {row.attempt + 1}/{row.max_attempts} at {_stamp(row.run_after)}"
+        message = f"{message}; next {retry}" if message else f"next {retry}"
+    return message
+
+
+def _condition(kind: str, status: str, reason: str, message: str, since: Any, row: SyncRow) -> Json:
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": _stamp(since or row.created_at),
+        "observedGeneration": row.observed_generation or 0,
+    }
+
+
+def conditions_of(row: SyncRow) -> list[Json]:
+    """`Running` and `Succeeded` per the API conventions, derived from the row alone.
+
+    The transition times come from the row's timestamps, so every replica derives the same
+    conditions without reading the object back.
+    """
+    message = row.message or ""
+    if row.state is JobState.RUNNING:
+        running = _condition(
+            "Running",
+            "True",
+            "Started",
+            f"attempt {row.attempt}/{row.max_attempts}",
+            row.started_at,
+            row,
+        )
+    else:
+        since = row.finished_at if row.state.is_finished else row.created_at
+        running = _condition("Running", "False", row.state.phase, message, since, row)
+    if row.state is JobState.COMPLETED:
+        succeeded = _condition("Succeeded", "True", "Completed", message, row.finished_at, row)
+    elif row.state.is_finished:
+        succeeded = _condition("Succeeded", "False", row.state.phase, message, row.finished_at, row)
+    else:
+        since = row.started_at if row.state is JobState.RUNNING else row.created_at
+        succeeded = _condition("Succeeded", "Unknown", row.state.phase, message, since, row)
+    return [running, succeeded]
+
+
+def status_of(row: SyncRow, now: datetime.datetime) -> Json:
+    """The PgJob status for a row; None values remove fields in the merge patch."""
+    status: Json = {
+        "phase": row.state.phase,
+        "progress": row.progress,
+        "progressPercent": f"{row.progress}%",
+        "message": message_of(row, now),
+        "worker": row.worker_name or "",
+        "attempts": row.attempt,
+        "restarts": row.restarts,
+        "jobId": row.id,
+        "startedAt": _stamp(row.started_at),
+        "finishedAt": _stamp(row.finished_at),
+        "result": small_result(row.result),
+        "conditions": conditions_of(row),
+    }
+    if row.observed_generation is not None:
+        status["observedGeneration"] = row.observed_generation
+    return status
+
+
+def transitions(row: SyncRow) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events between what was copied last and the row now.
+
+    Progress is not a transition. Changes that happened between two rounds are coalesced, so
+    an attempt that started and ended in between gives Started and its end.
+    """
+    before, now = row.synced_state, row.state
+    new_attempt = row.attempt != row.synced_attempt
+    started = now is JobState.RUNNING and (before is not JobState.RUNNING or new_attempt)
+    # An attempt that started and ended between two rounds still gets its Started.
+    ended_unseen = now in (JobState.COMPLETED, JobState.FAILED) and new_attempt and row.started_at is not None
+    found: list[tuple[str, str, str]] = []
+    if started or ended_unseen:
+        where = f" on {row.worker_name}" if row.worker_name else ""
+        found.append(("Normal", "Started", f"attempt {row.attempt}/{row.max_attempts}{where}"))
+    if now.is_finished and before is not now:
+        kind = "Warning" if now is JobState.FAILED else "Normal"
+        found.append((kind, now.phase, row.message or now.phase.lower()))
+    if now is JobState.PENDING and before is JobState.RUNNING:
+        message = row.message or "back in the queue"
+        if message.startswith(RESCUE_MESSAGE_PREFIX):
+            found.append(("Warning", "Rescued", message))
+        else:
+            found.append(("Normal", "Requeued", message))
+    return found
+
+
+def observe_latencies(row: SyncRow, now: datetime.datetime) -> None:
+    before = row.synced_state
+    if row.state is JobState.RUNNING and before is not JobState.RUNNING and row.started_at:
+        if row.attempt == 1:
+            metrics.PICKUP_LATENCY.observe((row.started_at - row.created_at).total_seconds())
+        metrics.SYNC_LAG.observe(max(0.0, (now - row.started_at).total_seconds()))
+    if row.state.is_finished and before is not row.state and row.finished_at:
+        metrics.SYNC_LAG.observe(max(0.0, (now - row.finished_at).total_seconds()))
+        if row.started_at and row.state is not JobState.STOPPED:
+            run_time = (row.finished_at - row.started_at).total_seconds()
+            metrics.RUN_TIME.labels(row.state.phase).observe(run_time)
+
+
+class Syncer:
+    def __init__(self, ctx: context.Context) -> None:
+        self.ctx = ctx
+        self.bucket = TokenBucket(ctx.options.status_writes_per_second)
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def run(self) -> None:
+        """Rounds until cancelled (when this replica stops leading)."""
+        while True:
+            try:
+                copied = await self.sync_once()
+            except Exception:  # the database or the API server is away: try again next round
+                logger.warning("status sync round failed", exc_info=True)
+                copied = 0
+            if copied < BATCH:
+                await asyncio.sleep(self.ctx.options.sync_interval)
+
+    async def sync_once(self) -> int:
+        async with self.ctx.database.connection() as conn:
+            rows = await resources.list_unsynced(conn, BATCH)
+        if not rows:
+            return 0
+        outcomes = await asyncio.gather(*(self._copy(row) for row in rows))
+        copied = [row for row, done in zip(rows, outcomes, strict=True) if done]
+        if copied:
+            async with self.ctx.database.connection() as conn:
+                await resources.mark_synced(conn, copied)
+        return len(rows)
+
+    async def _copy(self, row: SyncRow) -> bool:
+        """Write one status (and its Events); True when the row counts as copied."""
+        async with self._slots:
+            await self.bucket.take()
+            now = datetime.datetime.now(datetime.UTC)
+            try:
+                found = await asyncio.to_thread(
+                    self.ctx.kube.patch_status,
+                    row.resource_namespace,
+                    row.resource_name,
+                    status_of(row, now),
+                    row.resource_uid,
+                )
+            except Exception as error:
+                metrics.STATUS_WRITES.labels("error").inc()
+                logger.warning(
+                    "status of %s/%s not written: %s", row.resource_namespace, row.resource_name, error
+                )
+                return False
+            metrics.STATUS_WRITES.labels("written" if found else "gone").inc()
+            if not found:
+                return True  # the PgJob is gone; its row is removed by the finalizer or clean-up
+            observe_latencies(row, now)
+            for kind, reason, message in transitions(row):
+                await self._post_event(row, kind, reason, message)
+            return True
+
+    async def _post_event(self, row: SyncRow, kind: str, reason: str, message: str) -> None:
+        await self.bucket.take()
+        involved = {"name": row.resource_name, "namespace": row.resource_namespace, "uid": row.resource_uid}
+        try:
+            await asyncio.to_thread(self.ctx.kube.post_event, involved, kind, reason, message)
+        except Exception as error:  # Events are best effort: the status already says it
+            logger.warning("event %s for %s not posted: %s", reason, row.resource_name, error)
+            return
+        metrics.EVENTS.labels(reason).inc()

@@ -1,0 +1,124 @@
+"""The operator's side of the store: status-sync reads and writes, generations, clean-up, leadership.
+
+Like `jobs`, every function takes an autocommit connection and runs one named query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from pgjobs.states import JobState, Priority
+from pgjobs.store.queries import QUERIES
+from pgjobs.store.records import Row
+
+Connection = psycopg.AsyncConnection[Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncRow:
+    """A row whose status must be copied to its PgJob, with what was copied last time."""
+
+    id: int
+    task: str
+    priority: Priority
+    queue: str
+    state: JobState
+    attempt: int
+    max_attempts: int
+    progress: int
+    message: str | None
+    result: Any
+    restarts: int
+    run_after: datetime.datetime
+    created_at: datetime.datetime
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    resource_uid: str
+    resource_namespace: str
+    resource_name: str
+    change_count: int
+    observed_generation: int | None
+    synced_state: JobState | None
+    synced_attempt: int
+    worker_name: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> SyncRow:
+        values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
+        values["priority"] = Priority(row["priority"])
+        values["state"] = JobState(row["state"])
+        values["synced_state"] = JobState(row["synced_state"]) if row["synced_state"] else None
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowState:
+    id: int
+    state: JobState
+    stop_requested: bool
+
+
+async def _rows(conn: Connection, query: str, params: dict[str, Any]) -> list[Row]:
+    cursor = await conn.execute(QUERIES[query], params)
+    return await cursor.fetchall() if cursor.description else []
+
+
+async def observe_generation(conn: Connection, resource_uid: str, generation: int) -> bool:
+    """Record the PgJob generation applied to the row; True when it changed (a status write follows)."""
+    params = {"resource_uid": resource_uid, "generation": generation}
+    return bool(await _rows(conn, "resource_observe_generation", params))
+
+
+async def list_unsynced(conn: Connection, limit: int) -> list[SyncRow]:
+    return [SyncRow.from_row(row) for row in await _rows(conn, "resource_list_unsynced", {"limit": limit})]
+
+
+async def mark_synced(conn: Connection, copied: Sequence[SyncRow]) -> None:
+    """Record the change counts, states and attempts copied to Kubernetes."""
+    await conn.execute(
+        QUERIES["resource_mark_synced"],
+        {
+            "job_ids": [row.id for row in copied],
+            "change_counts": [row.change_count for row in copied],
+            "states": [row.state.value for row in copied],
+            "attempts": [row.attempt for row in copied],
+        },
+    )
+
+
+async def list_keys(conn: Connection) -> list[tuple[str, str]]:
+    """(uid, namespace) of every row that belongs to a PgJob."""
+    rows = await _rows(conn, "resource_list_keys", {})
+    return [(str(row["resource_uid"]), str(row["resource_namespace"])) for row in rows]
+
+
+async def get_state(conn: Connection, resource_uid: str) -> RowState | None:
+    rows = await _rows(conn, "resource_get_state", {"resource_uid": resource_uid})
+    if not rows:
+        return None
+    return RowState(int(rows[0]["id"]), JobState(rows[0]["state"]), bool(rows[0]["stop_requested"]))
+
+
+async def count_unsynced(conn: Connection) -> int:
+    rows = await _rows(conn, "resource_count_unsynced", {})
+    return int(rows[0]["unsynced"]) if rows else 0
+
+
+async def try_lock(conn: Connection, key: int) -> bool:
+    """Take the session advisory lock `key` if free; it lasts until unlock or the session ends."""
+    rows = await _rows(conn, "leader_try_lock", {"key": key})
+    return bool(rows and rows[0]["acquired"])
+
+
+async def unlock(conn: Connection, key: int) -> None:
+    await _rows(conn, "leader_unlock", {"key": key})
+
+
+async def ping(conn: Connection) -> None:
+    """One round trip: raises when the session (and so any advisory lock it held) is gone."""
+    await _rows(conn, "leader_ping", {})
