@@ -1,0 +1,720 @@
+"""A throwaway Kubernetes control plane (etcd + kube-apiserver) on loopback.
+
+The operator has to be tested against a real API server: structural-schema
+pruning, CEL validation, the status subresource, watches, finalizers and RBAC
+are where operators break, and no mock reproduces them. kind needs Docker, so
+like controller-runtime's envtest we run the two binaries directly, built from
+the Go module proxy by ``make controlplane`` (deploy/controlplane/build.sh).
+
+There is no controller-manager, scheduler or kubelet: objects are stored,
+validated, watched and authorised, but nothing reconciles them (no pods from
+Deployments, no namespace finalisation, no garbage collection).
+
+Used by the e2e pytest fixtures and by ``make demo``; by hand::
+
+    python -m pgjobs.devenv.controlplane up
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import dataclasses
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# Must match k8s.io/kubernetes in deploy/controlplane/go.mod (a test checks).
+K8S_VERSION = "1.36.3"
+
+ADMIN_USER = "pgjobs-admin"
+MASTERS_GROUP = "system:masters"
+
+_LOG_TAIL_LINES = 40
+
+
+class BinariesNotFoundError(RuntimeError):
+    """The control-plane binaries have not been built yet."""
+
+
+class ControlPlaneError(RuntimeError):
+    """A control-plane process failed to start or to become ready."""
+
+
+# --------------------------------------------------------------------------
+# Binaries
+
+
+@dataclasses.dataclass(frozen=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kubectl: Path
+
+
+def cache_dir() -> Path:
+    """Where build.sh puts binaries; outside the checkout so it survives clean clones."""
+    root = os.environ.get("PGJOBS_CACHE")
+    if root:
+        return Path(root) / "controlplane"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "pgjobs" / "controlplane"
+
+
+def bin_dir() -> Path:
+    override = os.environ.get("PGJOBS_CONTROLPLANE_BIN")
+    return Path(override) if override else cache_dir() / K8S_VERSION / "bin"
+
+
+def find_binaries() -> Binaries:
+    """Locate the built binaries, or explain how to build them."""
+    directory = bin_dir()
+    found = Binaries(
+        etcd=directory / "etcd",
+        kube_apiserver=directory / "kube-apiserver",
+        kubectl=directory / "kubectl",
+    )
+    missing = [p.name for p in dataclasses.astuple(found) if not os.access(p, os.X_OK)]
+    if missing:
+        raise BinariesNotFoundError(
+            f"control-plane binaries missing in {directory}: {', '.join(missing)}. "
+            "Run `make controlplane` (builds kube-apiserver, kubectl and etcd "
+            f"v{K8S_VERSION} from the Go module proxy; needs Go, takes several "
+            "minutes the first time, seconds afterwards)."
+        )
+    return found
+
+
+def go_available() -> bool:
+    return shutil.which("go") is not None or Path("/usr/local/go/bin/go").exists()
+
+
+# --------------------------------------------------------------------------
+# Certificates
+
+
+@dataclasses.dataclass(frozen=True)
+class _Keypair:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def _new_cert(
+    subject: x509.Name,
+    issuer: _Keypair | None,
+    *,
+    ca: bool = False,
+    server: bool = False,
+    client: bool = False,
+) -> _Keypair:
+    # EC keys: generating RSA keys would dominate the start-up time.
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.cert.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        # Backdated a little: tolerate clock skew between us and the server.
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    usages = []
+    if server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    if client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    signing_key = issuer.key if issuer else key
+    return _Keypair(builder.sign(signing_key, hashes.SHA256()), key)
+
+
+def _client_subject(user: str, groups: Sequence[str]) -> x509.Name:
+    # kube-apiserver maps CN to the user name and each O to a group.
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+    return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, user)])
+
+
+def _write(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    path.write_bytes(data)
+    path.chmod(mode)
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class _PKI:
+    ca: _Keypair
+    ca_file: Path
+    serving_cert: Path
+    serving_key: Path
+    sa_key: Path
+    sa_pub: Path
+
+
+def _make_pki(directory: Path) -> _PKI:
+    directory.mkdir(mode=0o700)
+    ca = _new_cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pgjobs-dev-ca")]), None, ca=True)
+    serving = _new_cert(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), ca, server=True
+    )
+    sa = ec.generate_private_key(ec.SECP256R1())
+    return _PKI(
+        ca=ca,
+        ca_file=_write(directory / "ca.crt", ca.cert_pem(), 0o644),
+        serving_cert=_write(directory / "apiserver.crt", serving.cert_pem(), 0o644),
+        serving_key=_write(directory / "apiserver.key", serving.key_pem()),
+        sa_key=_write(
+            directory / "sa-signer.key",
+            sa.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        ),
+        sa_pub=_write(
+            directory / "sa-signer.pub",
+            sa.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            0o644,
+        ),
+    )
+
+
+# --------------------------------------------------------------------------
+# Kubeconfigs
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def write_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, credentials: dict[str, str]) -> Path:
+    """A self-contained kubeconfig (data inlined) so it can be copied anywhere.
+
+    JSON is valid YAML, and every client (kubectl, the kubernetes package,
+    kopf) reads it.
+    """
+    cluster = {"server": server}
+    if ca_pem:  # empty when an existing cluster's server has a publicly trusted cert
+        cluster["certificate-authority-data"] = _b64(ca_pem)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "pgjobs-dev",
+                "cluster": cluster,
+            }
+        ],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": user, "context": {"cluster": "pgjobs-dev", "user": user}}],
+        "current-context": user,
+    }
+    return _write(path, json.dumps(config, indent=2).encode())
+
+
+def run_kubectl(
+    kubectl: Path | str, kubeconfig: Path, *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl; raise with its stderr on failure."""
+    argv = [str(kubectl), f"--kubeconfig={kubeconfig}", *args]
+    result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def serviceaccount_kubeconfig(
+    kubectl: Path | str,
+    admin_kubeconfig: Path,
+    namespace: str,
+    name: str,
+    out: Path,
+    *,
+    duration: str = "24h",
+) -> Path:
+    """Create the ServiceAccount if needed and write a kubeconfig with a bound token.
+
+    The token comes from the TokenRequest API (`kubectl create token`), which
+    the API server serves itself: no controller-manager needed. Works against
+    any cluster, so tests can run the operator with the chart's RBAC.
+    """
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
+    run_kubectl(kubectl, admin_kubeconfig, "apply", "-f", "-", input=json.dumps(sa))
+    token = run_kubectl(
+        kubectl,
+        admin_kubeconfig,
+        "create",
+        "token",
+        name,
+        "-n",
+        namespace,
+        f"--duration={duration}",
+    ).stdout.strip()
+    # Reuse the admin's cluster entry (server + CA) whatever the cluster is.
+    view = json.loads(
+        run_kubectl(
+            kubectl,
+            admin_kubeconfig,
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "--flatten",
+            "-o",
+            "json",
+        ).stdout
+    )
+    cluster = view["clusters"][0]["cluster"]
+    ca = base64.b64decode(cluster.get("certificate-authority-data", ""))
+    return write_kubeconfig(
+        out, cluster["server"], ca, f"system:serviceaccount:{namespace}:{name}", {"token": token}
+    )
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+def free_port() -> int:
+    # The port could be taken between here and the bind by the child; on
+    # loopback in a test run that is rare enough to report instead of retry.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: if pytest is SIGKILLed, atexit never runs;
+    # PR_SET_PDEATHSIG makes the kernel terminate the child anyway.
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _preexec() -> Callable[[], None] | None:
+    # PDEATHSIG fires when the parent *thread* exits, so only use it when we
+    # are started from the main thread, which lives as long as the process.
+    if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
+        return _die_with_parent
+    return None
+
+
+def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class _Process:
+    """One child process with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_file: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_file = log_file
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_file.open("ab") as log:
+            log.write(f"\n==== {time.strftime('%H:%M:%S')} starting {self.name}\n".encode())
+            log.flush()
+            # Own session: a Ctrl-C in the terminal reaches us, and we stop
+            # the children in order instead of them dying mid-request.
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_preexec(),  # only calls prctl: safe after fork
+            )
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def check_alive(self) -> None:
+        if self.popen is not None and self.popen.poll() is not None:
+            raise ControlPlaneError(
+                f"{self.name} exited with code {self.popen.returncode}; "
+                f"last lines of {self.log_file}:\n{log_tail(self.log_file)}"
+            )
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.popen = None
+
+
+def _wait_until(ready: Callable[[], bool], proc: _Process, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.check_alive()
+        if ready():
+            return
+        time.sleep(0.2)
+    raise ControlPlaneError(
+        f"{what} not ready after {timeout:.0f}s; last lines of {proc.log_file}:\n{log_tail(proc.log_file)}"
+    )
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+# --------------------------------------------------------------------------
+# The control plane
+
+
+class ControlPlane:
+    """etcd + kube-apiserver on free loopback ports, in a private temp dir.
+
+    Use as a context manager, or call start()/stop(). stop() is also
+    registered with atexit, so an interrupted test run leaves no processes.
+    """
+
+    def __init__(
+        self,
+        binaries: Binaries | None = None,
+        *,
+        keep_dir: bool = False,
+        ready_timeout: float = 90.0,
+    ) -> None:
+        self.binaries = binaries or find_binaries()
+        self.keep_dir = keep_dir or os.environ.get("PGJOBS_KEEP_CONTROLPLANE") == "1"
+        self.ready_timeout = ready_timeout
+        self.dir = Path(tempfile.mkdtemp(prefix="pgjobs-controlplane-"))
+        self.log_dir = self.dir / "logs"
+        self.log_dir.mkdir()
+        self.apiserver_port = free_port()
+        self.server = f"https://127.0.0.1:{self.apiserver_port}"
+        self.kubectl = self.binaries.kubectl
+        self._pki = _make_pki(self.dir / "pki")
+        self.kubeconfig = self.kubeconfig_for_user(ADMIN_USER, [MASTERS_GROUP], name="admin")
+        self._readyz_context = self._admin_ssl_context()
+        self._etcd = self._etcd_process()
+        self._apiserver = self._apiserver_process()
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> ControlPlane:
+        atexit.register(self.stop)
+        self._started = True
+        try:
+            self._etcd.start()
+            _wait_until(self._etcd_healthy, self._etcd, self.ready_timeout, "etcd")
+            self._start_apiserver()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Idempotent; the API server goes first so it does not spin on a dead etcd."""
+        if not self._started:
+            return
+        self._started = False
+        atexit.unregister(self.stop)
+        self._apiserver.stop()
+        self._etcd.stop()
+        if not self.keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def restart_apiserver(self) -> None:
+        """Stop and start kube-apiserver on the same port (for fault tests)."""
+        self._apiserver.stop()
+        self._start_apiserver()
+
+    def stop_apiserver(self) -> None:
+        """Leave the API server down until restart_apiserver() (outage tests)."""
+        self._apiserver.stop()
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def log_files(self) -> dict[str, Path]:
+        return {"etcd": self._etcd.log_file, "kube-apiserver": self._apiserver.log_file}
+
+    def logs_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        return "\n".join(
+            f"---- {name} ({path}) ----\n{log_tail(path, lines)}" for name, path in self.log_files.items()
+        )
+
+    # -- identities -------------------------------------------------------
+
+    def kubeconfig_for_user(self, user: str, groups: Sequence[str] = (), *, name: str | None = None) -> Path:
+        """A kubeconfig authenticating as `user` in `groups` by client certificate.
+
+        The user has no rights until RoleBindings grant them: the way to test
+        that RBAC manifests suffice.
+        """
+        cert = _new_cert(_client_subject(user, groups), self._pki.ca, client=True)
+        return write_kubeconfig(
+            self.dir / f"{name or user.replace(':', '_')}.kubeconfig",
+            self.server,
+            self._pki.ca.cert_pem(),
+            user,
+            {
+                "client-certificate-data": _b64(cert.cert_pem()),
+                "client-key-data": _b64(cert.key_pem()),
+            },
+        )
+
+    def kubeconfig_for_serviceaccount(self, namespace: str, name: str, *, duration: str = "24h") -> Path:
+        """Create the ServiceAccount if needed; a kubeconfig with a bound token for it."""
+        return serviceaccount_kubeconfig(
+            self.kubectl,
+            self.kubeconfig,
+            namespace,
+            name,
+            self.dir / f"sa-{namespace}-{name}.kubeconfig",
+            duration=duration,
+        )
+
+    def run_kubectl(
+        self, *args: str, input: str | None = None, kubeconfig: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the matching kubectl as admin (or as `kubeconfig`)."""
+        return run_kubectl(self.kubectl, kubeconfig or self.kubeconfig, *args, input=input)
+
+    # -- internals --------------------------------------------------------
+
+    def _etcd_process(self) -> _Process:
+        client = f"http://127.0.0.1:{free_port()}"
+        peer = f"http://127.0.0.1:{free_port()}"
+        self.etcd_url = client
+        return _Process(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=pgjobs",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=pgjobs={peer}",
+                # Durability is worthless for a throwaway store; fsync is slow.
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+            self.log_dir / "etcd.log",
+        )
+
+    def _apiserver_process(self) -> _Process:
+        pki = self._pki
+        return _Process(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers={self.etcd_url}",
+                f"--cert-dir={self.dir / 'pki'}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_file}",
+                f"--secure-port={self.apiserver_port}",
+                "--bind-address=127.0.0.1",
+                # Loopback is not a valid Endpoints address, so the
+                # `kubernetes` Service endpoint reconciler is turned off.
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                # Needs the token controller of kube-controller-manager.
+                "--disable-admission-plugins=ServiceAccount",
+                f"--service-account-issuer={self.server}/",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--profiling=false",
+            ],
+            self.log_dir / "kube-apiserver.log",
+        )
+
+    def _start_apiserver(self) -> None:
+        self._apiserver.start()
+        _wait_until(self._apiserver_ready, self._apiserver, self.ready_timeout, "kube-apiserver")
+
+    def _etcd_healthy(self) -> bool:
+        return _http_ok(f"{self.etcd_url}/health")
+
+    def _admin_ssl_context(self) -> ssl.SSLContext:
+        # /readyz details need an authenticated caller; ssl wants files.
+        cert = _new_cert(_client_subject(ADMIN_USER, [MASTERS_GROUP]), self._pki.ca, client=True)
+        crt = _write(self.dir / "pki" / "readyz-client.crt", cert.cert_pem())
+        key = _write(self.dir / "pki" / "readyz-client.key", cert.key_pem())
+        context = ssl.create_default_context(cafile=str(self._pki.ca_file))
+        context.load_cert_chain(str(crt), str(key))
+        return context
+
+    def _apiserver_ready(self) -> bool:
+        return _http_ok(f"{self.server}/readyz", self._readyz_context)
+
+
+class ExistingCluster:
+    """A cluster we did not start (kind, a shared dev cluster): PGJOBS_KUBECONFIG.
+
+    Offers the parts of ControlPlane that make sense without owning the
+    processes; fault tests that restart the API server must skip on it.
+    """
+
+    def __init__(self, kubeconfig: Path, kubectl: Path | str) -> None:
+        self.kubeconfig = kubeconfig
+        self.kubectl = Path(kubectl)
+        self.log_dir: Path | None = None
+        self.dir = Path(tempfile.mkdtemp(prefix="pgjobs-cluster-"))
+        view = json.loads(
+            run_kubectl(self.kubectl, kubeconfig, "config", "view", "--minify", "-o", "json").stdout
+        )
+        self.server: str = view["clusters"][0]["cluster"]["server"]
+
+    def kubeconfig_for_serviceaccount(self, namespace: str, name: str, *, duration: str = "24h") -> Path:
+        return serviceaccount_kubeconfig(
+            self.kubectl,
+            self.kubeconfig,
+            namespace,
+            name,
+            self.dir / f"sa-{namespace}-{name}.kubeconfig",
+            duration=duration,
+        )
+
+    def logs_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        return "(existing cluster: its logs are not collected by pgjobs)"
+
+    def stop(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def preferred_kubectl() -> Path | None:
+    """The kubectl built with the control plane, else the one on PATH."""
+    built = bin_dir() / "kubectl"
+    if os.access(built, os.X_OK):
+        return built
+    found = shutil.which("kubectl")
+    return Path(found) if found else None
+
+
+# --------------------------------------------------------------------------
+# CLI
+
+
+def _up(args: argparse.Namespace) -> int:
+    # SIGTERM (e.g. from `make demo` cleanup) should tear down like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    started = time.monotonic()
+    with ControlPlane(keep_dir=args.keep) as cp:
+        print(f"kube-apiserver v{K8S_VERSION} ready at {cp.server} in {time.monotonic() - started:.1f}s")
+        print(f"export KUBECONFIG={cp.kubeconfig}")
+        print(f"kubectl: {cp.kubectl}")
+        print(f"logs:    {cp.log_dir}")
+        print("Ctrl-C to stop.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pgjobs.devenv.controlplane", description=__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start etcd + kube-apiserver and wait for Ctrl-C")
+    up.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+    commands.add_parser("bin-dir", help="print where the binaries are expected")
+    args = parser.parse_args(argv)
+    if args.command == "bin-dir":
+        print(bin_dir())
+        return 0
+    try:
+        return _up(args)
+    except (BinariesNotFoundError, ControlPlaneError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
