@@ -430,9 +430,16 @@ def cmd_start(opts: argparse.Namespace, out: TextIO) -> int:
     return set_stopped(opts, False, out)
 
 
-def is_test_failure(exc: Exception) -> bool:
-    """Whether a JSON patch was refused because its `test` op did not match."""
-    return getattr(exc, "status", None) == 422 and "test" in api_error_message(exc).lower()
+def lost_race(jobs: JobsApi, name: str, exc: Exception, tested: int | None) -> bool:
+    """Whether a refused restart patch failed only because spec.restarts moved on.
+
+    A failed JSON patch `test` comes back as a bare 422 "Invalid" without
+    details, like other refusals; the reliable sign is the value itself.
+    """
+    if getattr(exc, "status", None) != 422:
+        return False
+    now: object = jobs.get(name).get("spec", {}).get("restarts")
+    return now != tested
 
 
 def restart_one(jobs: JobsApi, name: str) -> int:
@@ -446,7 +453,7 @@ def restart_one(jobs: JobsApi, name: str) -> int:
             try:
                 updated = jobs.json_patch(name, restart_patch(current))
             except ApiException as exc:
-                if is_test_failure(exc):
+                if lost_race(jobs, name, exc, current):
                     continue  # someone restarted concurrently: count on top of theirs
                 raise
         return int(updated["spec"]["restarts"])

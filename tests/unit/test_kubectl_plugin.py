@@ -291,7 +291,8 @@ class FakeJobs:
         yield from self.events.pop(0)
 
 
-TEST_FAILED = "the server rejected our request: testing value /spec/restarts failed: test failed"
+# What kube-apiserver 1.36 answers when a JSON patch `test` op fails.
+TEST_FAILED = "the server rejected our request due to an error in our request"
 
 
 def test_restart_retries_when_someone_else_restarted_first() -> None:
@@ -307,6 +308,21 @@ def test_restart_gives_up_after_bounded_retries() -> None:
     jobs.patch_failures = [api_exception(422, TEST_FAILED)] * (kubectl.RESTART_ATTEMPTS + 1)
     with pytest.raises(kubectl.PluginError, match="kept changing"):
         kubectl.restart_one(jobs, "a")
+
+
+class RefusingJobs(FakeJobs):
+    """Refuses every patch with 422 without anybody changing the object."""
+
+    def json_patch(self, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        self.json_patches.append(patch)
+        raise api_exception(422, 'PgJob.pgjobs.dev "a" is invalid: spec.restarts: Invalid value')
+
+
+def test_restart_does_not_retry_a_real_refusal() -> None:
+    jobs = RefusingJobs()
+    with pytest.raises(kubectl.PluginError, match=r"spec\.restarts: Invalid value"):
+        kubectl.restart_one(jobs, "a")
+    assert len(jobs.json_patches) == 1
 
 
 def test_restart_reports_other_errors_with_the_servers_message() -> None:
