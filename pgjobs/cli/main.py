@@ -85,6 +85,12 @@ def _command(
 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
     parser.set_defaults(handler=handler)
+    # The global options are accepted after the command too; SUPPRESS keeps the global value
+    # unless they are given here.
+    parser.add_argument("--database-url", default=argparse.SUPPRESS, metavar="URL",
+                        help="PostgreSQL connection URL [env PGJOBS_DATABASE_URL]")
+    parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"],
+                        help="log level [env PGJOBS_LOG_LEVEL]")
     return parser
 
 
@@ -501,3 +507,7 @@ def _rescue(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, sweep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,6 +28,7 @@ class TaskContext:
         args: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
         on_progress: Callable[[], None],
+        in_contact: Callable[[], bool] = lambda: True,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -36,6 +37,9 @@ class TaskContext:
         self.log = logging.LoggerAdapter(logging.getLogger("pgjobs.task"), {"job_id": job_id})
         self._loop = loop
         self._on_progress = on_progress
+        #: False once the worker has been out of touch with the database past the stall timeout:
+        #: the job may be running elsewhere by now, so it must not go on here.
+        self._in_contact = in_contact
         self._stop = threading.Event()
         self._async_stop = asyncio.Event()
         self.stop_reason: str | None = None
@@ -50,22 +54,24 @@ class TaskContext:
 
     @property
     def stop_requested(self) -> bool:
+        self._check_contact()
         return self._stop.is_set()
 
     def raise_if_stopped(self) -> None:
+        self._check_contact()
         if self._stop.is_set():
             raise JobStopped(self.stop_reason or "stop requested")
 
     def sleep(self, seconds: float) -> bool:
         """Sleep in a sync task; returns False early when a stop is requested."""
-        return not self._stop.wait(seconds)
+        return not self._stop.wait(seconds) and not self.stop_requested
 
     async def asleep(self, seconds: float) -> bool:
         """Sleep in an async task; returns False early when a stop is requested."""
         try:
             await asyncio.wait_for(self._async_stop.wait(), timeout=seconds)
         except TimeoutError:
-            return True
+            return not self.stop_requested
         return False
 
     async def stopped(self) -> None:
@@ -78,6 +84,11 @@ class TaskContext:
             self.stop_reason = reason
         self._stop.set()
         self._async_stop.set()
+
+    def _check_contact(self) -> None:
+        if not self._stop.is_set() and not self._in_contact():
+            self.request_stop("the worker lost contact with the database")
+            self._call_in_loop(self._on_progress)  # wakes the worker to notice the stop
 
     def _call_in_loop(self, callback: Callable[[], None]) -> None:
         try:

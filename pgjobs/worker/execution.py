@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pgjobs.store import jobs
@@ -29,6 +30,12 @@ class StopReason(enum.StrEnum):
     SHUTDOWN = "worker shutdown"
     #: The job is no longer this worker's (rescued, restarted or deleted): let go, write nothing.
     LOST = "job lost"
+    #: Out of touch with the database past the stall timeout: the job may have been rescued.
+    #: Let go and hand it back with a fenced write, which is refused if it was rescued.
+    SILENT = "lost contact with the database"
+
+
+_NO_GRACE = frozenset({StopReason.LOST, StopReason.SILENT, StopReason.SHUTDOWN})
 
 
 class Verdict(enum.Enum):
@@ -49,8 +56,11 @@ class Outcome:
 
 
 class Execution:
-    def __init__(self, job: ClaimedJob, settings: WorkerSettings, link: Link) -> None:
+    def __init__(
+        self, job: ClaimedJob, settings: WorkerSettings, link: Link, in_contact: Callable[[], bool]
+    ) -> None:
         self.job = job
+        self._in_contact = in_contact
         self.settings = settings
         self.link = link
         self.context = TaskContext(
@@ -60,6 +70,7 @@ class Execution:
             job.args,
             asyncio.get_running_loop(),
             self._progress_changed,
+            in_contact,
         )
         self.started = time.monotonic()
         self._woken = asyncio.Event()
@@ -136,9 +147,7 @@ class Execution:
 
     async def _end(self, runner: asyncio.Task[Any]) -> None:
         """Ask the task to end, give it a grace period (none when lost or shutting down), then cancel."""
-        grace = (
-            0.0 if self._stop_reason in (StopReason.LOST, StopReason.SHUTDOWN) else self.settings.stop_grace
-        )
+        grace = 0.0 if self._stop_reason in _NO_GRACE else self.settings.stop_grace
         if grace:
             await asyncio.wait({runner}, timeout=grace)
         if not runner.done():
@@ -164,8 +173,12 @@ class Execution:
             return Outcome(Verdict.COMPLETED, result=runner.result())
         if reason is StopReason.LOST:
             return Outcome(Verdict.ABANDONED, "the job is no longer held by this worker")
+        if reason is StopReason.SHUTDOWN and self.settings.on_shutdown == "stop":
+            return Outcome(Verdict.STOPPED, "stopped by a worker shutting down")
         if reason is StopReason.SHUTDOWN:
             return Outcome(Verdict.RELEASED, "handed back by a worker shutting down")
+        if reason is StopReason.SILENT and not self._succeeded(runner):
+            return Outcome(Verdict.RELEASED, "handed back: its worker lost contact with the database")
         if reason is StopReason.TIMEOUT:
             return Outcome(Verdict.FAILED, f"timed out after {self.job.timeout_seconds}s")
         if runner.done() and not runner.cancelled() and runner.exception() is None:
@@ -177,6 +190,10 @@ class Execution:
             return Outcome(Verdict.STOPPED, str(error) or "stopped by the task")
         return Outcome(Verdict.FAILED, f"{type(error).__name__}: {error}" if error else "cancelled")
 
+    @staticmethod
+    def _succeeded(runner: asyncio.Task[Any]) -> bool:
+        return runner.done() and not runner.cancelled() and runner.exception() is None
+
     def _stop_message(self, runner: asyncio.Task[Any]) -> str:
         error = runner.exception() if runner.done() and not runner.cancelled() else None
         if isinstance(error, JobStopped) and str(error):
@@ -186,6 +203,8 @@ class Execution:
     # Progress: the task only records it; these write it out at most once per interval.
 
     def _progress_changed(self) -> None:
+        if self._stop_reason is None and not self._in_contact():
+            self.request_stop(StopReason.SILENT)
         if self._flusher is None or self._flusher.done():
             delay = max(0.0, self._last_flush + self.settings.progress_interval - time.monotonic())
             self._flusher = asyncio.create_task(self._flush_after(delay))

@@ -50,6 +50,11 @@ class Worker:
         self._control = Link(database, "heartbeat")
         self._beat_now = asyncio.Event()
         self._shutdown_timer: asyncio.TimerHandle | None = None
+        self._last_heartbeat = time.monotonic()
+
+    def in_contact(self) -> bool:
+        """Whether the last heartbeat is recent enough that nobody can have rescued our jobs."""
+        return time.monotonic() - self._last_heartbeat < self.settings.stall_timeout
 
     async def run(self) -> None:
         await self._start()
@@ -136,16 +141,15 @@ class Worker:
     # Heartbeats (and the rescue sweep, which any worker may run)
 
     async def _heartbeat_loop(self) -> None:
-        last_ok = time.monotonic()
         beats = random.randrange(RESCUE_EVERY_HEARTBEATS)  # noqa: S311 - spreads sweeps, not security
         while True:
             sent_at = time.monotonic()
             beat = await self._control.try_call(lambda conn: workers.heartbeat(conn, self.id))
             if beat is None:
                 metrics.HEARTBEAT_FAILURES.inc()
-                self._check_silence(time.monotonic() - last_ok)
+                self._check_silence(time.monotonic() - self._last_heartbeat)
             else:
-                last_ok = sent_at
+                self._last_heartbeat = sent_at
                 await self._answer(beat, sent_at)
                 beats += 1
                 if beats % RESCUE_EVERY_HEARTBEATS == 0:
@@ -165,7 +169,7 @@ class Worker:
                     slot.execution.job.id,
                     silent_for,
                 )
-                slot.execution.request_stop(StopReason.LOST)
+                slot.execution.request_stop(StopReason.SILENT)
 
     async def _answer(self, beat: Heartbeat, sent_at: float) -> None:
         if not beat.known:

@@ -77,7 +77,7 @@ class Slot:
 
     async def _process(self, job: ClaimedJob) -> ClaimedJob | None:
         """Run one job and record its outcome; returns the next job when the record claimed one."""
-        self.execution = Execution(job, self.worker.settings, self.link)
+        self.execution = Execution(job, self.worker.settings, self.link, self.worker.in_contact)
         try:
             outcome = await self.execution.run()
         finally:
@@ -145,8 +145,6 @@ class Slot:
                 )
             if outcome.verdict is Verdict.STOPPED:
                 return await jobs.acknowledge_stop(conn, job, message)
-            if self.worker.settings.on_shutdown == "stop":
-                return await jobs.acknowledge_stop(conn, job, "stopped by a worker shutting down")
             return await jobs.release(conn, job, message)
 
         return await self.link.call(write, give_up=self._give_up)
@@ -174,7 +172,7 @@ class Slot:
         elif outcome.verdict is Verdict.STOPPED:
             logger.info("Job %s stopped after %.1fs: %s", job.id, elapsed, outcome.message)
         else:
-            logger.info("Job %s handed back to Pending (worker shutting down)", job.id)
+            logger.info("Job %s handed back to Pending: %s", job.id, outcome.message)
 
     @staticmethod
     def _log_refused(job: ClaimedJob, what: str) -> None:

@@ -1,0 +1,234 @@
+"""The store against a real PostgreSQL: schema, claim order, fencing, rescue, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from pgjobs.states import JobState, Priority
+from pgjobs.store import connecting, jobs, migrating, workers
+from pgjobs.store.records import InvalidJob, NewJob
+from tests.processes import Database
+
+pytestmark = pytest.mark.integration
+
+
+def test_sql_enum_matches_python_states(database: connecting.DatabaseSettings) -> None:
+    labels = Database(database).call(jobs.state_labels)
+    assert labels == [state.value for state in JobState]
+
+
+def test_claim_order_is_priority_then_fifo(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    regular = db.enqueue("noop", 2, priority=Priority.REGULAR)
+    low = db.enqueue("noop", 1, priority=Priority.LOW)
+    high = db.enqueue("noop", 2, priority=Priority.HIGH)
+    worker = uuid.uuid4()
+
+    async def claim_all(conn: jobs.Connection) -> list[int]:
+        order = []
+        while (job := await jobs.claim(conn, worker, ["default"])) is not None:
+            order.append(job.id)
+        return order
+
+    assert db.call(claim_all) == high + regular + low
+
+
+def test_claim_respects_queues_and_run_after(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [other] = db.enqueue("noop", queue="other")
+    worker = uuid.uuid4()
+    assert db.call(lambda conn: jobs.claim(conn, worker, ["default"])) is None
+    claimed = db.call(lambda conn: jobs.claim(conn, worker, ["default", "other"]))
+    assert claimed is not None and claimed.id == other
+
+
+def test_complete_and_claim_is_one_round_trip_for_two_jobs(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    first, second = db.enqueue("noop", 2)
+    worker = uuid.uuid4()
+
+    async def run(conn: jobs.Connection) -> tuple[bool, int | None]:
+        job = await jobs.claim(conn, worker, ["default"])
+        assert job is not None and job.id == first
+        completed, following = await jobs.complete_and_claim(
+            conn, job, {"ok": True}, None, worker, ["default"]
+        )
+        return completed, following.id if following else None
+
+    assert db.call(run) == (True, second)
+    done = db.job(first)
+    assert (done.state, done.progress, done.result) == (JobState.COMPLETED, 100, {"ok": True})
+    assert db.job(second).state is JobState.RUNNING
+
+
+def test_stale_lease_writes_are_refused_after_rescue(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [job_id] = db.enqueue("noop", backoff_seconds=0)
+    stale_worker, fresh_worker = uuid.uuid4(), uuid.uuid4()
+
+    async def scenario(conn: jobs.Connection) -> None:
+        await workers.register(conn, stale_worker, "old", 1, ["default"], 1)
+        stale = await jobs.claim(conn, stale_worker, ["default"])
+        assert stale is not None
+        await conn.execute("SELECT pg_sleep(0.05)")
+        rescued = await jobs.rescue(conn, stall_seconds=0.01)
+        assert [job.id for job in rescued] == [job_id]
+        fresh = await jobs.claim(conn, fresh_worker, ["default"])
+        assert fresh is not None and fresh.attempt == 2
+        assert await jobs.report_progress(conn, stale, 50) is None
+        assert not await jobs.complete(conn, stale, "late")
+        assert await jobs.fail(conn, stale, "late", retry_in=None) is None
+        assert await jobs.complete(conn, fresh, "on time")
+
+    db.call(scenario)
+    final = db.job(job_id)
+    assert (final.state, final.result, final.attempt) == (JobState.COMPLETED, "on time", 2)
+
+
+def test_rescue_fails_a_job_without_attempts_left(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [job_id] = db.enqueue("noop", max_attempts=1)
+
+    async def scenario(conn: jobs.Connection) -> list[JobState]:
+        await jobs.claim(conn, uuid.uuid4(), ["default"])
+        await conn.execute("SELECT pg_sleep(0.05)")
+        return [job.state for job in await jobs.rescue(conn, stall_seconds=0.01)]
+
+    assert db.call(scenario) == [JobState.FAILED]
+    assert "stopped heartbeating" in (db.job(job_id).message or "")
+
+
+def test_rescue_spares_jobs_of_live_workers(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    db.enqueue("noop")
+    worker = uuid.uuid4()
+
+    async def scenario(conn: jobs.Connection) -> int:
+        await workers.register(conn, worker, "live", 1, ["default"], 1)
+        await jobs.claim(conn, worker, ["default"])
+        return len(await jobs.rescue(conn, stall_seconds=60))
+
+    assert db.call(scenario) == 0
+
+
+def test_stop_start_restart_delete(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [job_id] = db.enqueue("noop")
+    assert db.call(lambda conn: jobs.stop(conn, job_id))
+    assert db.job(job_id).state is JobState.STOPPED
+    assert not db.call(lambda conn: jobs.stop(conn, job_id)), "a stopped job cannot be stopped again"
+    assert db.call(lambda conn: jobs.start(conn, job_id))
+    assert db.job(job_id).state is JobState.PENDING
+    assert not db.call(lambda conn: jobs.restart(conn, job_id)), "a pending job cannot be restarted"
+    worker = uuid.uuid4()
+    claimed = db.call(lambda conn: jobs.claim(conn, worker, ["default"]))
+    assert claimed is not None
+    assert not db.call(lambda conn: jobs.delete(conn, job_id)), "a running job is not deleted without force"
+    assert db.call(lambda conn: jobs.complete(conn, claimed, None))
+    assert db.call(lambda conn: jobs.restart(conn, job_id))
+    restarted = db.job(job_id)
+    assert (restarted.state, restarted.attempt, restarted.restarts) == (JobState.PENDING, 0, 1)
+    assert db.call(lambda conn: jobs.delete(conn, job_id))
+    assert db.call(lambda conn: jobs.get(conn, job_id)) is None
+
+
+def test_stop_of_running_job_is_seen_in_the_heartbeat(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [job_id] = db.enqueue("noop")
+    worker = uuid.uuid4()
+
+    async def scenario(conn: jobs.Connection) -> None:
+        await workers.register(conn, worker, "w", 1, ["default"], 1)
+        claimed = await jobs.claim(conn, worker, ["default"])
+        assert claimed is not None
+        assert await jobs.stop(conn, job_id)
+        beat = await workers.heartbeat(conn, worker)
+        assert beat.stop_requested == {job_id}
+        assert beat.held_leases == {claimed.lease}
+        assert await jobs.report_progress(conn, claimed, 10) is True
+        assert await jobs.acknowledge_stop(conn, claimed, "stopped on request")
+
+    db.call(scenario)
+    assert db.job(job_id).state is JobState.STOPPED
+
+
+def test_release_does_not_charge_an_attempt(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [job_id] = db.enqueue("noop")
+    worker = uuid.uuid4()
+    claimed = db.call(lambda conn: jobs.claim(conn, worker, ["default"]))
+    assert claimed is not None and claimed.attempt == 1
+    assert db.call(lambda conn: jobs.release(conn, claimed, "shutdown"))
+    released = db.job(job_id)
+    assert (released.state, released.attempt) == (JobState.PENDING, 0)
+
+
+@pytest.mark.parametrize("text", ["'; DROP TABLE pgjobs.jobs; --", 'Robert"); --', "\\x00\u2603%s%(x)s"])
+def test_sql_metacharacters_are_data(database: connecting.DatabaseSettings, text: str) -> None:
+    db = Database(database)
+    [job_id] = db.enqueue("noop", args={text: text, "nested": [text]})
+    assert db.job(job_id).args == {text: text, "nested": [text]}
+    with pytest.raises(InvalidJob, match="task"):
+        db.enqueue(text)
+    with pytest.raises(InvalidJob, match="queue"):
+        db.enqueue("noop", queue=text)
+    assert len(db.call(lambda conn: jobs.list_jobs(conn))) == 1
+
+
+def test_oversized_args_are_refused_with_the_limit(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    with pytest.raises(InvalidJob, match=r"over the limit of 65536 bytes"):
+        db.enqueue("noop", args={"blob": "x" * 10_000_000})
+    assert db.call(lambda conn: jobs.list_jobs(conn)) == []
+
+
+def test_migrate_twice_changes_nothing(database: connecting.DatabaseSettings) -> None:
+    assert asyncio.run(migrating.migrate(database)) == []
+    version = Database(database).call(migrating.current_version)
+    assert version == migrating.latest_version()
+
+
+def test_migrate_from_four_processes_at_once(postgres_server, database_env) -> None:  # type: ignore[no-untyped-def]
+    env = dict(database_env)
+    env["PGJOBS_DATABASE_URL"] = postgres_server.url_without_password("concurrent_migrate")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pgjobs.cli.main", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [(process.wait(60), process.stderr.read() if process.stderr else "") for process in processes]
+    assert all(code == 0 for code, _ in results), results
+    settings = connecting.DatabaseSettings(env["PGJOBS_DATABASE_URL"], env["DB_PASSWORD"])
+    assert Database(settings).call(migrating.current_version) == migrating.latest_version()
+
+
+def test_code_refuses_a_newer_schema(database: connecting.DatabaseSettings) -> None:
+    async def scenario(conn: jobs.Connection) -> None:
+        await conn.execute("INSERT INTO pgjobs.migrations (version, name) VALUES (999, 'future')")
+        with pytest.raises(connecting.DatabaseError, match="newer than this pgjobs"):
+            await migrating.check(conn)
+
+    Database(database).call(scenario)
+
+
+def test_upsert_resource_is_idempotent(database: connecting.DatabaseSettings) -> None:
+    from pgjobs.store.records import ResourceJob
+
+    resource = ResourceJob(uid="uid-1", namespace="ns", name="job", job=NewJob("noop", priority=Priority.LOW))
+    db = Database(database)
+    first = db.call(lambda conn: jobs.upsert_resource(conn, resource))
+    again = db.call(lambda conn: jobs.upsert_resource(conn, resource))
+    assert first[1] is True and again == (first[0], False)
+    raised = ResourceJob(uid="uid-1", namespace="ns", name="job", job=NewJob("noop", priority=Priority.HIGH))
+    db.call(lambda conn: jobs.upsert_resource(conn, raised))
+    assert db.job(first[0]).priority is Priority.HIGH

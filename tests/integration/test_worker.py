@@ -1,0 +1,325 @@
+"""Workers as real processes against a real PostgreSQL: claiming, retries, stops, crashes, shutdown."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pgjobs.states import JobState
+from pgjobs.store import connecting
+from tests.processes import ROOT, Database, Ledger, WorkerProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    return Ledger()
+
+
+@pytest.fixture
+def spawn(database_env: dict[str, str], ledger: Ledger):  # type: ignore[no-untyped-def]
+    started: list[WorkerProcess] = []
+
+    def start(*extra: str) -> WorkerProcess:
+        worker = WorkerProcess(database_env, ledger, extra)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def pgjobs(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pgjobs.cli.main", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def state_of(db: Database, job_id: int) -> JobState:
+    return db.job(job_id).state
+
+
+def test_sixteen_workers_claim_each_job_exactly_once(database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    ids = db.enqueue("record", 500)
+    workers = [spawn("--burst", "--log-level", "warning") for _ in range(16)]
+    for worker in workers:
+        assert worker.wait(120) == 0, worker.output()
+    done = ledger.count("done")
+    assert sorted(done) == ids
+    assert set(done.values()) == {1}, "some job ran more than once"
+    assert len({pid for _, _, pid in ledger.events("done")}) > 1, "only one worker did any work"
+    assert {db.job(job_id).state for job_id in ids[::50]} == {JobState.COMPLETED}
+
+
+def test_failed_attempts_retry_with_backoff_then_succeed(database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("flaky", args={"failures": 2}, max_attempts=3, backoff_seconds=1)
+    started = time.monotonic()
+    spawn()
+    wait_for(lambda: state_of(db, job_id) is JobState.COMPLETED, 30, what="the flaky job to complete")
+    assert time.monotonic() - started >= 3.0, "backoff of 1s then 2s was not applied"
+    assert [attempt for _, attempt, _ in ledger.events("start")] == [1, 2, 3]
+    assert db.job(job_id).attempt == 3
+
+
+def test_job_fails_after_its_last_attempt_with_the_error(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("flaky", args={"failures": 5}, max_attempts=2, backoff_seconds=0)
+    spawn()
+    job = wait_for(lambda: (j := db.job(job_id)).state is JobState.FAILED and j, 30, what="the job to fail")
+    assert job.attempt == 2
+    assert "planned failure on attempt 2" in (job.message or "")
+
+
+def test_timeout_fails_the_attempt(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("record", args={"seconds": 30}, timeout_seconds=1, max_attempts=1)
+    spawn()
+    job = wait_for(lambda: (j := db.job(job_id)).state is JobState.FAILED and j, 20, what="the timeout")
+    assert "timed out after 1s" in (job.message or "")
+
+
+def test_unknown_task_fails_with_the_known_tasks_named(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("no_such_task")
+    spawn()
+    job = wait_for(lambda: (j := db.job(job_id)).state is JobState.FAILED and j, 20, what="the job to fail")
+    assert "unknown task 'no_such_task'" in (job.message or "")
+    assert "sleep" in (job.message or "") and "record" in (job.message or "")
+    assert job.attempt == 1, "an unknown task is not retried"
+
+
+def test_stop_running_job_then_start_it_again(database, database_env, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("record", args={"seconds": 60})
+    spawn()
+    wait_for(lambda: state_of(db, job_id) is JobState.RUNNING, 20, what="the job to run")
+    result = pgjobs(database_env, "stop", str(job_id))
+    assert result.returncode == 0, result.stderr
+    stopped_at = time.monotonic()
+    job = wait_for(lambda: (j := db.job(job_id)).state is JobState.STOPPED and j, 10, what="Stopped")
+    assert time.monotonic() - stopped_at < 3.0, "the stop took longer than a heartbeat or two"
+    assert job.message and "stop" in job.message
+    [follow_up] = db.enqueue("record")
+    wait_for(lambda: state_of(db, follow_up) is JobState.COMPLETED, 20, what="the worker to be free again")
+    assert pgjobs(database_env, "start", str(job_id)).returncode == 0
+    wait_for(lambda: ledger.count("start")[job_id] == 2, 20, what="the started job to run again")
+
+
+def test_task_ignoring_stop_is_cancelled_after_the_grace(database, database_env, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("stubborn", args={"seconds": 60})
+    spawn()
+    wait_for(lambda: state_of(db, job_id) is JobState.RUNNING, 20, what="the job to run")
+    assert pgjobs(database_env, "stop", str(job_id)).returncode == 0
+    wait_for(lambda: state_of(db, job_id) is JobState.STOPPED, 10, what="hard cancellation")
+
+
+def test_restart_of_a_failed_job_runs_it_again(database, database_env, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("flaky", args={"failures": 1}, max_attempts=1)
+    spawn()
+    wait_for(lambda: state_of(db, job_id) is JobState.FAILED, 20, what="the first run to fail")
+    result = pgjobs(database_env, "restart", str(job_id))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: ledger.count("start")[job_id] == 2, 20, what="the restarted run")
+    job = wait_for(
+        lambda: (j := db.job(job_id)).state is JobState.FAILED and j, 20, what="the second run's end"
+    )
+    assert (job.restarts, job.attempt) == (1, 1), "a restart is a new run with fresh attempts"
+
+
+def test_killed_worker_job_is_rescued_and_completed_once(database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("record", args={"seconds": 3}, backoff_seconds=0)
+    first = spawn()
+    wait_for(lambda: ledger.count("start")[job_id] == 1, 20, what="the job to start")
+    [(_, _, pid)] = ledger.events("start")
+    victim = first if pid == first.pid else None
+    assert victim is not None
+    spawn()
+    victim.signal(signal.SIGKILL)
+    job = wait_for(lambda: (j := db.job(job_id)).state is JobState.COMPLETED and j, 30, what="the rescue")
+    assert job.attempt == 2
+    assert ledger.count("start")[job_id] == 2, "executed at most twice"
+    assert ledger.count("done")[job_id] == 1, "completed exactly once"
+
+
+def test_frozen_worker_comes_back_to_refused_writes(database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("record", args={"seconds": 2}, backoff_seconds=0)
+    frozen = spawn()
+    wait_for(lambda: ledger.count("start")[job_id] == 1, 20, what="the job to start")
+    frozen.signal(signal.SIGSTOP)
+    spawn()
+    wait_for(lambda: state_of(db, job_id) is JobState.COMPLETED, 30, what="the rescue")
+    frozen.signal(signal.SIGCONT)
+    time.sleep(3)
+    assert ledger.count("done")[job_id] <= 1, "the frozen worker's task finished after it was rescued"
+    assert db.job(job_id).attempt == 2
+    assert "abandon" in frozen.output() or "no longer held" in frozen.output()
+
+
+def test_sigterm_hands_the_job_back_without_charging_an_attempt(database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("record", args={"seconds": 60})
+    worker = spawn()
+    wait_for(lambda: state_of(db, job_id) is JobState.RUNNING, 20, what="the job to run")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()
+    job = db.job(job_id)
+    assert (job.state, job.attempt) == (JobState.PENDING, 0)
+    assert "shutting down" in worker.output()
+
+
+def test_sigterm_with_on_shutdown_stop_marks_it_stopped(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("record", args={"seconds": 60})
+    worker = spawn("--on-shutdown", "stop")
+    wait_for(lambda: state_of(db, job_id) is JobState.RUNNING, 20, what="the job to run")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    assert state_of(db, job_id) is JobState.STOPPED
+
+
+def test_database_restart_mid_run_loses_nothing(postgres_server, database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    ids = db.enqueue("record", 30, args={"seconds": 0.3}, backoff_seconds=0)
+    spawn("--stall-timeout", "10")
+    spawn("--stall-timeout", "10")
+    wait_for(lambda: len(ledger.count("done")) >= 3, 30, what="some jobs to finish")
+    postgres_server.restart()
+    wait_for(
+        lambda: all(db.job(job_id).state is JobState.COMPLETED for job_id in ids),
+        60,
+        interval=0.5,
+        what="every job to complete after the restart",
+    )
+    assert set(ledger.count("done")) == set(ids)
+
+
+def test_progress_writes_are_throttled(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("progress", args={"updates": 200, "seconds": 2})
+    spawn()
+    job = wait_for(lambda: (j := db.job(job_id)).state is JobState.COMPLETED and j, 20, what="completion")
+    # claim + completion + about one progress write per second of the two seconds run
+    assert job.change_count <= 8, f"{job.change_count} writes for 200 progress reports"
+    assert job.change_count >= 4, "progress was never written while the job ran"
+
+
+def test_shell_task_is_refused_unless_enabled(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("shell", args={"command": ["true"]})
+    spawn()
+    job = wait_for(lambda: (j := db.job(job_id)).state is JobState.FAILED and j, 20, what="the refusal")
+    assert "--enable-shell" in (job.message or "")
+
+
+def test_shell_task_runs_commands_when_enabled(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [ok] = db.enqueue("shell", args={"command": ["echo", "hello from shell"]})
+    [bad] = db.enqueue("shell", args={"command": ["false"]}, max_attempts=1)
+    worker = spawn("--enable-shell")
+    wait_for(lambda: state_of(db, ok) is JobState.COMPLETED, 20, what="echo")
+    failed = wait_for(lambda: (j := db.job(bad)).state is JobState.FAILED and j, 20, what="false")
+    assert "exited with code 1" in (failed.message or "")
+    assert "hello from shell" in worker.output()
+
+
+def test_demo_style_logs(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("sleep", args={"seconds": 1, "steps": 4})
+    worker = spawn()
+    wait_for(lambda: state_of(db, job_id) is JobState.COMPLETED, 20, what="the sleep job")
+    wait_for(lambda: f"Job {job_id} completed in" in worker.output(), 5, what="the completion log line")
+    log = worker.output()
+    assert f"Starting job {job_id}" in log
+    assert f"Job {job_id} progress: 25%" in log
+
+
+def test_wrong_password_names_the_setting(database_env) -> None:  # type: ignore[no-untyped-def]
+    env = dict(database_env, DB_PASSWORD="wrong")
+    result = pgjobs(env, "jobs")
+    assert result.returncode == 1
+    assert "DB_PASSWORD" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_database_is_one_clear_line(database_env) -> None:  # type: ignore[no-untyped-def]
+    env = dict(
+        database_env, PGJOBS_DATABASE_URL="host=127.0.0.1 port=1 dbname=pgjobs user=x connect_timeout=2"
+    )
+    result = pgjobs(env, "migrate")
+    assert result.returncode == 1
+    assert "cannot reach PostgreSQL" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["enqueue", "noop", "--args", "{not json"], "--args is not valid JSON"),
+        (["enqueue", "noop", "--args", "[1, 2]"], "--args must be a JSON object"),
+        (["enqueue", "noop", "--priority", "Urgent"], "unknown priority 'Urgent'"),
+        (["enqueue", "bad task!"], "not a valid task name"),
+        (["enqueue", "noop", "--max-attempts", "0"], "max_attempts must be a whole number from 1 to 100"),
+        (["enqueue", "noop", "--args", '{"blob": "' + "x" * 70000 + '"}'], "over the limit of 65536 bytes"),
+        (["jobs", "--state", "Sleeping"], "unknown state 'Sleeping'"),
+        (["stop", "424242"], "no job with id 424242"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_loses_nothing(database, database_env, args, expected) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [existing] = db.enqueue("noop")
+    result = pgjobs(database_env, *args)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert [
+        job.id for job in db.call(lambda conn: __import__("pgjobs.store.jobs").store.jobs.list_jobs(conn))
+    ] == [existing]
+
+
+def test_enqueue_count_and_jobs_json(database, database_env) -> None:  # type: ignore[no-untyped-def]
+    result = pgjobs(database_env, "enqueue", "sleep", "--count", "3", "--priority", "High")
+    assert result.returncode == 0, result.stderr
+    ids = [int(line) for line in result.stdout.split()]
+    assert len(ids) == 3
+    listing = pgjobs(database_env, "jobs", "--json")
+    import json
+
+    jobs = json.loads(listing.stdout)
+    assert [job["id"] for job in jobs] == sorted(ids, reverse=True)
+    assert {job["state"] for job in jobs} == {"Pending"} and {job["priority"] for job in jobs} == {"High"}
+    assert {"id", "task", "state", "priority", "progress", "worker", "attempts", "created_at"} <= set(jobs[0])
+
+
+def test_database_settings_from_libpq_environment(postgres_server, database) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(postgres_server.port),
+        "PGUSER": "pgjobs",
+        "PGDATABASE": database.conninfo().split("dbname=")[1].split()[0],
+        "DB_PASSWORD": postgres_server.password,
+    }
+    result = pgjobs(env, "jobs")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ID")
+
+
+def test_database_settings_conninfo_uses_db_password() -> None:
+    settings = connecting.DatabaseSettings.from_environment("postgresql://u@h/db", {"DB_PASSWORD": "s3cret"})
+    assert "password=s3cret" in settings.conninfo()

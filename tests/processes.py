@@ -1,0 +1,141 @@
+"""Helpers for tests that run pgjobs as real processes: workers, the ledger of task runs, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pgjobs.store import connecting, jobs
+from pgjobs.store.records import Job
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = [
+    "--heartbeat-interval",
+    "0.3",
+    "--stall-timeout",
+    "2",
+    "--poll-interval",
+    "0.5",
+    "--stop-grace",
+    "1",
+    "--shutdown-grace",
+    "1",
+]
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> T:
+    """Poll until `condition()` is truthy; returns its value or fails the test with `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Ledger:
+    """The file sample tasks append their runs to: `event job_id attempt pid` lines."""
+
+    def __init__(self) -> None:
+        handle, name = tempfile.mkstemp(prefix="pgjobs-ledger-")
+        os.close(handle)
+        self.path = Path(name)
+
+    def events(self, event: str) -> list[tuple[int, int, int]]:
+        lines = self.path.read_text().splitlines()
+        return [
+            (int(job), int(attempt), int(pid))
+            for kind, job, attempt, pid in (line.split() for line in lines)
+            if kind == event
+        ]
+
+    def count(self, event: str) -> collections.Counter[int]:
+        return collections.Counter(job for job, _, _ in self.events(event))
+
+
+class WorkerProcess:
+    """`pgjobs worker` as a child process with fast heartbeats; its log is kept for failures."""
+
+    def __init__(self, env: dict[str, str], ledger: Ledger | None = None, extra: Sequence[str] = ()) -> None:
+        self.log = Path(tempfile.mkstemp(prefix="pgjobs-worker-", suffix=".log")[1])
+        full_env = dict(env, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        if ledger:
+            full_env["PGJOBS_TEST_LEDGER"] = str(ledger.path)
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pgjobs.cli.main",
+                    "worker",
+                    "--tasks",
+                    "tests.sample_tasks",
+                    *FAST,
+                    *extra,
+                ],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Database:
+    """Synchronous access to the store for assertions in tests."""
+
+    def __init__(self, settings: connecting.DatabaseSettings) -> None:
+        self.settings = settings
+
+    def call(self, action: Callable[[jobs.Connection], Awaitable[T]]) -> T:
+        async def run() -> T:
+            conn = await connecting.connect(self.settings)
+            async with conn:
+                return await action(conn)
+
+        return asyncio.run(run())
+
+    def job(self, job_id: int) -> Job:
+        found = self.call(lambda conn: jobs.get(conn, job_id))
+        assert found is not None, f"job {job_id} does not exist"
+        return found
+
+    def enqueue(self, task: str, count: int = 1, **fields: Any) -> list[int]:
+        from pgjobs.store.records import NewJob
+
+        return self.call(lambda conn: jobs.enqueue(conn, NewJob(task=task, **fields), count))

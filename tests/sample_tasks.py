@@ -1,0 +1,61 @@
+"""Tasks used by the integration and fault tests. Each run is recorded by the task itself.
+
+A run appends "job_id attempt pid" to the file named by `PGJOBS_TEST_LEDGER`, so tests count
+executions as the task saw them, not as the database says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import pgjobs
+
+
+def _record(context: pgjobs.TaskContext, event: str) -> None:
+    ledger = os.environ["PGJOBS_TEST_LEDGER"]
+    line = f"{event} {context.job_id} {context.attempt} {os.getpid()}\n"
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one write with O_APPEND: lines from many processes never mix
+    finally:
+        os.close(fd)
+
+
+@pgjobs.task("record")
+async def record(context: pgjobs.TaskContext, seconds: float = 0.0, **ignored: Any) -> dict[str, int]:
+    """Sleeps (stoppable), then records its completion."""
+    _record(context, "start")
+    if seconds and not await context.asleep(seconds):
+        raise pgjobs.JobStopped("stopped while sleeping")
+    _record(context, "done")
+    return {"pid": os.getpid()}
+
+
+@pgjobs.task("flaky")
+async def flaky(context: pgjobs.TaskContext, failures: int = 1) -> str:
+    """Fails its first `failures` attempts."""
+    _record(context, "start")
+    if context.attempt <= failures:
+        raise RuntimeError(f"planned failure on attempt {context.attempt}")
+    _record(context, "done")
+    return "ok"
+
+
+@pgjobs.task("stubborn")
+def stubborn(context: pgjobs.TaskContext, seconds: float = 30.0) -> None:
+    """A sync task that ignores stop requests: only hard cancellation ends it."""
+    _record(context, "start")
+    time.sleep(seconds)
+    _record(context, "done")
+
+
+@pgjobs.task("progress")
+async def progress(context: pgjobs.TaskContext, updates: int = 100, seconds: float = 1.0) -> None:
+    """Reports progress far more often than it is written."""
+    for step in range(1, updates + 1):
+        context.progress(100 * step / updates, f"step {step}")
+        await asyncio.sleep(seconds / updates)
+    _record(context, "done")
