@@ -32,8 +32,9 @@ def postgres_server() -> Iterator[postgres.PostgresServer]:
 def database(postgres_server: postgres.PostgresServer) -> connecting.DatabaseSettings:
     """Settings of a fresh, migrated database; the password comes the DB_PASSWORD way."""
     name = f"test_{next(_database_numbers)}"
-    settings = connecting.DatabaseSettings(url=postgres_server.url_without_password(name),
-                                           password=postgres_server.password)
+    settings = connecting.DatabaseSettings(
+        url=postgres_server.url_without_password(name), password=postgres_server.password
+    )
     asyncio.run(migrating.migrate(settings))
     return settings
 

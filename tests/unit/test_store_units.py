@@ -1,0 +1,92 @@
+"""Store pieces that need no server: named queries, settings, records, validation, migrations list."""
+
+from __future__ import annotations
+
+import datetime
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+import pytest
+
+from pgjobs.store import connecting, migrating, queries, validation
+from pgjobs.store.records import MAX_ARGS_BYTES, ClaimedJob, InvalidJob, NewJob
+
+
+def test_named_queries_parse_and_reject_duplicates() -> None:
+    parsed = queries.parse("-- name: a_b\nSELECT 1;\n-- name: c\nSELECT 2;\n")
+    assert parsed == {"a_b": "SELECT 1", "c": "SELECT 2"}
+    with pytest.raises(ValueError, match="defined twice"):
+        queries.parse("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n")
+
+
+def test_every_query_the_code_names_exists() -> None:
+    names = ("job_claim", "job_complete_and_claim", "job_rescue_many", "worker_heartbeat", "job_mark_synced")
+    for name in names:
+        assert name in queries.QUERIES
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    known = migrating.known_migrations()
+    assert [migration.version for migration in known] == list(range(1, len(known) + 1))
+    assert migrating.latest_version() == known[-1].version
+
+
+def test_db_password_fills_a_missing_password_only() -> None:
+    env = {"DB_PASSWORD": "pw"}
+    filled = connecting.DatabaseSettings.from_environment("postgresql://app@db/jobs", env)
+    assert conninfo_to_dict(filled.conninfo())["password"] == "pw"
+    own = connecting.DatabaseSettings.from_environment("postgresql://app:own@db/jobs", env)
+    assert conninfo_to_dict(own.conninfo())["password"] == "own"
+
+
+def test_default_database_name_is_pgjobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGDATABASE", raising=False)
+    assert connecting.DatabaseSettings(url="host=db").database_name() == "pgjobs"
+
+
+def test_describe_never_shows_the_password() -> None:
+    settings = connecting.DatabaseSettings(url="postgresql://app:secret@db:5433/jobs", password="x")
+    assert "secret" not in settings.describe() and "db:5433" in settings.describe()
+
+
+@pytest.mark.parametrize(
+    ("server_says", "advice"),
+    [
+        ('FATAL:  password authentication failed for user "app"', "Set DB_PASSWORD"),
+        ("connection refused", "Check PGJOBS_DATABASE_URL"),
+        ('FATAL:  database "jobs" does not exist', "run `pgjobs migrate`"),
+    ],
+)
+def test_connection_errors_say_what_to_fix(server_says: str, advice: str) -> None:
+    settings = connecting.DatabaseSettings(url="postgresql://app@db/jobs")
+    assert advice in connecting.explain(psycopg.OperationalError(server_says), settings)
+
+
+def test_args_size_limit_names_the_limit() -> None:
+    job = NewJob("noop", args={"blob": "x" * MAX_ARGS_BYTES})
+    with pytest.raises(InvalidJob, match=f"over the limit of {MAX_ARGS_BYTES} bytes"):
+        job.args_json()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"task": "has space"}, "not a valid task name"),
+        ({"task": "ok", "queue": "UPPER"}, "not a valid queue name"),
+        ({"task": "ok", "max_attempts": 0}, "max_attempts must be a whole number from 1 to 100"),
+        ({"task": "ok", "backoff_seconds": -1}, "backoff_seconds"),
+        ({"task": "ok", "timeout_seconds": 0}, "timeout_seconds"),
+    ],
+)
+def test_validation_names_the_field(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidJob, match=message):
+        validation.check_new_job(NewJob(**fields))  # type: ignore[arg-type]
+
+
+def test_retry_delay_doubles_and_stops_at_the_last_attempt() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+
+    def claimed(attempt: int) -> ClaimedJob:
+        return ClaimedJob(1, "noop", {}, attempt, 3, 10, None, 1, now, now)
+
+    assert [claimed(attempt).retry_delay() for attempt in (1, 2, 3)] == [10.0, 20.0, None]
