@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from pgjobs.store import connecting, migrating, queries, validation
 from pgjobs.store.records import MAX_ARGS_BYTES, ClaimedJob, InvalidJob, NewJob
