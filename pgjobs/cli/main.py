@@ -87,10 +87,18 @@ def _command(
     parser.set_defaults(handler=handler)
     # The global options are accepted after the command too; SUPPRESS keeps the global value
     # unless they are given here.
-    parser.add_argument("--database-url", default=argparse.SUPPRESS, metavar="URL",
-                        help="PostgreSQL connection URL [env PGJOBS_DATABASE_URL]")
-    parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"],
-                        help="log level [env PGJOBS_LOG_LEVEL]")
+    parser.add_argument(
+        "--database-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="PostgreSQL connection URL [env PGJOBS_DATABASE_URL]",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=["debug", "info", "warning", "error"],
+        help="log level [env PGJOBS_LOG_LEVEL]",
+    )
     return parser
 
 

@@ -9,7 +9,6 @@ production.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import secrets
@@ -37,7 +36,7 @@ def find_bindir() -> Path:
     candidates = [os.environ.get("PGJOBS_PG_BINDIR", "")]
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         candidates.append(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    candidates += sorted((str(path) for path in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True)
     for candidate in candidates:
         if candidate and (Path(candidate) / "initdb").exists() and (Path(candidate) / "postgres").exists():
             return Path(candidate)
@@ -80,7 +79,10 @@ class PostgresServer:
 
     def url(self, dbname: str = "postgres", *, password: str | None = None) -> str:
         return conninfo.make_conninfo(
-            host="127.0.0.1", port=self.port, user=SUPERUSER, dbname=dbname,
+            host="127.0.0.1",
+            port=self.port,
+            user=SUPERUSER,
+            dbname=dbname,
             password=self.password if password is None else password,
         )
 
@@ -91,8 +93,9 @@ class PostgresServer:
         self.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.close()
 
     def start(self) -> None:
@@ -105,8 +108,12 @@ class PostgresServer:
         user = self._user
         with self.logfile.open("ab") as log:
             return subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
             )
 
@@ -116,20 +123,33 @@ class PostgresServer:
         if self._user:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
             os.chown(pwfile, self._user.pw_uid, self._user.pw_gid)
-        process = self._run_as_owner([
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", SUPERUSER,
-            f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=trust",
-            "--encoding=UTF8", "--locale=C", "--no-sync",
-        ])
+        process = self._run_as_owner(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         if process.wait() != 0:
             raise RuntimeError(f"initdb failed, see {self.logfile}:\n{self.log_tail()}")
         pwfile.unlink()
 
     def _launch(self) -> None:
         settings = {
-            "listen_addresses": "127.0.0.1", "port": str(self.port),
-            "unix_socket_directories": str(self.root), "max_connections": str(self.max_connections),
-            "shared_buffers": "256MB", "log_min_messages": "warning",
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.root),
+            "max_connections": str(self.max_connections),
+            "shared_buffers": "256MB",
+            "log_min_messages": "warning",
         }
         if not self.durable:
             # Test data is thrown away: durability only costs time here.
