@@ -98,6 +98,7 @@ build() {
     mkdir -p "$cache_root/${k8s#v}"
     local tmp
     tmp="$(mktemp -d "$cache_root/${k8s#v}/.build.XXXXXX")"
+    chmod 755 "$tmp"  # mktemp makes it private; the binaries are not secret
     trap 'rm -rf "$tmp"' EXIT
     echo "building kube-apiserver + kubectl $k8s and etcd $etcd into $bindir (first time: several minutes)"
     local start=$SECONDS

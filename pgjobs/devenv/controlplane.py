@@ -100,9 +100,9 @@ def find_binaries() -> Binaries:
     if missing:
         raise BinariesNotFoundError(
             f"control-plane binaries missing in {directory}: {', '.join(missing)}. "
-            "Run `make controlplane` (builds kube-apiserver, kubectl and etcd "
-            f"v{K8S_VERSION} from the Go module proxy; needs Go, takes several "
-            "minutes the first time, seconds afterwards)."
+            f"Run `make controlplane` (builds kube-apiserver and kubectl v{K8S_VERSION} "
+            "and the etcd they pin from the Go module proxy; needs Go; about 10 minutes "
+            "on 2 cores the first time, seconds afterwards)."
         )
     return found
 
@@ -344,12 +344,14 @@ def free_port() -> int:
 
 def _die_with_parent() -> None:
     # Runs in the child before exec: if pytest is SIGKILLed, atexit never runs;
-    # PR_SET_PDEATHSIG makes the kernel terminate the child anyway.
+    # PR_SET_PDEATHSIG makes the kernel kill the child anyway. SIGKILL, not
+    # SIGTERM: kube-apiserver's graceful shutdown can take seconds, and with
+    # the parent gone nobody needs its data.
     import ctypes
 
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _preexec() -> Callable[[], None] | None:
@@ -439,6 +441,30 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
 # The control plane
 
 
+_DIR_PREFIX = "pgjobs-controlplane-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_dirs() -> None:
+    """Delete temp dirs left by runs that were killed (SIGKILL skips atexit)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*"):
+        try:
+            owner = int((path / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge, or being created right now
+        if not _pid_alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class ControlPlane:
     """etcd + kube-apiserver on free loopback ports, in a private temp dir.
 
@@ -456,7 +482,9 @@ class ControlPlane:
         self.binaries = binaries or find_binaries()
         self.keep_dir = keep_dir or os.environ.get("PGJOBS_KEEP_CONTROLPLANE") == "1"
         self.ready_timeout = ready_timeout
-        self.dir = Path(tempfile.mkdtemp(prefix="pgjobs-controlplane-"))
+        _remove_stale_dirs()
+        self.dir = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX))
+        (self.dir / "owner.pid").write_text(str(os.getpid()))
         self.log_dir = self.dir / "logs"
         self.log_dir.mkdir()
         self.apiserver_port = free_port()
@@ -491,7 +519,10 @@ class ControlPlane:
         atexit.unregister(self.stop)
         self._apiserver.stop()
         self._etcd.stop()
-        if not self.keep_dir:
+        if self.keep_dir:
+            # Kept on purpose: not for the stale-dir sweep of the next run.
+            (self.dir / "owner.pid").unlink(missing_ok=True)
+        else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def restart_apiserver(self) -> None:

@@ -89,11 +89,12 @@ class Kube:
         self.kubeconfig = kubeconfig
         self.kubectl_path = kubectl
         self.cluster = cluster
-        self.api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
-        self.core = kubernetes.client.CoreV1Api(self.api)
-        self.custom = kubernetes.client.CustomObjectsApi(self.api)
-        self.rbac = kubernetes.client.RbacAuthorizationV1Api(self.api)
-        self.apiextensions = kubernetes.client.ApiextensionsV1Api(self.api)
+        # Any: the kubernetes package returns untyped dicts for custom objects.
+        self.api: Any = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+        self.core: Any = kubernetes.client.CoreV1Api(self.api)
+        self.custom: Any = kubernetes.client.CustomObjectsApi(self.api)
+        self.rbac: Any = kubernetes.client.RbacAuthorizationV1Api(self.api)
+        self.apiextensions: Any = kubernetes.client.ApiextensionsV1Api(self.api)
 
     def kubectl(
         self,
