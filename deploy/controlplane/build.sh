@@ -44,6 +44,9 @@ regen() {
     "$GO" mod init pgjobs.dev/controlplane >/dev/null 2>&1
     local upstream
     upstream="$(GOFLAGS=-mod=mod "$GO" mod download -json "k8s.io/kubernetes@v$k" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    # The minimum Go that Kubernetes itself declares, not whatever Go ran
+    # `go mod init`: older-but-sufficient toolchains keep working.
+    "$GO" mod edit "-go=$(awk '$1 == "go" { print $2; exit }' "$upstream")"
     local m
     for m in $(awk '$2 == "v0.0.0" { print $1 }' "$upstream" | sort -u); do
         "$GO" mod edit "-replace=$m=$m@$staging"
