@@ -51,6 +51,13 @@ def resource_job(body: Mapping[str, Any]) -> ResourceJob:
     )
 
 
+@kopf.on.login(registry=registry)
+def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """--kubeconfig, else in-cluster, else KUBECONFIG: the same credentials as our own client."""
+    # A registry of our own does not get kopf's default login handlers.
+    return kube.connection_info(context.of(memo).options.kubeconfig, settings.networking.trust_env)
+
+
 @kopf.on.resume(*RESOURCE, registry=registry)
 @kopf.on.create(*RESOURCE, registry=registry)
 @kopf.on.update(*RESOURCE, registry=registry)

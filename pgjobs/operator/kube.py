@@ -11,6 +11,7 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
+import kopf
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
@@ -34,16 +35,7 @@ class KubeApi:
 
     @classmethod
     def load(cls, kubeconfig: str | None) -> KubeApi:
-        """From --kubeconfig, else in-cluster, else KUBECONFIG / ~/.kube/config (as kubectl)."""
-        configuration: Any = kubernetes.client.Configuration()
-        config: Any = kubernetes.config
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        else:
-            try:
-                config.load_incluster_config(client_configuration=configuration)
-            except config.ConfigException:
-                config.load_kube_config(client_configuration=configuration)
+        configuration = load_configuration(kubeconfig)
         # Status writes run in a few threads at once; urllib3's default pool of 4 would serialise.
         configuration.connection_pool_maxsize = 16
         return cls(kubernetes.client.ApiClient(configuration))
@@ -116,7 +108,36 @@ class KubeApi:
         return True
 
 
-def use_kubeconfig_for_kopf(kubeconfig: str | None) -> None:
-    """kopf logs in by itself through the client library, which reads KUBECONFIG."""
+def load_configuration(kubeconfig: str | None) -> Any:
+    """From --kubeconfig, else in-cluster, else KUBECONFIG / ~/.kube/config (as kubectl)."""
+    configuration: Any = kubernetes.client.Configuration()
+    config: Any = kubernetes.config
     if kubeconfig:
-        os.environ["KUBECONFIG"] = kubeconfig
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        return configuration
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        # The client computes its default path at import: read KUBECONFIG now instead.
+        default = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        config.load_kube_config(config_file=default, client_configuration=configuration)
+    return configuration
+
+
+def connection_info(kubeconfig: str | None, trust_env: bool) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same sources as ours (called again when a token expires)."""
+    configuration = load_configuration(kubeconfig)
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        trust_env=trust_env,
+    )

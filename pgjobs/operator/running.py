@@ -65,7 +65,6 @@ def main(database_settings: connecting.DatabaseSettings, args: argparse.Namespac
 
 async def run(database_settings: connecting.DatabaseSettings, options: context.OperatorOptions) -> None:
     await _check_schema(database_settings)
-    kube.use_kubeconfig_for_kopf(options.kubeconfig)
     database = Database(database_settings)
     await database.open()
     ctx = context.Context(options, database_settings, database, kube.KubeApi.load(options.kubeconfig))
