@@ -40,7 +40,7 @@ demo: setup controlplane
 	$(PY) -m pgjobs.devenv.demo $(if $(KEEP),--keep,)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pgjobs tests bench
+	$(VENV)/bin/ruff check pgjobs tests $(wildcard bench)
 	$(VENV)/bin/mypy
 
 test: setup controlplane lint
