@@ -111,46 +111,48 @@ def processes() -> Iterator[list[Process]]:
             process.stop()
 
 
-def start_services(
+def start_operator(
     cluster: controlplane.ControlPlane, env: dict[str, str], log_dir: Path, started: list[Process]
 ) -> None:
     say("pgjobs migrate")
     subprocess.run(pgjobs_command("migrate"), env=env, check=True)
-    say(f"starting the operator and two workers (logs in {log_dir})")
-    started.append(
-        Process(
-            "operator",
-            pgjobs_command(
-                "operator",
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "--liveness-port",
-                "0",
-                "--metrics-port",
-                "0",
-                "--stall-timeout",
-                "10",
-            ),
-            env,
-            log_dir,
-        )
+    say(f"starting the operator (logs in {log_dir})")
+    argv = pgjobs_command(
+        "operator", "--kubeconfig", str(cluster.kubeconfig), "--liveness-port", "0", "--metrics-port", "0"
     )
+    started.append(Process("operator", argv, env, log_dir))
+
+
+def start_workers(env: dict[str, str], log_dir: Path, started: list[Process]) -> None:
+    say("starting two workers")
     for number in (1, 2):
-        started.append(
-            Process(
-                f"worker-{number}",
-                pgjobs_command("worker", "--heartbeat-interval", "1", "--stall-timeout", "10"),
-                env,
-                log_dir,
-            )
-        )
+        argv = pgjobs_command("worker", "--heartbeat-interval", "1", "--stall-timeout", "10")
+        started.append(Process(f"worker-{number}", argv, env, log_dir))
+
+
+def apply_jobs(cluster: controlplane.ControlPlane, started: list[Process], out: TextIO) -> None:
+    say(f"kubectl apply -f {DEMO_JOBS.relative_to(ROOT)}")
+    print(cluster.run_kubectl("apply", "-f", str(DEMO_JOBS)).stdout, end="", file=out)
+    # All five are queued before a worker looks, so High goes before Regular as in the old system.
+    wait_all_pending(cluster, started[0])
+
+
+def wait_all_pending(cluster: controlplane.ControlPlane, operator: Process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        operator.check()
+        phases = cluster.run_kubectl(
+            "get", "pgjobs", "-l", SELECTOR, "-o", "jsonpath={.items[*].status.phase}"
+        ).stdout.split()
+        if phases.count("Pending") == 5:
+            return
+        if time.monotonic() > deadline:
+            raise DemoError(f"the operator did not queue the demo jobs in {timeout:.0f}s:\n{operator.tail()}")
+        time.sleep(0.2)
 
 
 def watch_jobs(cluster: controlplane.ControlPlane, started: list[Process], out: TextIO) -> int:
     """Live progress of the demo jobs (the kubectl plugin's watch) until all are finished."""
-    say(f"kubectl apply -f {DEMO_JOBS.relative_to(ROOT)}")
-    print(cluster.run_kubectl("apply", "-f", str(DEMO_JOBS)).stdout, end="", file=out)
-    time.sleep(1.0)
     for process in started:
         process.check()
     say(f"progress (kubectl pgjobs watch --selector {SELECTOR})")
@@ -198,7 +200,10 @@ def run(keep: bool, out: TextIO = sys.stdout) -> int:
         install_crd(cluster)
         with processes() as started:
             try:
-                start_services(cluster, database_env(server), log_dir, started)
+                env = database_env(server)
+                start_operator(cluster, env, log_dir, started)
+                apply_jobs(cluster, started, out)
+                start_workers(env, log_dir, started)
                 code = watch_jobs(cluster, started, out)
                 for process in started:
                     process.check()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -54,6 +56,23 @@ class Context:
     kube: kube.KubeApi
     #: Whether this replica leads right now (for logs and the handlers' curiosity only).
     leading: bool = False
+    #: Our own loops next to kopf (leadership and, through it, the leader's duties).
+    background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+
+    async def shutdown(self) -> None:
+        """Stop our loops and close the pool; idempotent.
+
+        Called from kopf's cleanup: kopf waits (5 s) for every task created after it started
+        before it returns, so ours must be gone by then for a quick exit.
+        """
+        tasks, self.background = self.background, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self.database.close(), 5)
 
 
 def of(memo: Any) -> Context:

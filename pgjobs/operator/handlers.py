@@ -58,6 +58,12 @@ def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> kopf.Co
     return kube.connection_info(context.of(memo).options.kubeconfig, settings.networking.trust_env)
 
 
+@kopf.on.cleanup(registry=registry)
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """The operator stops: end leadership (frees the lock for another replica) and our loops."""
+    await context.of(memo).shutdown()
+
+
 @kopf.on.resume(*RESOURCE, registry=registry)
 @kopf.on.create(*RESOURCE, registry=registry)
 @kopf.on.update(*RESOURCE, registry=registry)

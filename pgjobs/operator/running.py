@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -69,7 +68,9 @@ async def run(database_settings: connecting.DatabaseSettings, options: context.O
     await database.open()
     ctx = context.Context(options, database_settings, database, kube.KubeApi.load(options.kubeconfig))
     metrics.serve(options.metrics_port)
-    leader = asyncio.create_task(leadership.run(ctx, lambda: lead(ctx)), name="pgjobs-leadership")
+    ctx.background.append(
+        asyncio.create_task(leadership.run(ctx, lambda: lead(ctx)), name="pgjobs-leadership")
+    )
     try:
         await kopf.operator(
             registry=handlers.registry,
@@ -83,10 +84,7 @@ async def run(database_settings: connecting.DatabaseSettings, options: context.O
             memo=kopf.Memo(context=ctx),
         )
     finally:
-        leader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leader
-        await database.close()
+        await ctx.shutdown()  # when kopf failed to start, its cleanup has not run
 
 
 async def lead(ctx: context.Context) -> None:

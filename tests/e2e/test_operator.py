@@ -1,0 +1,177 @@
+# ruff: noqa: F811  (the fixtures imported from operator_helpers are parameters here)
+"""The operator end to end: real kube-apiserver, PostgreSQL, `pgjobs operator` and workers as processes.
+
+The user's view: PgJobs applied with kubectl (or the API), their status and Events read back.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from pgjobs.store import connecting
+from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
+    Recorder,
+    Services,
+    crd,
+    create,
+    demo_jobs,
+    events,
+    exists,
+    get,
+    patch_spec,
+    pgjob,
+    recorder,
+    rows,
+    services,
+    sleep_job,
+    status,
+    wait_phase,
+    wait_until,
+)
+
+HOST = socket.gethostname()
+
+
+def test_demo_jobs_high_before_regular_all_completed(
+    kube: Any, namespace: str, services: Services, recorder: Recorder, database: connecting.DatabaseSettings
+) -> None:
+    services.operator()
+    jobs = demo_jobs(seconds=3)
+    create(kube, namespace, *jobs)
+    names = [job["metadata"]["name"] for job in jobs]
+    # All five are queued before a worker looks, as in the old system's start-up.
+    for name in names:
+        wait_phase(kube, namespace, name, "Pending")
+    services.worker("worker-1")
+    services.worker("worker-2")
+    final = {name: wait_phase(kube, namespace, name, "Completed", timeout=60) for name in names}
+
+    # High jobs are claimed before Regular ones (two workers: H1+H2, then H3+R1, then R2).
+    started = {name: final[name]["startedAt"] for name in names}
+    assert max(started[n] for n in names if "high" in n) <= min(started[n] for n in names if "regular" in n)
+    # The status as the API conventions want it, copied from the rows.
+    db_ids = {row["resource_name"]: row["id"] for row in rows(database)}
+    for name, st in final.items():
+        assert st["progress"] == 100 and st["progressPercent"] == "100%"
+        assert st["attempts"] == 1 and st["worker"] == HOST and st["jobId"] == db_ids[name]
+        assert (st["observedGeneration"] == 1 and st["result"] == {"slept": 3.0}) or "result" in st
+        conditions = {c["type"]: c for c in st["conditions"]}
+        assert (
+            conditions["Succeeded"]["status"] == "True" and conditions["Succeeded"]["reason"] == "Completed"
+        )
+        assert conditions["Running"]["status"] == "False"
+    # Progress moved through the steps in the status, never backwards.
+    for name in names:
+        seen = recorder.progress(name)
+        steps = {p for p in seen if 0 < p < 100}
+        assert len(steps) >= 2 and all(p % 10 == 0 for p in steps), (name, seen)
+        assert seen == sorted(seen), (name, seen)
+    # kubectl shows the columns with the right values.
+    table = kube.kubectl("get", "pgjobs", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "PRIORITY", "PROGRESS", "WORKER", "ATTEMPTS", "AGE"]
+    for line in table[1:]:
+        name, phase, priority, progress, worker, attempts, _age = line.split()
+        assert (phase, progress, worker, attempts) == ("Completed", "100%", HOST, "1")
+        assert priority == ("High" if "high" in name else "Regular")
+    # One Started and one Completed Event per job, from the operator, none for progress.
+    reasons = sorted(
+        (e["name"], e["reason"]) for e in events(kube, namespace) if e["component"] == "pgjobs-operator"
+    )
+    assert reasons == sorted([(n, "Completed") for n in names] + [(n, "Started") for n in names])
+
+
+def test_stop_running_job_frees_the_worker_and_start_runs_it_again(
+    kube: Any, namespace: str, services: Services
+) -> None:
+    services.operator()
+    services.worker()
+    create(kube, namespace, sleep_job("long", seconds=30, steps=30))
+    wait_phase(kube, namespace, "long", "Running")
+    patch_spec(kube, namespace, "long", stopped=True)
+    stopped = wait_phase(kube, namespace, "long", "Stopped", timeout=5)
+    assert stopped["finishedAt"]
+    # The only worker is free again: a new job runs to the end.
+    create(kube, namespace, sleep_job("next", seconds=1, steps=2))
+    wait_phase(kube, namespace, "next", "Completed", timeout=15)
+    assert status(kube, namespace, "long")["phase"] == "Stopped"
+    patch_spec(kube, namespace, "long", stopped=False)
+    running = wait_phase(kube, namespace, "long", "Running", timeout=10)
+    assert running["attempts"] == 1 and running["observedGeneration"] == 3
+    reasons = [e["reason"] for e in events(kube, namespace) if e["name"] == "long"]
+    assert reasons.count("Started") == 2 and reasons.count("Stopped") == 1
+
+
+def test_failing_job_fails_after_max_attempts_and_restart_runs_it_again(
+    kube: Any, namespace: str, services: Services, tmp_path: Any
+) -> None:
+    services.operator()
+    services.worker("worker", "--enable-shell")
+    marker = tmp_path / "fixed"
+    command = ["sh", "-c", f"test -f {marker} || exit 3"]
+    create(
+        kube, namespace, pgjob("flaky", "shell", args={"command": command}, maxAttempts=3, backoffSeconds=0)
+    )
+    failed = wait_phase(kube, namespace, "flaky", "Failed", timeout=30)
+    assert failed["attempts"] == 3
+    assert "exited with code 3" in failed["message"]
+    assert {c["type"]: c["status"] for c in failed["conditions"]}["Succeeded"] == "False"
+    warning = [e for e in events(kube, namespace) if e["reason"] == "Failed"]
+    assert len(warning) == 1 and warning[0]["type"] == "Warning"
+
+    marker.touch()
+    patch_spec(kube, namespace, "flaky", restarts=1)
+    done = wait_phase(kube, namespace, "flaky", "Completed", timeout=15)
+    assert done["restarts"] == 1 and done["attempts"] == 1 and done["result"] == {"exit_code": 0}
+
+
+def test_delete_running_job_stops_it_and_removes_the_row(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    services.operator()
+    services.worker()
+    create(kube, namespace, sleep_job("doomed", seconds=30, steps=30))
+    wait_phase(kube, namespace, "doomed", "Running")
+    assert get(kube, namespace, "doomed")["metadata"]["finalizers"] == ["pgjobs.dev/row"]
+    kube.kubectl("delete", "pgjob", "doomed", "-n", namespace, "--timeout=15s")
+    assert not exists(kube, namespace, "doomed")
+    assert rows(database) == []
+    create(kube, namespace, sleep_job("after", seconds=1, steps=2))
+    wait_phase(kube, namespace, "after", "Completed", timeout=15)
+
+
+def test_ttl_deletes_finished_jobs(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    services.operator()
+    services.worker()
+    create(kube, namespace, pgjob("short-lived", "noop", ttlSecondsAfterFinished=1), pgjob("kept", "noop"))
+    wait_until(lambda: not exists(kube, namespace, "short-lived"), timeout=20, what="TTL deletion")
+    assert status(kube, namespace, "kept")["phase"] == "Completed"
+    assert [row["resource_name"] for row in rows(database)] == ["kept"]
+
+
+def test_invalid_args_fail_the_job_with_a_message(kube: Any, namespace: str, services: Services) -> None:
+    services.operator()
+    big = {f"k{i}": "x" * 2000 for i in range(40)}  # 80 KB: fine for the API server, too big for a row
+    create(kube, namespace, pgjob("huge", "noop", args=big))
+    failed = wait_phase(kube, namespace, "huge", "Failed", timeout=15)
+    assert "over the limit" in failed["message"]
+
+
+def test_api_writes_per_short_job(kube: Any, namespace: str, services: Services, recorder: Recorder) -> None:
+    """What a short job costs the API server: object writes (resourceVersion bumps) and Events."""
+    services.operator()
+    services.worker()
+    names = [f"quick-{i}" for i in range(5)]
+    create(kube, namespace, *(pgjob(name, "noop") for name in names))
+    for name in names:
+        wait_phase(kube, namespace, name, "Completed", timeout=20)
+    wait_until(lambda: len(events(kube, namespace)) >= 2 * len(names), timeout=5, what="events")
+    for name in names:
+        versions = {obj["metadata"]["resourceVersion"] for obj in recorder.versions(name)}
+        writes = len(versions) - 1  # the first version is the user's create
+        event_count = len([e for e in events(kube, namespace) if e["name"] == name])
+        print(f"{name}: {writes} object writes + {event_count} events")
+        # finalizer, Pending/Running/Completed status (coalesced when quick); Started + Completed
+        assert writes <= 4 and event_count == 2, (name, writes, event_count)
