@@ -13,7 +13,7 @@ help:
 	@echo "                 run the five demo jobs and show their progress (KEEP=1 keeps it running)"
 	@echo "make test        lint, type-check and run every test suite (unit, integration, e2e, faults)"
 	@echo "make test-unit   unit tests only (no services)"
-	@echo "make controlplane  build kube-apiserver, etcd and kubectl from the Go module proxy (cached)"
+	@echo "make controlplane  build kube-apiserver, etcd and kubectl (~10 min the first time, cached in ~/.cache/pgjobs)"
 	@echo "make bench       run the benchmarks"
 	@echo "make kind-up     create a kind cluster and install pgjobs (needs Docker and kind)"
 
