@@ -1,0 +1,140 @@
+# ruff: noqa: F811  (the fixtures imported from operator_helpers are parameters here)
+"""Crashes and restarts: workers, the operator, PostgreSQL, and a second operator replica.
+
+Nothing is lost, nothing runs twice, statuses catch up, and one replica leads at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pgjobs.devenv import postgres
+from pgjobs.store import connecting
+from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
+    Services,
+    crd,
+    create,
+    events,
+    exists,
+    get,
+    patch_spec,
+    query,
+    rows,
+    running_worker,
+    services,
+    sleep_job,
+    status,
+    wait_phase,
+    wait_until,
+    worker_pid,
+)
+
+
+def test_killed_worker_job_is_rescued_on_the_other_worker(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    services.operator()
+    workers = [services.worker("worker-1"), services.worker("worker-2")]
+    create(kube, namespace, sleep_job("survivor", seconds=4, steps=8))
+    wait_phase(kube, namespace, "survivor", "Running")
+    uid = get(kube, namespace, "survivor")["metadata"]["uid"]
+    victim = next(w for w in workers if w.pid == worker_pid(database, running_worker(database, uid)))
+    victim.kill()
+    done = wait_phase(kube, namespace, "survivor", "Completed", timeout=30)
+    assert done["attempts"] == 2
+    reasons = [e["reason"] for e in events(kube, namespace, uid)]
+    assert reasons.count("Rescued") == 1 and reasons.count("Started") == 2, reasons
+    survivor = next(w for w in workers if w is not victim)
+    assert "Job 1 completed" in survivor.text()
+
+
+def test_operator_killed_and_restarted_loses_and_duplicates_nothing(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    operator = services.operator("operator-1")
+    services.worker("worker-1")
+    services.worker("worker-2")
+    create(kube, namespace, *(sleep_job(f"before-{i}", seconds=2, steps=4) for i in range(4)))
+    wait_phase(kube, namespace, "before-0", "Running")
+    operator.kill()
+    # While the operator is down: new jobs, a deletion (held by the finalizer), a deletion
+    # whose finalizer is removed by hand (the row is orphaned), and a stop.
+    create(kube, namespace, *(sleep_job(f"during-{i}", seconds=1, steps=2) for i in range(3)))
+    kube.kubectl("delete", "pgjob", "before-3", "-n", namespace, "--wait=false")
+    kube.kubectl("delete", "pgjob", "before-2", "-n", namespace, "--wait=false")
+    kube.kubectl("patch", "pgjob", "before-2", "-n", namespace, "--type=merge", "-p",
+                 '{"metadata":{"finalizers":null}}')  # fmt: skip
+    time.sleep(2)
+    services.operator("operator-2")
+    expected = ["before-0", "before-1", "during-0", "during-1", "during-2"]
+    for name in expected:
+        wait_phase(kube, namespace, name, "Completed", timeout=40)
+    wait_until(lambda: not exists(kube, namespace, "before-3"), timeout=15, what="before-3 deleted")
+    left = rows(database)
+    assert sorted(row["resource_name"] for row in left) == expected  # no orphan, no duplicate
+    for name in expected:
+        assert status(kube, namespace, name)["attempts"] == 1
+
+
+def test_postgres_restart_mid_run_recovers(
+    kube: Any,
+    namespace: str,
+    services: Services,
+    database: connecting.DatabaseSettings,
+    postgres_server: postgres.PostgresServer,
+) -> None:
+    services.operator()
+    services.worker("worker-1")
+    services.worker("worker-2")
+    create(kube, namespace, *(sleep_job(f"job-{i}", seconds=3, steps=6) for i in range(4)))
+    wait_phase(kube, namespace, "job-0", "Running")
+    postgres_server.restart()
+    create(kube, namespace, sleep_job("after-restart", seconds=1, steps=2))
+    for name in ["job-0", "job-1", "job-2", "job-3", "after-restart"]:
+        final = wait_phase(kube, namespace, name, "Completed", timeout=60)
+        assert final["progress"] == 100
+    assert len(rows(database)) == 5
+
+
+def leads(log: str) -> int:
+    return log.count("now leads")
+
+
+def test_two_operators_one_leads_and_the_other_takes_over(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    first = services.operator("operator-a")
+    second = services.operator("operator-b")
+    services.worker()
+    wait_until(lambda: leads(first.text()) + leads(second.text()) >= 1, timeout=15, what="a leader")
+    time.sleep(2)  # the follower keeps trying meanwhile, and must not succeed
+    assert leads(first.text()) + leads(second.text()) == 1
+    leader, follower = (first, second) if leads(first.text()) else (second, first)
+    create(kube, namespace, sleep_job("while-a-leads", seconds=1, steps=2))
+    wait_phase(kube, namespace, "while-a-leads", "Completed", timeout=15)
+    # One session holds the leadership lock; the follower's attempts do not.
+    locks = query(
+        database,
+        "SELECT count(*) AS held FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    assert locks[0]["held"] == 1
+    leader.kill()
+    killed_at = time.monotonic()
+    wait_until(lambda: leads(follower.text()) == 1, timeout=10, what="takeover")
+    takeover = time.monotonic() - killed_at
+    assert takeover < 5, takeover
+    create(kube, namespace, sleep_job("after-takeover", seconds=1, steps=2))
+    done = wait_phase(kube, namespace, "after-takeover", "Completed", timeout=15)
+    assert done["attempts"] == 1
+    # Stop and delete still work through the surviving replica's handlers.
+    patch_spec(kube, namespace, "while-a-leads", restarts=1)
+    wait_until(
+        lambda: (
+            status(kube, namespace, "while-a-leads").get("restarts") == 1
+            and status(kube, namespace, "while-a-leads").get("phase") == "Completed"
+        ),
+        timeout=15,
+        what="restart through the new leader",
+    )
