@@ -157,21 +157,20 @@ def status_of(row: SyncRow, now: datetime.datetime) -> Json:
 def transitions(row: SyncRow) -> list[tuple[str, str, str]]:
     """(type, reason, message) of the Events between what was copied last and the row now.
 
-    Progress is not a transition. Changes that happened between two rounds are coalesced, so
-    an attempt that started and ended in between gives Started and its end.
+    Progress is not a transition. Changes between two rounds are coalesced like the status:
+    an attempt that started and ended in between gets only its end (whose message names the
+    attempt and worker), which keeps a short job at one Event, not two.
     """
     before, now = row.synced_state, row.state
-    new_attempt = row.attempt != row.synced_attempt
-    started = now is JobState.RUNNING and (before is not JobState.RUNNING or new_attempt)
-    # An attempt that started and ended between two rounds still gets its Started.
-    ended_unseen = now in (JobState.COMPLETED, JobState.FAILED) and new_attempt and row.started_at is not None
+    where = f" on {row.worker_name}" if row.worker_name else ""
+    attempt = f"attempt {row.attempt}/{row.max_attempts}{where}"
     found: list[tuple[str, str, str]] = []
-    if started or ended_unseen:
-        where = f" on {row.worker_name}" if row.worker_name else ""
-        found.append(("Normal", "Started", f"attempt {row.attempt}/{row.max_attempts}{where}"))
+    if now is JobState.RUNNING and (before is not JobState.RUNNING or row.attempt != row.synced_attempt):
+        found.append(("Normal", "Started", attempt))
     if now.is_finished and before is not now:
         kind = "Warning" if now is JobState.FAILED else "Normal"
-        found.append((kind, now.phase, row.message or now.phase.lower()))
+        detail = f": {row.message}" if row.message else ""
+        found.append((kind, now.phase, f"{attempt}{detail}" if row.attempt else row.message or now.phase))
     if now is JobState.PENDING and before is JobState.RUNNING:
         message = row.message or "back in the queue"
         if message.startswith(RESCUE_MESSAGE_PREFIX):

@@ -7,6 +7,7 @@ The user's view: PgJobs applied with kubectl (or the API), their status and Even
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 from pgjobs.store import connecting
@@ -167,11 +168,18 @@ def test_api_writes_per_short_job(kube: Any, namespace: str, services: Services,
     create(kube, namespace, *(pgjob(name, "noop") for name in names))
     for name in names:
         wait_phase(kube, namespace, name, "Completed", timeout=20)
-    wait_until(lambda: len(events(kube, namespace)) >= 2 * len(names), timeout=5, what="events")
+    wait_until(lambda: len(events(kube, namespace)) >= len(names), timeout=5, what="events")
+    time.sleep(1)  # a Started Event, if any, is posted before its Completed
+    totals = []
     for name in names:
         versions = {obj["metadata"]["resourceVersion"] for obj in recorder.versions(name)}
         writes = len(versions) - 1  # the first version is the user's create
         event_count = len([e for e in events(kube, namespace) if e["name"] == name])
         print(f"{name}: {writes} object writes + {event_count} events")
-        # finalizer, Pending/Running/Completed status (coalesced when quick); Started + Completed
-        assert writes <= 4 and event_count == 2, (name, writes, event_count)
+        # The finalizer, then Pending / Running / Completed statuses and Started / Completed
+        # Events, each coalesced away when the job is quicker than a sync round.
+        assert 1 <= event_count <= 2 and writes + event_count <= 5, (name, writes, event_count)
+        totals.append(writes + event_count)
+    # Most quick jobs cost at most 4 writes (issue 6's target): finalizer, Pending, Completed
+    # and its Event.
+    assert sorted(totals)[len(totals) // 2] <= 4, totals

@@ -1,0 +1,102 @@
+"""The status sync's pure parts: the write budget, the status and conditions, the Events."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+
+import pytest
+
+from pgjobs.operator import syncing
+from pgjobs.states import JobState, Priority
+from pgjobs.store.resources import SyncRow
+
+T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+def row(**changes: object) -> SyncRow:
+    base = SyncRow(
+        id=7, task="sleep", priority=Priority.HIGH, queue="default", state=JobState.PENDING, attempt=0,
+        max_attempts=3, progress=0, message=None, result=None, restarts=0, run_after=T0, created_at=T0,
+        started_at=None, finished_at=None, resource_uid="uid-1", resource_namespace="ns",
+        resource_name="job", change_count=1, observed_generation=1, synced_state=None, synced_attempt=0,
+        worker_name=None,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    now = [0.0]
+    bucket = syncing.TokenBucket(rate=2, burst=2, clock=lambda: now[0])
+    assert bucket.try_take() == 0 and bucket.try_take() == 0
+    assert bucket.try_take() == pytest.approx(0.5)
+    now[0] = 0.5
+    assert bucket.try_take() == 0
+    now[0] = 100.0  # idle time does not accumulate beyond the burst
+    assert [bucket.try_take() for _ in range(3)][:2] == [0, 0]
+
+
+def test_token_bucket_take_waits_for_the_rate() -> None:
+    async def take_five() -> float:
+        bucket = syncing.TokenBucket(rate=20, burst=1)
+        start = asyncio.get_running_loop().time()
+        for _ in range(5):
+            await bucket.take()
+        return asyncio.get_running_loop().time() - start
+
+    assert asyncio.run(take_five()) >= 0.19
+
+
+def test_token_bucket_refuses_a_zero_budget() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        syncing.TokenBucket(rate=0)
+
+
+def test_status_of_a_running_job() -> None:
+    running = row(state=JobState.RUNNING, attempt=1, progress=40, started_at=T0, worker_name="w-1")
+    status = syncing.status_of(running, T0)
+    assert status["phase"] == "Running" and status["progressPercent"] == "40%"
+    assert status["worker"] == "w-1" and status["attempts"] == 1 and status["jobId"] == 7
+    assert status["startedAt"] == "2026-01-01T12:00:00Z" and status["finishedAt"] is None
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Running"]["status"] == "True" and conditions["Succeeded"]["status"] == "Unknown"
+
+
+def test_status_of_a_failed_job_and_a_waiting_retry() -> None:
+    failed = row(state=JobState.FAILED, attempt=3, message="boom", finished_at=T0)
+    conditions = {c["type"]: c for c in syncing.status_of(failed, T0)["conditions"]}
+    assert conditions["Succeeded"] == {
+        "type": "Succeeded", "status": "False", "reason": "Failed", "message": "boom",
+        "lastTransitionTime": "2026-01-01T12:00:00Z", "observedGeneration": 1,
+    }  # fmt: skip
+    retry = row(attempt=1, message="boom", run_after=T0 + datetime.timedelta(seconds=10))
+    assert syncing.message_of(retry, T0) == "boom; next attempt 2/3 at 2026-01-01T12:00:10Z"
+
+
+def test_small_result() -> None:
+    assert syncing.small_result(None) is None
+    assert syncing.small_result(5) == {"value": 5}
+    assert syncing.small_result({"x": "y" * 10000}) == {"truncated": True, "bytes": 10008}
+
+
+@pytest.mark.parametrize(
+    ("before", "before_attempt", "changes", "reasons"),
+    [
+        (JobState.PENDING, 0, {"state": JobState.RUNNING, "attempt": 1}, ["Started"]),
+        (JobState.RUNNING, 1, {"state": JobState.RUNNING, "attempt": 1, "progress": 50}, []),
+        (JobState.RUNNING, 1, {"state": JobState.COMPLETED, "attempt": 1}, ["Completed"]),
+        (JobState.PENDING, 0, {"state": JobState.COMPLETED, "attempt": 1}, ["Completed"]),
+        (JobState.RUNNING, 1, {"state": JobState.RUNNING, "attempt": 2}, ["Started"]),
+        (JobState.RUNNING, 1, {"state": JobState.FAILED, "attempt": 3, "message": "x"}, ["Failed"]),
+        (JobState.RUNNING, 1, {"state": JobState.STOPPED, "attempt": 1}, ["Stopped"]),
+        (JobState.RUNNING, 1, {"attempt": 1, "message": "boom"}, ["Requeued"]),
+        (JobState.RUNNING, 1, {"attempt": 1, "message": "worker stopped heartbeating during"}, ["Rescued"]),
+        (None, 0, {}, []),
+    ],
+)
+def test_transitions(
+    before: JobState | None, before_attempt: int, changes: dict[str, object], reasons: list[str]
+) -> None:
+    current = row(synced_state=before, synced_attempt=before_attempt, **changes)
+    assert [reason for _, reason, _ in syncing.transitions(current)] == reasons
