@@ -35,6 +35,6 @@ class Database:
         await self._pool.close()
 
     @contextlib.asynccontextmanager
-    async def connection(self, timeout: float = 10.0) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def connection(self, timeout: float = 30.0) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         async with self._pool.connection(timeout=timeout) as conn:
             yield conn

@@ -64,9 +64,13 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await context.of(memo).shutdown()
 
 
-@kopf.on.resume(*RESOURCE, registry=registry)
-@kopf.on.create(*RESOURCE, registry=registry)
-@kopf.on.update(*RESOURCE, registry=registry)
+#: A failed handler (PostgreSQL away) is retried after this many seconds, not kopf's default 60.
+RETRY_BACKOFF = 2.0
+
+
+@kopf.on.resume(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
+@kopf.on.create(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
+@kopf.on.update(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
 async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     ctx = context.of(memo)
     try:
@@ -119,7 +123,7 @@ async def _refuse(ctx: context.Context, body: kopf.Body, message: str) -> None:
     raise kopf.PermanentError(message)
 
 
-@kopf.on.delete(*RESOURCE, registry=registry)
+@kopf.on.delete(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
 async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Stop a running job (bounded wait for its worker), then remove the row."""
     ctx = context.of(memo)

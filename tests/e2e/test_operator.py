@@ -126,6 +126,19 @@ def test_failing_job_fails_after_max_attempts_and_restart_runs_it_again(
     assert done["restarts"] == 1 and done["attempts"] == 1 and done["result"] == {"exit_code": 0}
 
 
+def test_priority_change_of_a_pending_job_takes_effect(kube: Any, namespace: str, services: Services) -> None:
+    services.operator()
+    create(kube, namespace, sleep_job("first", seconds=1, steps=1), sleep_job("second", seconds=1, steps=1))
+    wait_phase(kube, namespace, "second", "Pending")
+    patch_spec(kube, namespace, "second", priority="High")
+    wait_until(lambda: status(kube, namespace, "second").get("observedGeneration") == 2, what="generation 2")
+    services.worker()
+    second = wait_phase(kube, namespace, "second", "Completed", timeout=15)
+    first = wait_phase(kube, namespace, "first", "Completed", timeout=15)
+    # One worker: the job made High ran first, although it was queued second.
+    assert second["finishedAt"] <= first["startedAt"]
+
+
 def test_delete_running_job_stops_it_and_removes_the_row(
     kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
 ) -> None:
