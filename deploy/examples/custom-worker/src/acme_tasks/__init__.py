@@ -1,0 +1,1 @@
+"""Example tasks for a custom pgjobs worker image."""
