@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from typing import Any
 
 from pgjobs.store import connecting
@@ -175,7 +176,8 @@ def test_invalid_args_fail_the_job_with_a_message(kube: Any, namespace: str, ser
 
 def test_api_writes_per_short_job(kube: Any, namespace: str, services: Services, recorder: Recorder) -> None:
     """What a short job costs the API server: object writes (resourceVersion bumps) and Events."""
-    services.operator()
+    metrics_port, liveness_port = free_port(), free_port()
+    services.operator("operator", "--metrics-port", str(metrics_port), "--liveness-port", str(liveness_port))
     services.worker()
     names = [f"quick-{i}" for i in range(5)]
     create(kube, namespace, *(pgjob(name, "noop") for name in names))
@@ -196,3 +198,24 @@ def test_api_writes_per_short_job(kube: Any, namespace: str, services: Services,
     # Most quick jobs cost at most 4 writes (issue 6's target): finalizer, Pending, Completed
     # and its Event.
     assert sorted(totals)[len(totals) // 2] <= 4, totals
+
+    # The operator's metrics and liveness endpoint tell the same story.
+    wait_until(lambda: 'phase="Completed"' in scrape(metrics_port), timeout=5, what="job gauges")
+    metrics = scrape(metrics_port)
+    assert "pgjobs_operator_leader 1.0" in metrics
+    assert 'pgjobs_jobs{phase="Completed",priority="Regular",queue="default"} 5.0' in metrics
+    assert 'pgjobs_operator_events_total{reason="Completed"} 5.0' in metrics
+    assert "pgjobs_workers_alive 1.0" in metrics
+    with urllib.request.urlopen(f"http://127.0.0.1:{liveness_port}/healthz", timeout=5) as response:
+        assert response.status == 200
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())

@@ -36,7 +36,7 @@ def test_killed_worker_job_is_rescued_on_the_other_worker(
 ) -> None:
     services.operator()
     workers = [services.worker("worker-1"), services.worker("worker-2")]
-    create(kube, namespace, sleep_job("survivor", seconds=4, steps=8))
+    create(kube, namespace, sleep_job("survivor", seconds=4, steps=8, backoffSeconds=1))
     wait_phase(kube, namespace, "survivor", "Running")
     uid = get(kube, namespace, "survivor")["metadata"]["uid"]
     victim = next(w for w in workers if w.pid == worker_pid(database, running_worker(database, uid)))
