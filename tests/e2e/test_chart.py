@@ -1,0 +1,390 @@
+# ruff: noqa: F811  (the fixtures imported from operator_helpers are parameters here)
+"""The Helm chart against real tools: helm lint/template, the values schema, server-side dry-run
+on the real API server, and the operator running with the chart's own RBAC.
+
+helm is built from the Go module proxy by deploy/helm/build.sh into the pgjobs cache. Without it
+these tests are skipped, except in CI (CI=true), where the session builds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
+    Services,
+    crd,
+    create,
+    exists,
+    pgjob,
+    services,
+    sleep_job,
+    wait_phase,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "pgjobs"
+BUILD = ROOT / "deploy" / "helm" / "build.sh"
+
+Obj = dict[str, Any]
+
+# Every optional feature on (KEDA and HPA are exclusive: HPA is rendered separately).
+ALL_FEATURES = {
+    "postgresql": {"enabled": True, "persistence": {"enabled": True}},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "worker": {
+        "keda": {"enabled": True},
+        "enableShell": True,
+        "tasks": ["tests.sample_tasks"],
+        "queues": ["default", "reports"],
+        "concurrency": 2,
+        "image": {"repository": "acme-worker", "tag": "1"},
+    },
+    "operator": {"replicas": 2, "extraArgs": ["--status-writes-per-second=20"]},
+    "imagePullSecrets": [{"name": "registry"}],
+}
+WITH_HPA = {
+    "database": {"url": "postgresql://pgjobs@db:5432/pgjobs", "password": "s3cret"},
+    "worker": {"hpa": {"enabled": True}},
+}
+
+# Minimal CRDs standing in for the Prometheus Operator's and KEDA's: enough for the API server
+# to accept (and dry-run) the chart's ServiceMonitor, ScaledObject and TriggerAuthentication.
+FOREIGN_CRDS = [
+    ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
+    ("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
+    ("keda.sh", "v1alpha1", "TriggerAuthentication", "triggerauthentications"),
+]
+
+
+def _helm_or_skip() -> Path:
+    path = Path(
+        subprocess.run([str(BUILD), "--bin"], capture_output=True, text=True, check=True).stdout.strip()
+    )
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    if os.environ.get("CI", "").lower() == "true":
+        subprocess.run([str(BUILD)], check=True, timeout=1800)
+        return path
+    pytest.skip(f"helm is not built ({path} missing): run deploy/helm/build.sh (`make helm`, a few minutes)")
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return _helm_or_skip()
+
+
+def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def values_file(tmp_path: Path, values: Obj, name: str = "values.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def render(
+    helm: Path, tmp_path: Path, values: Obj, *, release: str = "pgjobs", namespace: str = "pgjobs"
+) -> list[Obj]:
+    text = run_helm(
+        helm, "template", release, str(CHART), "--namespace", namespace, "-f", values_file(tmp_path, values)
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def kinds(objects: list[Obj]) -> set[str]:
+    return {obj["kind"] for obj in objects}
+
+
+@pytest.mark.parametrize("values", [{}, ALL_FEATURES, WITH_HPA], ids=["defaults", "all-features", "hpa"])
+def test_lint(helm: Path, tmp_path: Path, values: Obj) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART), "-f", values_file(tmp_path, values))
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None:
+    defaults = kinds(render(helm, tmp_path, {}))
+    assert defaults == {"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service",
+                        "ServiceAccount"}  # fmt: skip
+    everything = render(helm, tmp_path, ALL_FEATURES)
+    assert kinds(everything) - defaults == {
+        "Secret", "StatefulSet", "ServiceMonitor", "ScaledObject", "TriggerAuthentication",
+    }  # fmt: skip
+    (worker,) = [
+        o for o in everything if o["kind"] == "Deployment" and o["metadata"]["name"] == "pgjobs-worker"
+    ]
+    assert "replicas" not in worker["spec"], "KEDA owns the replica count"
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "acme-worker:1"
+    assert {"--enable-shell", "--tasks=tests.sample_tasks", "--queue=reports", "--concurrency=2"} <= set(
+        container["args"]
+    )
+    (scaled,) = [o for o in everything if o["kind"] == "ScaledObject"]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "postgresql"
+    assert trigger["metadata"]["query"] == "SELECT count(*) FROM pgjobs.jobs WHERE state = 'pending'"
+    assert trigger["metadata"]["host"] == "pgjobs-postgresql.pgjobs.svc"
+    (secret,) = [o for o in everything if o["kind"] == "Secret"]
+    assert (
+        secret["stringData"]["PGJOBS_DATABASE_URL"]
+        == "postgresql://pgjobs@pgjobs-postgresql.pgjobs.svc:5432/pgjobs"
+    )
+
+    (hpa,) = [o for o in render(helm, tmp_path, WITH_HPA) if o["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "External" and metric["external"]["metric"]["name"] == "pgjobs_jobs"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"worker": {"concurrency": 0}}, "/worker/concurrency'"),
+        ({"worker": {"replicas": "two"}}, "/worker/replicas'"),
+        ({"workers": {"replicas": 3}}, "'workers'"),  # a misspelled key
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy'"),
+        ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0'"),
+    ],
+    ids=["concurrency-0", "replicas-string", "unknown-key", "pull-policy", "namespace-name"],
+)
+def test_schema_rejects_wrong_values(helm: Path, tmp_path: Path, values: Obj, message: str) -> None:
+    result = run_helm(
+        helm, "template", "pgjobs", str(CHART), "-f", values_file(tmp_path, values), check=False
+    )
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_exclusive_values_fail_with_a_message(helm: Path, tmp_path: Path) -> None:
+    values = {"worker": {"hpa": {"enabled": True}, "keda": {"enabled": True}}}
+    result = run_helm(
+        helm, "template", "pgjobs", str(CHART), "-f", values_file(tmp_path, values), check=False
+    )
+    assert result.returncode != 0 and "mutually exclusive" in result.stderr
+
+
+def test_raw_manifests_are_current(helm: Path) -> None:
+    script = ROOT / "scripts" / "render-manifests.sh"
+    expected = subprocess.run(
+        [str(script), "--stdout"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HELM": str(helm)},
+    ).stdout
+    assert (ROOT / "deploy" / "manifests" / "pgjobs.yaml").read_text() == expected, (
+        "deploy/manifests/pgjobs.yaml is stale: run scripts/render-manifests.sh (make manifests)"
+    )
+
+
+# -- against the real API server --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def foreign_crds(kube: Any, crd: None) -> None:
+    for group, version, kind, plural in FOREIGN_CRDS:
+        kube.apply(
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{group}"},
+                "spec": {
+                    "group": group,
+                    "scope": "Namespaced",
+                    "names": {
+                        "kind": kind,
+                        "plural": plural,
+                        "singular": kind.lower(),
+                        "listKind": f"{kind}List",
+                    },
+                    "versions": [
+                        {
+                            "name": version,
+                            "served": True,
+                            "storage": True,
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                }
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{plural}.{group}", "--timeout=60s")
+    for _, _, _, plural in FOREIGN_CRDS:
+        kube.wait_for(
+            lambda plural=plural: kube.kubectl("get", plural, "-A", check=False).returncode == 0,
+            timeout=60,
+            what=f"{plural} in discovery",
+        )
+
+
+@pytest.mark.parametrize("case", ["defaults", "all-features", "hpa"])
+def test_server_side_dry_run_accepts_every_object(
+    helm: Path, kube: Any, foreign_crds: None, namespace: str, tmp_path: Path, case: str
+) -> None:
+    values = {
+        "defaults": {},
+        "all-features": {
+            **ALL_FEATURES,
+            "operator": {**ALL_FEATURES["operator"], "watchNamespaces": [namespace]},
+        },
+        "hpa": WITH_HPA,
+    }[case]
+    objects = render(helm, tmp_path, values, release=f"r{uuid.uuid4().hex[:6]}", namespace=namespace)
+    text = yaml.safe_dump_all(objects)
+    result = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=text)
+    accepted = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+    assert len(accepted) == len(objects), result.stdout
+    assert len(objects) >= 10
+
+
+# -- the chart's RBAC ------------------------------------------------------------------------
+
+
+def _operator_rbac(helm: Path, tmp_path: Path, namespace: str, release: str, values: Obj) -> list[Obj]:
+    """The chart's operator ServiceAccount and (Cluster)Roles and bindings for this release."""
+    values = {"fullnameOverride": release, **values}
+    objects = render(helm, tmp_path, values, release=release, namespace=namespace)
+    wanted = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    return [
+        o
+        for o in objects
+        if o["kind"] in wanted
+        or (o["kind"] == "ServiceAccount" and o["metadata"]["name"].endswith("-operator"))
+    ]
+
+
+@contextlib.contextmanager
+def chart_rbac(helm: Path, kube: Any, namespace: str, tmp_path: Path, values: Obj) -> Iterator[Path]:
+    """A kubeconfig authenticating as the chart's operator ServiceAccount, bound by the chart's RBAC."""
+    release = f"rbac-{uuid.uuid4().hex[:8]}"
+    objects = _operator_rbac(helm, tmp_path, namespace, release, values)
+    kube.apply(objects)
+    try:
+        yield kube.kubeconfig_for_serviceaccount(namespace, f"{release}-operator")
+    finally:
+        for obj in objects:
+            if obj["kind"].startswith("Cluster"):
+                name = obj["metadata"]["name"]
+                kube.kubectl("delete", obj["kind"], name, "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def operator_kubeconfig(helm: Path, kube: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """The chart's default RBAC: the operator watches all namespaces."""
+    with chart_rbac(helm, kube, namespace, tmp_path, {}) as kubeconfig:
+        yield kubeconfig
+
+
+@pytest.fixture
+def namespaced_operator_kubeconfig(
+    helm: Path, kube: Any, crd: None, namespace: str, tmp_path: Path
+) -> Iterator[Path]:
+    """The chart's RBAC with operator.watchNamespaces=[namespace]: PgJob rights in a Role only."""
+    values = {"operator": {"watchNamespaces": [namespace]}}
+    with chart_rbac(helm, kube, namespace, tmp_path, values) as kubeconfig:
+        assert can_i(kube, kubeconfig, "patch", "pgjobs.pgjobs.dev", "-n", namespace)
+        assert not can_i(kube, kubeconfig, "patch", "pgjobs.pgjobs.dev", "-n", "default")
+        yield kubeconfig
+
+
+def can_i(kube: Any, kubeconfig: Path, *args: str) -> bool:
+    result = kube.kubectl("auth", "can-i", *args, kubeconfig=kubeconfig, check=False)
+    assert result.stdout.strip() in {"yes", "no"}, result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def test_operator_rbac_allows_what_the_operator_does(
+    kube: Any, operator_kubeconfig: Path, namespace: str
+) -> None:
+    allowed = [
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+        *[(verb, "pgjobs.pgjobs.dev") for verb in ("get", "list", "watch", "patch", "delete")],
+        ("patch", "pgjobs.pgjobs.dev", "--subresource=status"),
+        ("create", "events"),
+    ]
+    for verb, resource, *extra in allowed:
+        assert can_i(kube, operator_kubeconfig, verb, resource, "-n", namespace, *extra), (verb, resource)
+        assert can_i(kube, operator_kubeconfig, verb, resource, "--all-namespaces", *extra), (verb, resource)
+
+
+def test_operator_rbac_denies_everything_else(kube: Any, operator_kubeconfig: Path, namespace: str) -> None:
+    denied = [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("get", "pods"),
+        ("list", "pods"),
+        ("create", "pods"),
+        ("create", "pods", "--subresource=exec"),
+        ("create", "pgjobs.pgjobs.dev"),
+        ("update", "pgjobs.pgjobs.dev"),
+        ("delete", "events"),
+        ("list", "configmaps"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("impersonate", "serviceaccounts"),
+        ("create", "serviceaccounts", "--subresource=token"),
+        ("list", "deployments.apps"),
+    ]
+    for verb, resource, *extra in denied:
+        assert not can_i(kube, operator_kubeconfig, verb, resource, "-n", namespace, *extra), (verb, resource)
+    listing = kube.kubectl("auth", "can-i", "--list", "-n", namespace, kubeconfig=operator_kubeconfig).stdout
+    resources = [
+        line.split() for line in listing.splitlines()[1:] if line.strip() and not line.startswith(" ")
+    ]
+    assert resources and all(row[0] != "*" and "*" not in row[-1] for row in resources), listing
+
+
+def test_operator_runs_with_the_charts_rbac(
+    kube: Any, namespaced_operator_kubeconfig: Path, services: Services, namespace: str
+) -> None:
+    """Create, run, delete (finalizer) and TTL-delete PgJobs with only the chart's permissions.
+
+    The test operator watches its test namespace (--namespace), so the chart is rendered the
+    same way (operator.watchNamespaces).
+    """
+    operator = services.operator("operator", "--kubeconfig", str(namespaced_operator_kubeconfig))
+    create(
+        kube,
+        namespace,
+        sleep_job("sleepy", seconds=1, steps=2),
+        pgjob("short-lived", "noop", ttlSecondsAfterFinished=1),
+        pgjob("doomed", "noop", stopped=True),
+    )
+    services.worker("worker")
+    completed = wait_phase(kube, namespace, "sleepy", "Completed", timeout=45)
+    assert completed["progress"] == 100
+    wait_phase(kube, namespace, "doomed", "Stopped", timeout=30)
+    kube.kubectl("delete", "pgjob", "doomed", "-n", namespace, "--wait=false")
+    wait_until(lambda: not exists(kube, namespace, "doomed"), timeout=30, what="finalizer removed")
+    wait_until(lambda: not exists(kube, namespace, "short-lived"), timeout=30, what="TTL deletion")
+    reasons = {
+        event["reason"]
+        for event in kube.get_json("events", "-n", namespace)["items"]
+        if event["involvedObject"]["name"] == "sleepy"
+    }
+    assert reasons, "the operator posted Events about the job"
+    log = operator.text()
+    assert operator.alive(), log[-3000:]
+    assert "403" not in log and "Forbidden" not in log, log[-3000:]
