@@ -138,3 +138,75 @@ def test_two_operators_one_leads_and_the_other_takes_over(
         timeout=15,
         what="restart through the new leader",
     )
+
+
+#: What kopf needs cluster-wide even when it watches named namespaces: it watches CRDs (to
+#: notice the PgJob CRD coming and going) and namespaces.
+KOPF_CLUSTER_RULES = [
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["list", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+]
+#: The least the operator needs in the namespaces it serves (a ClusterRole when it serves all).
+OPERATOR_RULES = [
+    {
+        "apiGroups": ["pgjobs.dev"],
+        "resources": ["pgjobs"],
+        "verbs": ["get", "list", "watch", "patch", "delete"],
+    },
+    {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+def test_operator_runs_with_least_privilege(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    """As a ServiceAccount with only these rules: the full job life cycle, without a 403."""
+    subject = {"kind": "ServiceAccount", "name": "pgjobs-operator", "namespace": namespace}
+    cluster_role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"{namespace}-kopf"},
+        "rules": KOPF_CLUSTER_RULES,
+    }
+    cluster_binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": f"{namespace}-kopf"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": f"{namespace}-kopf",
+        },
+        "subjects": [subject],
+    }
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "pgjobs-operator", "namespace": namespace},
+        "rules": OPERATOR_RULES,
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "pgjobs-operator", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pgjobs-operator"},
+        "subjects": [subject],
+    }
+    kube.apply([cluster_role, cluster_binding, role, binding])
+    kubeconfig = kube.kubeconfig_for_serviceaccount(namespace, "pgjobs-operator")
+    operator = services.operator("operator", "--kubeconfig", str(kubeconfig))
+    services.worker()
+    create(kube, namespace, sleep_job("limited", seconds=1, steps=2))
+    done = wait_phase(kube, namespace, "limited", "Completed", timeout=20)
+    assert done["progress"] == 100
+    assert {e["reason"] for e in events(kube, namespace)} >= {"Started", "Completed"}
+    kube.kubectl("delete", "pgjob", "limited", "-n", namespace, "--timeout=15s")
+    assert rows(database) == []
+    assert "Forbidden" not in operator.text() and "403" not in operator.text()
+    kube.kubectl("delete", "clusterrolebinding,clusterrole", f"{namespace}-kopf", check=False)
