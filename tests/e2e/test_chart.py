@@ -38,7 +38,7 @@ BUILD = ROOT / "deploy" / "helm" / "build.sh"
 Obj = dict[str, Any]
 
 # Every optional feature on (KEDA and HPA are exclusive: HPA is rendered separately).
-ALL_FEATURES = {
+ALL_FEATURES: Obj = {
     "postgresql": {"enabled": True, "persistence": {"enabled": True}},
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "worker": {
@@ -52,7 +52,7 @@ ALL_FEATURES = {
     "operator": {"replicas": 2, "extraArgs": ["--status-writes-per-second=20"]},
     "imagePullSecrets": [{"name": "registry"}],
 }
-WITH_HPA = {
+WITH_HPA: Obj = {
     "database": {"url": "postgresql://pgjobs@db:5432/pgjobs", "password": "s3cret"},
     "worker": {"hpa": {"enabled": True}},
 }
@@ -308,8 +308,9 @@ def namespaced_operator_kubeconfig(
 
 def can_i(kube: Any, kubeconfig: Path, *args: str) -> bool:
     result = kube.kubectl("auth", "can-i", *args, kubeconfig=kubeconfig, check=False)
-    assert result.stdout.strip() in {"yes", "no"}, result.stderr
-    return result.stdout.strip() == "yes"
+    answer: str = result.stdout.strip()
+    assert answer in {"yes", "no"}, result.stderr
+    return answer == "yes"
 
 
 def test_operator_rbac_allows_what_the_operator_does(
