@@ -90,7 +90,7 @@ class Cluster:
         self.kubectl("scale", "-n", NAMESPACE, f"deployment/{RELEASE}-worker", f"--replicas={replicas}")
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
