@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from pgjobs.devenv import postgres
 from pgjobs.store import connecting
 from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
@@ -210,3 +212,21 @@ def test_operator_runs_with_least_privilege(
     assert rows(database) == []
     assert "Forbidden" not in operator.text() and "403" not in operator.text()
     kube.kubectl("delete", "clusterrolebinding,clusterrole", f"{namespace}-kopf", check=False)
+
+
+def test_api_server_restart_mid_run_statuses_catch_up(
+    kube: Any, namespace: str, services: Services, controlplane: Any
+) -> None:
+    if not hasattr(controlplane, "restart_apiserver"):
+        pytest.skip("an existing cluster's API server cannot be restarted by the tests")
+    services.operator()
+    services.worker("worker-1")
+    services.worker("worker-2")
+    create(kube, namespace, *(sleep_job(f"job-{i}", seconds=2, steps=4) for i in range(3)))
+    wait_phase(kube, namespace, "job-0", "Running")
+    controlplane.stop_apiserver()
+    time.sleep(3)  # the jobs finish in PostgreSQL while nobody can write their status
+    controlplane.restart_apiserver()
+    create(kube, namespace, sleep_job("after", seconds=1, steps=2))
+    for name in ["job-0", "job-1", "job-2", "after"]:
+        assert wait_phase(kube, namespace, name, "Completed", timeout=60)["progress"] == 100
