@@ -51,6 +51,8 @@ class Worker:
         self._beat_now = asyncio.Event()
         self._shutdown_timer: asyncio.TimerHandle | None = None
         self._last_heartbeat = time.monotonic()
+        #: Start of the current unbroken run of heartbeats (reset by every failed one).
+        self._in_contact_since = time.monotonic()
 
     def in_contact(self) -> bool:
         """Whether the last heartbeat is recent enough that nobody can have rescued our jobs."""
@@ -148,11 +150,12 @@ class Worker:
             if beat is None:
                 metrics.HEARTBEAT_FAILURES.inc()
                 self._check_silence(time.monotonic() - self._last_heartbeat)
+                self._in_contact_since = time.monotonic()
             else:
                 self._last_heartbeat = sent_at
                 await self._answer(beat, sent_at)
                 beats += 1
-                if beats % RESCUE_EVERY_HEARTBEATS == 0:
+                if beats % RESCUE_EVERY_HEARTBEATS == 0 and self._may_rescue():
                     await self._rescue()
             self._beat_now.clear()
             with contextlib.suppress(TimeoutError):
@@ -197,6 +200,11 @@ class Worker:
                 execution.request_stop(StopReason.LOST)
             elif execution.job.id in beat.stop_requested:
                 execution.request_stop(StopReason.REQUESTED)
+
+    def _may_rescue(self) -> bool:
+        """Sweep only after a full stall timeout in contact: after an outage, other workers need
+        that long to reconnect and heartbeat, and sweeping sooner would take their jobs away."""
+        return time.monotonic() - self._in_contact_since >= self.settings.stall_timeout
 
     async def _rescue(self) -> None:
         async def sweep(conn: Connection) -> int:
