@@ -77,10 +77,15 @@ def test_demo_jobs_high_before_regular_all_completed(
         assert (phase, progress, worker, attempts) == ("Completed", "100%", HOST, "1")
         assert priority == ("High" if "high" in name else "Regular")
     # One Started and one Completed Event per job, from the operator, none for progress.
-    reasons = sorted(
-        (e["name"], e["reason"]) for e in events(kube, namespace) if e["component"] == "pgjobs-operator"
-    )
-    assert reasons == sorted([(n, "Completed") for n in names] + [(n, "Started") for n in names])
+    expected = sorted([(n, "Completed") for n in names] + [(n, "Started") for n in names])
+
+    def reasons() -> list[tuple[str, str]]:
+        ours = events(kube, namespace)
+        return sorted((e["name"], e["reason"]) for e in ours if e["component"] == "pgjobs-operator")
+
+    wait_until(lambda: len(reasons()) >= len(expected), timeout=5, what="events")
+    time.sleep(0.5)  # and no more than those
+    assert reasons() == expected
 
 
 def test_stop_running_job_frees_the_worker_and_start_runs_it_again(
@@ -100,8 +105,12 @@ def test_stop_running_job_frees_the_worker_and_start_runs_it_again(
     patch_spec(kube, namespace, "long", stopped=False)
     running = wait_phase(kube, namespace, "long", "Running", timeout=10)
     assert running["attempts"] == 1 and running["observedGeneration"] == 3
-    reasons = [e["reason"] for e in events(kube, namespace) if e["name"] == "long"]
-    assert reasons.count("Started") == 2 and reasons.count("Stopped") == 1
+    wait_until(
+        lambda: [e["reason"] for e in events(kube, namespace) if e["name"] == "long"].count("Started") == 2,
+        timeout=5,
+        what="a second Started event",
+    )
+    assert [e["reason"] for e in events(kube, namespace) if e["name"] == "long"].count("Stopped") == 1
 
 
 def test_failing_job_fails_after_max_attempts_and_restart_runs_it_again(
@@ -118,7 +127,8 @@ def test_failing_job_fails_after_max_attempts_and_restart_runs_it_again(
     assert failed["attempts"] == 3
     assert "exited with code 3" in failed["message"]
     assert {c["type"]: c["status"] for c in failed["conditions"]}["Succeeded"] == "False"
-    warning = [e for e in events(kube, namespace) if e["reason"] == "Failed"]
+    # The Event follows the status write that it describes.
+    warning = wait_until(lambda: [e for e in events(kube, namespace) if e["reason"] == "Failed"], timeout=5)
     assert len(warning) == 1 and warning[0]["type"] == "Warning"
 
     marker.touch()

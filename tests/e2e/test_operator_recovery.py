@@ -45,6 +45,7 @@ def test_killed_worker_job_is_rescued_on_the_other_worker(
     victim.kill()
     done = wait_phase(kube, namespace, "survivor", "Completed", timeout=30)
     assert done["attempts"] == 2
+    wait_until(lambda: "Completed" in [e["reason"] for e in events(kube, namespace, uid)], timeout=5)
     reasons = [e["reason"] for e in events(kube, namespace, uid)]
     assert reasons.count("Rescued") == 1 and reasons.count("Started") == 2, reasons
     survivor = next(w for w in workers if w is not victim)
@@ -207,7 +208,7 @@ def test_operator_runs_with_least_privilege(
     create(kube, namespace, sleep_job("limited", seconds=1, steps=2))
     done = wait_phase(kube, namespace, "limited", "Completed", timeout=20)
     assert done["progress"] == 100
-    assert {e["reason"] for e in events(kube, namespace)} >= {"Started", "Completed"}
+    wait_until(lambda: {e["reason"] for e in events(kube, namespace)} >= {"Started", "Completed"}, timeout=5)
     kube.kubectl("delete", "pgjob", "limited", "-n", namespace, "--timeout=15s")
     assert rows(database) == []
     assert "Forbidden" not in operator.text() and "403" not in operator.text()
