@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps controlplane demo test test-unit test-integration test-e2e lint bench soak kind-up kind-e2e clean
+.PHONY: help setup system-deps controlplane helm manifests demo test test-unit test-integration test-e2e lint bench soak kind-up kind-e2e clean
 
 help:
 	@echo "make demo        start PostgreSQL, a local Kubernetes control plane, the operator and two workers;"
@@ -14,6 +14,8 @@ help:
 	@echo "make test        lint, type-check and run every test suite (unit, integration, e2e, faults)"
 	@echo "make test-unit   unit tests only (no services)"
 	@echo "make controlplane  build kube-apiserver, etcd and kubectl (~10 min the first time, cached in ~/.cache/pgjobs)"
+	@echo "make helm        build helm from the Go module proxy (cached)"
+	@echo "make manifests   render deploy/manifests/pgjobs.yaml from the chart"
 	@echo "make bench       run the benchmarks"
 	@echo "make kind-up     create a kind cluster and install pgjobs (needs Docker and kind)"
 
@@ -36,6 +38,12 @@ system-deps:
 controlplane:
 	deploy/controlplane/build.sh
 
+helm:
+	deploy/helm/build.sh
+
+manifests: helm
+	scripts/render-manifests.sh
+
 demo: setup controlplane
 	$(PY) -m pgjobs.devenv.demo $(if $(KEEP),--keep,)
 
@@ -43,7 +51,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check pgjobs tests $(wildcard bench)
 	$(VENV)/bin/mypy
 
-test: setup controlplane lint
+test: setup controlplane helm lint
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -52,7 +60,7 @@ test-unit: $(STAMP)
 test-integration: setup
 	$(VENV)/bin/pytest -ra tests/integration $(PYTEST_ARGS)
 
-test-e2e: setup controlplane
+test-e2e: setup controlplane helm
 	$(VENV)/bin/pytest -ra tests/e2e $(PYTEST_ARGS)
 
 bench: setup controlplane
@@ -64,7 +72,7 @@ soak: setup controlplane
 kind-up:
 	scripts/kind-up.sh
 
-kind-e2e: setup
+kind-e2e: setup helm
 	PGJOBS_KIND=1 $(VENV)/bin/pytest -ra tests/kind $(PYTEST_ARGS)
 
 clean:
