@@ -1,0 +1,130 @@
+"""`python -m bench [--quick] [--only …] [--name NAME]`: run the benchmarks, print a table, write
+bench/results/NAME.json (and PNG plots when matplotlib is installed)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import baseline, latency, profiling, recovery, report, throughput
+from pgjobs.devenv.postgres import PostgresServer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("throughput", "latency", "recovery", "profile")
+SIZES = {
+    "full": {
+        "jobs": 10_000,
+        "workers": [1, 2, 4, 8, 16],
+        "samples": 2000,
+        "repeats": 5,
+        "profile_jobs": 10_000,
+    },
+    "quick": {"jobs": 2_000, "workers": [1, 2, 4, 8], "samples": 200, "repeats": 1, "profile_jobs": 3_000},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a small run (about two minutes)")
+    parser.add_argument("--name", help="results file name (default: quick or full)")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
+    parser.add_argument("--jobs", type=int, help="jobs per throughput run (default 10000, quick 2000)")
+    parser.add_argument("--workers", type=int, nargs="+", help="worker counts (default 1 2 4 8 16)")
+    parser.add_argument("--samples", type=int, help="pickup latency samples (default 2000, quick 200)")
+    parser.add_argument("--latency-workers", type=int, nargs="+", default=[1, 4], help="idle workers")
+    parser.add_argument("--no-procrastinate", action="store_true", help="skip the Procrastinate baseline")
+    args = parser.parse_args(argv)
+    size = dict(SIZES["quick" if args.quick else "full"])
+    size |= {
+        k: v for k, v in {"jobs": args.jobs, "workers": args.workers, "samples": args.samples}.items() if v
+    }
+    name = args.name or ("quick" if args.quick else "full")
+    RESULTS.mkdir(exist_ok=True)
+
+    results: dict[str, Any] = {
+        "name": name,
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+        },
+        "server": "pgjobs.devenv.PostgresServer defaults: fsync, synchronous_commit, full_page_writes off",
+        "sizes": size,
+    }
+    began = time.monotonic()
+    with PostgresServer() as server:
+        with _connect(server) as conn:
+            results["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
+        if "throughput" in args.only:
+            results["throughput"] = _throughput(server, size, skip_procrastinate=args.no_procrastinate)
+        if "latency" in args.only:
+            results["latency"] = [
+                latency.run(server, size["samples"], workers) for workers in args.latency_workers
+            ]
+            _progress(f"latency: {results['latency']}")
+        if "recovery" in args.only:
+            results["recovery"] = recovery.run(server, size["repeats"])
+            _progress(f"recovery: {results['recovery']}")
+        if "profile" in args.only:
+            try:
+                results["profile"] = profiling.run(
+                    server, size["profile_jobs"], RESULTS / f"profile-{name}.txt"
+                )
+            except (RuntimeError, baseline.BaselineUnavailable) as error:
+                results["profile"] = {"error": str(error)}
+    results["duration_s"] = round(time.monotonic() - began, 1)
+
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(report.table(results))
+    print(f"\nresults: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    print(report.plots(results, RESULTS / name))
+    return 0
+
+
+def _connect(server: PostgresServer) -> Any:
+    import psycopg
+
+    return psycopg.connect(server.url(), autocommit=True)
+
+
+def _progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _throughput(
+    server: PostgresServer, size: dict[str, Any], *, skip_procrastinate: bool
+) -> list[dict[str, Any]]:
+    rows = []
+    procrastinate_error: str | None = "skipped (--no-procrastinate)" if skip_procrastinate else None
+    startup = throughput.startup_cpu(server)
+    for workers in size["workers"]:
+        row: dict[str, Any] = {"workers": workers, "jobs": size["jobs"]}
+        row["pgjobs"] = measured = throughput.run_pgjobs(server, size["jobs"], workers)
+        # Worker CPU per job without each process's start-up and exit (measured on an empty queue).
+        net = measured["worker_cpu_s"] - workers * startup
+        measured["startup_cpu_s"] = startup
+        measured["worker_cpu_us_per_job_net"] = 1e6 * net / max(1, measured["completed"])
+        row["pgbench"] = throughput.run_pgbench(server, size["jobs"], workers)
+        if procrastinate_error is None:
+            try:
+                row["procrastinate"] = throughput.run_procrastinate(server, size["jobs"], workers)
+            except Exception as error:
+                procrastinate_error = f"{type(error).__name__}: {error}"
+        if procrastinate_error:
+            row["procrastinate"] = {"error": procrastinate_error}
+        _progress(f"throughput {workers} worker(s): {report.throughput_line(row)}")
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Queue throughput: N noop jobs drained by k single-slot workers, pgbench and Procrastinate.
+
+Every system is measured the same way, from the database's own timestamps: jobs completed
+divided by (last finish - first start). Process start-up is left out for everyone; the wall
+time from the first process start to the last exit is recorded too.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import baseline, environment
+from pgjobs.devenv.postgres import PostgresServer
+from pgjobs.store import queries
+from pgjobs.store.records import NewJob
+
+QUERIES_FILE = Path(queries.__file__).with_name("queries.sql")
+
+
+def _drain_rate(database: environment.Database, table_query: str) -> dict[str, float]:
+    with database.connect() as conn:
+        row = conn.execute(table_query).fetchone()
+    assert row is not None
+    done = int(row["done"] or 0)
+    span = float(row["span"] or 0.0)
+    return {"completed": done, "span_s": span, "jobs_per_s": done / span if span > 0 else 0.0}
+
+
+PGJOBS_SPAN = """
+SELECT count(*) AS done, extract(epoch FROM max(finished_at) - min(started_at))::float8 AS span
+FROM pgjobs.jobs WHERE state = 'completed'
+"""
+
+
+def run_pgjobs(server: PostgresServer, jobs_count: int, workers: int) -> dict[str, Any]:
+    database = environment.pgjobs_database(server, f"tp_pgjobs_{workers}")
+    environment.enqueue(database, NewJob("noop"), jobs_count)
+    started = time.perf_counter()
+    processes = environment.start_workers(database, workers, ["--burst"])
+    codes, cpu = environment.wait_with_cpu(processes)
+    wall = time.perf_counter() - started
+    result = _drain_rate(database, PGJOBS_SPAN)
+    result |= {"wall_s": wall, "exit_codes": codes, "worker_cpu_s": cpu}
+    result["worker_cpu_us_per_job"] = 1e6 * cpu / max(1, result["completed"])
+    return result
+
+
+def startup_cpu(server: PostgresServer) -> float:
+    """CPU seconds of a `--burst` worker that finds nothing to do: start-up and exit, per process."""
+    database = environment.pgjobs_database(server, "tp_pgjobs_empty")
+    _, cpu = environment.wait_with_cpu(environment.start_workers(database, 1, ["--burst"]))
+    return cpu
+
+
+# pgbench: the worker's own hot-path statement, taken from queries.sql.
+
+
+def pgbench_script() -> str:
+    """`job_complete_and_claim` with pgbench variables; each transaction completes the job the
+    previous one claimed (none at first: id 0) and claims the next, as a draining worker does."""
+    statement = queries.parse(QUERIES_FILE.read_text())["job_complete_and_claim"]
+    statement = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+    substitutions = {
+        "job_id": ":next_id",
+        "lease": ":next_lease",
+        "worker_id": ":worker_id",
+        "queues": ":queues",
+        # A noop job completes with result NULL and message NULL, as in the worker.
+        "result": "NULL",
+        "message": "NULL",
+    }
+    for name, value in substitutions.items():
+        statement = statement.replace(f"%({name})s", value)
+    if "%(" in statement:
+        raise RuntimeError(f"unsubstituted parameter in job_complete_and_claim:\n{statement}")
+    # Carry the claimed job to the next transaction; 0 when nothing was claimed.
+    statement, found = re.subn(
+        r"claimed\.\*\s*\n",
+        "claimed.*, coalesce(claimed.id, 0) AS next_id, coalesce(claimed.lease, 0) AS next_lease\n",
+        statement,
+        count=1,
+    )
+    if not found:
+        raise RuntimeError("job_complete_and_claim changed shape: cannot find its final SELECT")
+    return statement.replace("%%", "%") + "\n\\gset\n"
+
+
+def run_pgbench(server: PostgresServer, jobs_count: int, clients: int) -> dict[str, Any]:
+    pgbench = shutil.which("pgbench") or "/usr/bin/pgbench"
+    database = environment.pgjobs_database(server, f"tp_pgbench_{clients}")
+    environment.enqueue(database, NewJob("noop"), jobs_count)
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(pgbench_script())
+    # One claim per transaction: -(-n // c) + 1 each gives every job a claim and a completion
+    # (clients that run dry early do empty transactions; the rate counts completed jobs only).
+    per_client = -(-jobs_count // clients) + 1
+    command = [
+        pgbench,
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(clients),
+        "-t",
+        str(per_client),
+        "-f",
+        script.name,
+        "-D",
+        f"worker_id={uuid.uuid4()}",
+        "-D",
+        "queues={default}",
+        "-D",
+        "next_id=0",
+        "-D",
+        "next_lease=0",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(server.port),
+        "-U",
+        "pgjobs",
+        database.name,
+    ]
+    env = {**database.worker_env(), "PGPASSWORD": server.password}
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    Path(script.name).unlink()
+    if done.returncode != 0:
+        raise RuntimeError(f"pgbench failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    result = _drain_rate(database, PGJOBS_SPAN)
+    result |= {"wall_s": wall, "pgbench_tps": float(tps.group(1)) if tps else None}
+    return result
+
+
+# Procrastinate, from its own virtualenv.
+
+#: Run by the baseline venv's python with the job count as argument (Procrastinate wants its
+#: app in an importable module, not in __main__).
+PROCRASTINATE_SETUP = (
+    "import asyncio, sys; from bench import procrastinate_app as p; asyncio.run(p.setup(int(sys.argv[1])))"
+)
+
+PROCRASTINATE_SPAN = """
+SELECT (SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded') AS done,
+       extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded')
+                        - min(at) FILTER (WHERE type = 'started'))::float8 AS span
+FROM procrastinate_events
+"""
+
+
+def run_procrastinate(server: PostgresServer, jobs_count: int, workers: int) -> dict[str, Any]:
+    python = baseline.python()
+    database = environment.fresh_database(server, f"tp_procrastinate_{workers}")
+    env = baseline.procrastinate_env(database)
+    subprocess.run(
+        [python, "-c", PROCRASTINATE_SETUP, str(jobs_count)], env=env, check=True, cwd=environment.REPO
+    )
+    with database.connect() as conn:
+        conn.execute("VACUUM ANALYZE")
+    command = [
+        python,
+        "-m",
+        "procrastinate",
+        "--app=bench.procrastinate_app.app",
+        "--log-level=warning",
+        "worker",
+        "--concurrency=1",
+        "--one-shot",
+    ]
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(command, env=env | {"PROCRASTINATE_WORKER_WAIT": "0"}, cwd=environment.REPO)
+        for _ in range(workers)
+    ]
+    codes, cpu = environment.wait_with_cpu(processes)
+    wall = time.perf_counter() - started
+    result = _drain_rate(database, PROCRASTINATE_SPAN)
+    result |= {"wall_s": wall, "exit_codes": codes, "worker_cpu_s": cpu}
+    result["worker_cpu_us_per_job"] = 1e6 * cpu / max(1, result["completed"])
+    return result
