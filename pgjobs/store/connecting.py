@@ -19,7 +19,15 @@ DEFAULT_DATABASE = "pgjobs"
 
 
 class DatabaseError(Exception):
-    """A database problem explained for a person: what failed and which setting to fix."""
+    """A database problem explained for a person: what failed and which setting to fix.
+
+    `retryable` says whether waiting can help (a server still starting, a schema not yet
+    migrated) or only a change of settings or code can (a wrong password, a newer schema).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +80,12 @@ async def connect(
             application_name="pgjobs",
         )
     except psycopg.OperationalError as error:
-        raise DatabaseError(explain(error, settings)) from error
+        raise DatabaseError(explain(error, settings), retryable=not _is_login_failure(error)) from error
+
+
+def _is_login_failure(error: psycopg.Error) -> bool:
+    lowered = str(error).lower()
+    return "password authentication failed" in lowered or "no password supplied" in lowered
 
 
 def explain(error: psycopg.Error, settings: DatabaseSettings) -> str:
@@ -80,7 +93,7 @@ def explain(error: psycopg.Error, settings: DatabaseSettings) -> str:
     text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
     where = settings.describe()
     lowered = str(error).lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
+    if _is_login_failure(error):
         return (
             f"cannot log in to {where}: {text}. Set DB_PASSWORD (or put the password in "
             "PGJOBS_DATABASE_URL / --database-url)"

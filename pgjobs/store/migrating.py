@@ -116,7 +116,8 @@ async def check(conn: psycopg.AsyncConnection[dict[str, object]]) -> None:
     if have > want:
         raise connecting.DatabaseError(
             f"the database schema is at version {have}, newer than this pgjobs knows ({want}): "
-            "upgrade pgjobs before running it against this database"
+            "upgrade pgjobs before running it against this database",
+            retryable=False,
         )
 
 

@@ -72,8 +72,7 @@ class Worker:
             await self._finish()
 
     async def _start(self) -> None:
-        conn = await self._control.connection()
-        await migrating.check(conn)
+        conn = await self._wait_for_database()
         await workers.register(
             conn,
             self.id,
@@ -97,6 +96,25 @@ class Worker:
         logger.info(
             "This worker runs %s job(s) at a time. To scale, run more workers.", self.settings.concurrency
         )
+
+    async def _wait_for_database(self) -> Connection:
+        """At start, wait for a server that is still coming up or a schema not yet migrated
+        (in Kubernetes, workers often start before both); give up on what waiting cannot fix."""
+        backoff, last_reason = 0.5, ""
+        while True:
+            try:
+                conn = await self._control.connection()
+                await migrating.check(conn)
+                return conn
+            except connecting.DatabaseError as error:
+                if not error.retryable or self.stopping:
+                    raise
+                if str(error) != last_reason:
+                    logger.warning("Waiting for the database: %s", error)
+                    last_reason = str(error)
+                await self._control.drop(error)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     async def _finish(self) -> None:
         await self._control.try_call(lambda conn: workers.deregister(conn, self.id))

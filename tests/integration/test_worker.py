@@ -323,3 +323,27 @@ def test_database_settings_from_libpq_environment(postgres_server, database) -> 
 def test_database_settings_conninfo_uses_db_password() -> None:
     settings = connecting.DatabaseSettings.from_environment("postgresql://u@h/db", {"DB_PASSWORD": "s3cret"})
     assert "password=s3cret" in settings.conninfo()
+
+
+def test_worker_started_before_the_database_exists_waits_for_it(postgres_server, database_env, spawn) -> None:  # type: ignore[no-untyped-def]
+    env = dict(database_env, PGJOBS_DATABASE_URL=postgres_server.url_without_password("created_later"))
+    worker = WorkerProcess(env)
+    try:
+        wait_for(lambda: "Waiting for the database" in worker.output(), 20, what="the worker to wait")
+        assert worker.process.poll() is None, "the worker gave up instead of waiting"
+        assert pgjobs(env, "migrate").returncode == 0
+        enqueued = pgjobs(env, "enqueue", "noop")
+        assert enqueued.returncode == 0, enqueued.stderr
+        settings = connecting.DatabaseSettings(env["PGJOBS_DATABASE_URL"], env["DB_PASSWORD"])
+        job_id = int(enqueued.stdout)
+        wait_for(
+            lambda: state_of(Database(settings), job_id) is JobState.COMPLETED, 30, what="the job to run"
+        )
+    finally:
+        worker.stop()
+
+
+def test_worker_with_a_wrong_password_exits_naming_the_setting(database_env) -> None:  # type: ignore[no-untyped-def]
+    worker = WorkerProcess(dict(database_env, DB_PASSWORD="wrong"))
+    assert worker.wait(30) == 1
+    assert "DB_PASSWORD" in worker.output() and "Traceback" not in worker.output()
