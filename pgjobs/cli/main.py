@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import json
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -187,6 +188,12 @@ def _add_worker(commands: Any) -> None:
     options.add(
         parser, "--metrics-port", default=None, type=int, help="serve Prometheus metrics on this port"
     )
+    options.add(
+        parser,
+        "--name",
+        default=socket.gethostname(),
+        help="name shown for this worker in listings (default: the host name; in Kubernetes, the pod name)",
+    )
     options.add_flag(parser, "--burst", help="drain the queues, then exit")
     options.add_flag(parser, "--enable-shell", help="allow the `shell` task (runs commands from job args)")
     options.add_flag(parser, "--no-listen", help="poll only, no LISTEN/NOTIFY (e.g. behind PgBouncer)")
@@ -208,6 +215,7 @@ def _worker(args: argparse.Namespace) -> int:
         shutdown_grace=args.shutdown_grace,
         on_shutdown=OnShutdown(args.on_shutdown),
         burst=args.burst,
+        hostname=args.name,
         enable_shell=args.enable_shell,
         metrics_port=args.metrics_port,
     )
