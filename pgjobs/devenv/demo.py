@@ -126,7 +126,9 @@ def start_operator(
 def start_workers(env: dict[str, str], log_dir: Path, started: list[Process]) -> None:
     say("starting two workers")
     for number in (1, 2):
-        argv = pgjobs_command("worker", "--heartbeat-interval", "1", "--stall-timeout", "10")
+        argv = pgjobs_command(
+            "worker", "--name", f"worker-{number}", "--heartbeat-interval", "1", "--stall-timeout", "10"
+        )
         started.append(Process(f"worker-{number}", argv, env, log_dir))
 
 

@@ -108,7 +108,7 @@ class Services:
         return self._start(name, [*argv, *OPERATOR_ARGS, *extra])
 
     def worker(self, name: str = "worker", *extra: str) -> Process:
-        return self._start(name, [PGJOBS, "worker", *WORKER_ARGS, *extra])
+        return self._start(name, [PGJOBS, "worker", "--name", name, *WORKER_ARGS, *extra])
 
     def stop_all(self) -> None:
         for process in reversed(self.processes):

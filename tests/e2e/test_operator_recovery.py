@@ -49,7 +49,7 @@ def test_killed_worker_job_is_rescued_on_the_other_worker(
     reasons = [e["reason"] for e in events(kube, namespace, uid)]
     assert reasons.count("Rescued") == 1 and reasons.count("Started") == 2, reasons
     survivor = next(w for w in workers if w is not victim)
-    assert "Job 1 completed" in survivor.text()
+    assert "Job 1 completed" in survivor.text() and done["worker"] == survivor.name
 
 
 def test_operator_killed_and_restarted_loses_and_duplicates_nothing(
