@@ -666,7 +666,7 @@ class ControlPlane:
 
 
 class ExistingCluster:
-    """A cluster we did not start (kind, a shared dev cluster): PGJOBS_KUBECONFIG.
+    """A cluster we did not start (kind, a shared dev cluster): PGJOBS_TEST_KUBECONFIG.
 
     Offers the parts of ControlPlane that make sense without owning the
     processes; fault tests that restart the API server must skip on it.

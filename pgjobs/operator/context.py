@@ -56,6 +56,8 @@ class Context:
     kube: kube.KubeApi
     #: Whether this replica leads right now (for logs and the handlers' curiosity only).
     leading: bool = False
+    #: When this replica's current leadership began (monotonic seconds).
+    leading_since: float = 0.0
     #: Our own loops next to kopf (leadership and, through it, the leader's duties).
     background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -72,5 +73,7 @@ def _set_leading(ctx: context.Context, leading: bool) -> None:
         logger.info(
             "this replica %s", "now leads: status sync and maintenance" if leading else "stops leading"
         )
+    if leading and not ctx.leading:
+        ctx.leading_since = time.monotonic()
     ctx.leading = leading
     metrics.LEADER.set(1 if leading else 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from pgjobs.operator import context, metrics
@@ -42,6 +43,11 @@ async def remove_orphans(ctx: context.Context) -> int:
 
 
 async def rescue(ctx: context.Context) -> None:
+    """The sweep, once this replica has led for a full stall timeout: a new leader may just have
+    come back from a database outage, and workers need that long to reconnect and heartbeat
+    before their jobs can be called stalled."""
+    if time.monotonic() - ctx.leading_since < ctx.options.stall_timeout:
+        return
     async with ctx.database.connection() as conn:
         rescued = await jobs.rescue(conn, ctx.options.stall_timeout)
     for job in rescued:

@@ -1,7 +1,7 @@
 """Fixtures for tests against a real Kubernetes API server.
 
 One control plane per session (pgjobs.devenv.controlplane: etcd +
-kube-apiserver on loopback), or an existing cluster when PGJOBS_KUBECONFIG
+kube-apiserver on loopback), or an existing cluster when PGJOBS_TEST_KUBECONFIG
 names its kubeconfig (e.g. a kind cluster from `make kind-up`). Each test gets
 a fresh namespace. When a test fails, the tail of the control-plane logs is
 attached to its report.
@@ -24,6 +24,9 @@ import pytest
 import yaml
 
 from pgjobs.devenv import controlplane as cp
+
+# The operator suites' fixtures, registered here so that test modules need not import them.
+from tests.e2e.operator_helpers import crd, recorder, services  # noqa: F401
 
 T = TypeVar("T")
 
@@ -59,13 +62,13 @@ def _missing_binaries(exc: cp.BinariesNotFoundError) -> None:
 
 @pytest.fixture(scope="session")
 def controlplane(pytestconfig: pytest.Config) -> Iterator[Cluster]:
-    """The cluster under test: PGJOBS_KUBECONFIG's, or a local one started here."""
-    external = os.environ.get("PGJOBS_KUBECONFIG")
+    """The cluster under test: PGJOBS_TEST_KUBECONFIG's, or a local one started here."""
+    external = os.environ.get("PGJOBS_TEST_KUBECONFIG")
     cluster: Cluster
     if external:
         kubectl = cp.preferred_kubectl()
         if kubectl is None:
-            pytest.fail("PGJOBS_KUBECONFIG is set but no kubectl was found", pytrace=False)
+            pytest.fail("PGJOBS_TEST_KUBECONFIG is set but no kubectl was found", pytrace=False)
         cluster = cp.ExistingCluster(Path(external), kubectl)
     else:
         try:

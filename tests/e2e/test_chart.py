@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixtures imported from operator_helpers are parameters here)
 """The Helm chart against real tools: helm lint/template, the values schema, server-side dry-run
 on the real API server, and the operator running with the chart's own RBAC.
 
@@ -19,13 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
+from tests.e2e.operator_helpers import (
     Services,
-    crd,
     create,
     exists,
     pgjob,
-    services,
     sleep_job,
     wait_phase,
     wait_until,

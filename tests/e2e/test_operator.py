@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixtures imported from operator_helpers are parameters here)
 """The operator end to end: real kube-apiserver, PostgreSQL, `pgjobs operator` and workers as processes.
 
 The user's view: PgJobs applied with kubectl (or the API), their status and Events read back.
@@ -12,10 +11,9 @@ import urllib.request
 from typing import Any
 
 from pgjobs.store import connecting
-from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
+from tests.e2e.operator_helpers import (
     Recorder,
     Services,
-    crd,
     create,
     demo_jobs,
     events,
@@ -23,9 +21,7 @@ from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
     get,
     patch_spec,
     pgjob,
-    recorder,
     rows,
-    services,
     sleep_job,
     status,
     wait_phase,

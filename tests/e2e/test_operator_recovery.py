@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixtures imported from operator_helpers are parameters here)
 """Crashes and restarts: workers, the operator, PostgreSQL, and a second operator replica.
 
 Nothing is lost, nothing runs twice, statuses catch up, and one replica leads at a time.
@@ -13,9 +12,8 @@ import pytest
 
 from pgjobs.devenv import postgres
 from pgjobs.store import connecting
-from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
+from tests.e2e.operator_helpers import (
     Services,
-    crd,
     create,
     events,
     exists,
@@ -24,7 +22,6 @@ from tests.e2e.operator_helpers import (  # noqa: F401  (fixtures)
     query,
     rows,
     running_worker,
-    services,
     sleep_job,
     status,
     wait_phase,
