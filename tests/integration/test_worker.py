@@ -347,3 +347,30 @@ def test_worker_with_a_wrong_password_exits_naming_the_setting(database_env) -> 
     worker = WorkerProcess(dict(database_env, DB_PASSWORD="wrong"))
     assert worker.wait(30) == 1
     assert "DB_PASSWORD" in worker.output() and "Traceback" not in worker.output()
+
+
+def test_worker_serves_prometheus_metrics(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    from pgjobs.devenv.postgres import free_port
+
+    db = Database(database)
+    port = free_port()
+    spawn("--metrics-port", str(port))
+    [job_id] = db.enqueue("noop")
+    wait_for(lambda: state_of(db, job_id) is JobState.COMPLETED, 20, what="the job")
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return ""
+
+    text = wait_for(
+        lambda: 'pgjobs_worker_jobs_total{result="completed",task="noop"} 1.0' in (t := scrape()) and t,
+        10,
+        what="the completed job in the metrics",
+    )
+    assert "pgjobs_worker_slots 1.0" in text
+    assert "pgjobs_worker_pickup_latency_seconds_count 1.0" in text
