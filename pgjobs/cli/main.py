@@ -103,6 +103,16 @@ def _command(
     return parser
 
 
+def _add_stall_timeout(parser: argparse.ArgumentParser) -> None:
+    options.add(
+        parser,
+        "--stall-timeout",
+        default=15.0,
+        type=float,
+        help="seconds without heartbeat after which a worker is presumed dead and its jobs rescued",
+    )
+
+
 def _settings(args: argparse.Namespace) -> connecting.DatabaseSettings:
     return connecting.DatabaseSettings.from_environment(args.database_url or None)
 
@@ -150,13 +160,7 @@ def _add_worker(commands: Any) -> None:
     )
     options.add(parser, "--concurrency", default=1, type=int, help="jobs run at the same time")
     options.add(parser, "--heartbeat-interval", default=2.0, type=float, help="seconds between heartbeats")
-    options.add(
-        parser,
-        "--stall-timeout",
-        default=15.0,
-        type=float,
-        help="seconds without heartbeat after which a worker is presumed dead and its jobs rescued",
-    )
+    _add_stall_timeout(parser)
     options.add(
         parser,
         "--poll-interval",
@@ -236,13 +240,7 @@ def _add_operator(commands: Any) -> None:
     options.add_list(
         parser, "--namespace", default=[], metavar="NS", help="namespace to watch (default: all)"
     )
-    options.add(
-        parser,
-        "--stall-timeout",
-        default=15.0,
-        type=float,
-        help="seconds without heartbeat after which a worker is presumed dead and its jobs rescued",
-    )
+    _add_stall_timeout(parser)
     options.add(
         parser,
         "--status-writes-per-second",
@@ -504,13 +502,7 @@ def _add_rescue(commands: Any) -> None:
     parser = _command(
         commands, "rescue", "run the stalled-job sweep once (workers and the operator run it too)", _rescue
     )
-    options.add(
-        parser,
-        "--stall-timeout",
-        default=15.0,
-        type=float,
-        help="seconds without heartbeat after which a worker is presumed dead",
-    )
+    _add_stall_timeout(parser)
 
 
 def _rescue(args: argparse.Namespace) -> int:

@@ -63,8 +63,11 @@ async def upsert_resource(conn: Connection, resource: ResourceJob) -> tuple[int,
 
 
 async def claim(conn: Connection, worker_id: uuid.UUID, queues: Sequence[str]) -> ClaimedJob | None:
-    row = await _row(conn, "job_claim", {"worker_id": worker_id, "queues": list(queues)})
-    return ClaimedJob.from_row(row) if row else None
+    row = await _row(conn, "job_complete_and_claim", {
+        "job_id": None, "lease": None, "result": None, "message": None,
+        "worker_id": worker_id, "queues": list(queues),
+    })  # fmt: skip
+    return ClaimedJob.from_row(row) if row and row["id"] is not None else None
 
 
 async def complete_and_claim(
@@ -176,23 +179,6 @@ async def list_jobs(
 ) -> list[Job]:
     params = {"states": [state.value for state in states] if states else None, "limit": limit}
     return [Job.from_row(row) for row in await _rows(conn, "job_list", params)]
-
-
-async def list_unsynced(conn: Connection, limit: int) -> list[Job]:
-    """Rows of PgJobs whose latest change has not been copied to Kubernetes yet."""
-    return [Job.from_row(row) for row in await _rows(conn, "job_list_unsynced", {"limit": limit})]
-
-
-async def mark_synced(conn: Connection, copied: Sequence[Job]) -> None:
-    """Record the change counts copied; a row changed since then stays unsynced."""
-    await conn.execute(
-        QUERIES["job_mark_synced"],
-        {"job_ids": [job.id for job in copied], "change_counts": [job.change_count for job in copied]},
-    )
-
-
-async def list_resource_uids(conn: Connection) -> set[str]:
-    return {str(row["resource_uid"]) for row in await _rows(conn, "job_list_resource_uids", {})}
 
 
 async def list_expired(conn: Connection, limit: int = 100) -> list[Row]:

@@ -28,23 +28,9 @@ ON CONFLICT (resource_uid) DO UPDATE SET
     change_count = j.change_count + CASE WHEN j.priority <> excluded.priority THEN 1 ELSE 0 END
 RETURNING j.id, (xmax = 0) AS inserted;
 
--- name: job_claim
-UPDATE pgjobs.jobs
-SET state = 'running', worker_id = %(worker_id)s, attempt = attempt + 1,
-    lease = nextval('pgjobs.lease_seq'), started_at = now(), finished_at = NULL, progress = 0,
-    message = NULL, result = NULL, change_count = change_count + 1
-WHERE id = (
-    SELECT id FROM pgjobs.jobs
-    WHERE state = 'pending' AND queue = ANY(%(queues)s) AND run_after <= now()
-    ORDER BY priority DESC, id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id, task, args, attempt, max_attempts, backoff_seconds, timeout_seconds, lease,
-          created_at, started_at;
-
 -- name: job_complete_and_claim
--- The hot path: finish one job and claim the next in a single round trip.
+-- The hot path: finish one job and claim the next in a single round trip. With a NULL job id it
+-- only claims (the claim lives in this one statement, so there is one claim to get right).
 WITH completed AS (
     UPDATE pgjobs.jobs
     SET state = 'completed', progress = 100, result = %(result)s, message = %(message)s,
@@ -180,22 +166,6 @@ FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
 WHERE (%(states)s::pgjobs.job_state[] IS NULL OR j.state = ANY(%(states)s::pgjobs.job_state[]))
 ORDER BY j.id DESC
 LIMIT %(limit)s;
-
--- name: job_list_unsynced
-SELECT j.*, w.hostname AS worker_name
-FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
-WHERE j.change_count <> j.synced_count AND j.resource_uid IS NOT NULL
-ORDER BY j.id
-LIMIT %(limit)s;
-
--- name: job_mark_synced
-UPDATE pgjobs.jobs AS j
-SET synced_count = copied.change_count
-FROM unnest(%(job_ids)s::bigint[], %(change_counts)s::bigint[]) AS copied (id, change_count)
-WHERE j.id = copied.id AND j.synced_count < copied.change_count;
-
--- name: job_list_resource_uids
-SELECT resource_uid FROM pgjobs.jobs WHERE resource_uid IS NOT NULL;
 
 -- name: job_delete_resources
 DELETE FROM pgjobs.jobs WHERE resource_uid = ANY(%(resource_uids)s) RETURNING id;

@@ -73,14 +73,7 @@ class Worker:
 
     async def _start(self) -> None:
         conn = await self._wait_for_database()
-        await workers.register(
-            conn,
-            self.id,
-            self.settings.hostname,
-            os.getpid(),
-            self.settings.queues,
-            self.settings.concurrency,
-        )
+        await self._register(conn)
         metrics.SLOTS.set(self.settings.concurrency)
         if self.settings.metrics_port is not None:
             metrics.serve(self.settings.metrics_port)
@@ -95,6 +88,12 @@ class Worker:
         )
         logger.info(
             "This worker runs %s job(s) at a time. To scale, run more workers.", self.settings.concurrency
+        )
+
+    async def _register(self, conn: Connection) -> None:
+        settings = self.settings
+        await workers.register(
+            conn, self.id, settings.hostname, os.getpid(), settings.queues, settings.concurrency
         )
 
     async def _wait_for_database(self) -> Connection:
@@ -195,16 +194,7 @@ class Worker:
     async def _answer(self, beat: Heartbeat, sent_at: float) -> None:
         if not beat.known:
             logger.warning("This worker's registration was removed; registering again")
-            await self._control.try_call(
-                lambda conn: workers.register(
-                    conn,
-                    self.id,
-                    self.settings.hostname,
-                    os.getpid(),
-                    self.settings.queues,
-                    self.settings.concurrency,
-                )
-            )
+            await self._control.try_call(self._register)
         elif beat.was_presumed_dead:
             logger.warning(
                 "This worker had been presumed dead (no heartbeat within %.0fs); its jobs were rescued",

@@ -23,6 +23,7 @@ import yaml
 from psycopg.rows import dict_row
 
 from pgjobs.store import connecting
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "pgjobs.dev_pgjobs.yaml"
@@ -288,11 +289,4 @@ def recorder(kube: Any, namespace: str) -> Iterator[Recorder]:
 
 
 def wait_until(condition: Any, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}")
-        time.sleep(0.1)
+    return processes.wait_for(condition, timeout, what=what)

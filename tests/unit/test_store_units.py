@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import re
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,10 +21,11 @@ def test_named_queries_parse_and_reject_duplicates() -> None:
         queries.parse("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n")
 
 
-def test_every_query_the_code_names_exists() -> None:
-    names = ("job_claim", "job_complete_and_claim", "job_rescue_many", "worker_heartbeat", "job_mark_synced")
-    for name in names:
-        assert name in queries.QUERIES
+def test_every_named_query_is_used_and_every_used_query_exists() -> None:
+    source = "".join(path.read_text() for path in Path(queries.__file__).parent.glob("*.py"))
+    used = set(re.findall(r'(?:_rows?\(\s*conn,\s*|QUERIES\[\s*)"([a-z_]+)"', source))
+    assert used - set(queries.QUERIES) == set(), "the code names queries that do not exist"
+    assert set(queries.QUERIES) - used == set(), "queries.sql has queries no code runs"
 
 
 def test_migrations_are_numbered_without_gaps() -> None:
