@@ -114,6 +114,8 @@ def _throughput(
         measured["startup_cpu_s"] = startup
         measured["worker_cpu_us_per_job_net"] = 1e6 * net / max(1, measured["completed"])
         row["pgbench"] = throughput.run_pgbench(server, size["jobs"], workers)
+        if workers == 1:
+            row["store_loop"] = throughput.run_store_loop(server, size["jobs"])
         if procrastinate_error is None:
             try:
                 row["procrastinate"] = throughput.run_procrastinate(server, size["jobs"], workers)

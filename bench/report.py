@@ -75,6 +75,14 @@ def table(results: dict[str, Any]) -> str:
         if 1 in by:
             r = _ratio(_rate(by[1], "pgjobs"), _rate(by[1], "pgbench"))
             out.append(f"    1 worker ≥ raw SQL with 1 client: {_fmt(r, '{:.0%}')} {_verdict(r, 1.0)}")
+            loop = by[1].get("store_loop")
+            if loop:
+                r = _ratio(_rate(by[1], "pgjobs"), loop["jobs_per_s"])
+                out.append(
+                    f"  Python floor (store loop, 1 connection, no worker): {loop['jobs_per_s']:.0f} jobs/s,"
+                    f" {loop['client_cpu_us_per_job']:.0f} µs CPU/job;"
+                    f" 1 worker reaches {_fmt(r, '{:.0%}')} of it"
+                )
     for measured in results.get("latency") or []:
         out += [
             "",

@@ -7,7 +7,9 @@ time from the first process start to the last exit is recorded too.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +20,7 @@ from typing import Any
 
 from bench import baseline, environment
 from pgjobs.devenv.postgres import PostgresServer
-from pgjobs.store import queries
+from pgjobs.store import connecting, jobs, queries
 from pgjobs.store.records import NewJob
 
 QUERIES_FILE = Path(queries.__file__).with_name("queries.sql")
@@ -49,6 +51,30 @@ def run_pgjobs(server: PostgresServer, jobs_count: int, workers: int) -> dict[st
     result = _drain_rate(database, PGJOBS_SPAN)
     result |= {"wall_s": wall, "exit_codes": codes, "worker_cpu_s": cpu}
     result["worker_cpu_us_per_job"] = 1e6 * cpu / max(1, result["completed"])
+    return result
+
+
+def run_store_loop(server: PostgresServer, jobs_count: int) -> dict[str, Any]:
+    """The Python floor: one asyncio loop calling `jobs.claim` then `jobs.complete_and_claim`
+    (psycopg, one connection, no worker around it): what any single-slot worker built on the
+    store can reach at most."""
+    database = environment.pgjobs_database(server, "tp_store_loop")
+    environment.enqueue(database, NewJob("noop"), jobs_count)
+
+    async def drain() -> float:
+        conn = await connecting.connect(connecting.DatabaseSettings(url=database.url))
+        worker_id = uuid.uuid4()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        async with conn:
+            job = await jobs.claim(conn, worker_id, ["default"])
+            while job is not None:
+                _, job = await jobs.complete_and_claim(conn, job, None, None, worker_id, ["default"])
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+    cpu = asyncio.run(drain())
+    result = _drain_rate(database, PGJOBS_SPAN)
+    result["client_cpu_us_per_job"] = 1e6 * cpu / max(1, result["completed"])
     return result
 
 
