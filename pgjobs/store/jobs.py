@@ -25,12 +25,12 @@ Connection = psycopg.AsyncConnection[Any]
 
 async def _rows(conn: Connection, query: str, params: dict[str, Any]) -> list[Row]:
     cursor = await conn.execute(QUERIES[query], params)
-    return await cursor.fetchall() if cursor.description else []
+    return await cursor.fetchall()
 
 
 async def _row(conn: Connection, query: str, params: dict[str, Any]) -> Row | None:
     cursor = await conn.execute(QUERIES[query], params)
-    return await cursor.fetchone() if cursor.description else None
+    return await cursor.fetchone()
 
 
 async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:

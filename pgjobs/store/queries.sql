@@ -214,7 +214,9 @@ WITH silent_workers AS (
             AND w.heartbeat_at >= now() - make_interval(secs => %(stall_seconds)s))
     RETURNING j.id, j.state, j.attempt, j.max_attempts
 )
-SELECT id, state, attempt, max_attempts, (SELECT count(*) FROM silent_workers) AS dead_workers
+SELECT id, state, attempt, max_attempts, (SELECT count(*) FROM silent_workers) AS dead_workers,
+       -- wakes idle workers for jobs that may run at once (backoff 0); polling covers the rest
+       CASE WHEN state = 'pending' THEN pg_notify('pgjobs_jobs', '') END AS notified
 FROM rescued;
 
 -- name: worker_register

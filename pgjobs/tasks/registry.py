@@ -7,6 +7,7 @@ worker image is the pgjobs image plus a package that declares its tasks there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import logging
@@ -33,7 +34,11 @@ class Task:
 
     def check_args(self, args: dict[str, Any]) -> None:
         """Raise TypeError, naming the argument, if the args do not fit the function."""
-        inspect.signature(self.function).bind(None, **args)
+        self._signature.bind(None, **args)
+
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        return inspect.signature(self.function)
 
 
 _tasks: dict[str, Task] = {}

@@ -129,21 +129,23 @@ class Execution:
         return await asyncio.to_thread(task.function, self.context, **self.job.args)
 
     async def _supervise(self, runner: asyncio.Task[Any]) -> None:
+        """Wait for the task, a stop or the deadline; no extra task per job (this is the hot path)."""
+        runner.add_done_callback(lambda _: self._woken.set())
         timeout = self.job.timeout_seconds
         deadline = None if timeout is None else self.started + timeout
         while not runner.done():
-            if self._stop_reason is None:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                await self._wait_first(runner, self._woken, remaining)
-                if (
-                    not runner.done()
-                    and self._stop_reason is None
-                    and deadline is not None
-                    and time.monotonic() >= deadline
-                ):
-                    self.request_stop(StopReason.TIMEOUT)
+            if self._stop_reason is not None:
+                await self._end(runner)
+                return
+            self._woken.clear()
+            if runner.done() or self._stop_reason is not None:
                 continue
-            await self._end(runner)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._woken.wait()
+            except TimeoutError:
+                self.request_stop(StopReason.TIMEOUT)
 
     async def _end(self, runner: asyncio.Task[Any]) -> None:
         """Ask the task to end, give it a grace period (none when lost or shutting down), then cancel."""
@@ -157,15 +159,6 @@ class Execution:
             runner.cancel()
             # A sync task in a thread cannot be interrupted: its outcome is decided without it.
             await asyncio.wait({runner}, timeout=1.0)
-
-    @staticmethod
-    async def _wait_first(runner: asyncio.Task[Any], woken: asyncio.Event, timeout: float | None) -> None:
-        woken.clear()
-        waiter = asyncio.ensure_future(woken.wait())
-        try:
-            await asyncio.wait({runner, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
 
     def _judge(self, runner: asyncio.Task[Any]) -> Outcome:
         reason = self._stop_reason

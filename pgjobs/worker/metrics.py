@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 JOBS = Counter(
@@ -33,6 +36,18 @@ FENCED_WRITES_REFUSED = Counter(
     "Writes refused because the job was no longer held by this worker",
 )
 RESCUED = Counter("pgjobs_worker_rescued_jobs_total", "Stalled jobs this worker's rescue sweeps recovered")
+
+
+@functools.cache
+def _job_series(task: str, result: str) -> tuple[Any, Any]:
+    # Label lookups take a lock and hash the labels: once per task, not once per job.
+    return JOBS.labels(task, result), JOB_DURATION.labels(task)
+
+
+def record_job(task: str, result: str, seconds: float) -> None:
+    finished, duration = _job_series(task, result)
+    finished.inc()
+    duration.observe(seconds)
 
 
 def serve(port: int) -> None:

@@ -31,8 +31,9 @@ logger = logging.getLogger("pgjobs.worker")
 
 JOBS_CHANNEL = "pgjobs_jobs"
 CONTROL_CHANNEL = "pgjobs_control"
-#: Run the rescue sweep after this many heartbeats (about every ten seconds by default).
-RESCUE_EVERY_HEARTBEATS = 5
+#: Run the rescue sweep after this many heartbeats: every one, so a dead worker's job is running
+#: again within the stall timeout plus about one heartbeat (the sweep is one cheap indexed UPDATE).
+RESCUE_EVERY_HEARTBEATS = 1
 
 
 class Worker:

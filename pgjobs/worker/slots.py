@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -71,9 +70,9 @@ class Slot:
     def _claimed(self, job: ClaimedJob) -> None:
         self.claimed_at = time.monotonic()
         metrics.BUSY_SLOTS.inc()
-        waited = datetime.datetime.now(datetime.UTC) - job.created_at
+        waited = time.time() - job.created_at.timestamp()
         if job.attempt == 1:
-            metrics.PICKUP_LATENCY.observe(max(0.0, waited.total_seconds()))
+            metrics.PICKUP_LATENCY.observe(max(0.0, waited))
 
     async def _process(self, job: ClaimedJob) -> ClaimedJob | None:
         """Run one job and record its outcome; returns the next job when the record claimed one."""
@@ -84,8 +83,7 @@ class Slot:
             self.execution = None
             metrics.BUSY_SLOTS.dec()
         elapsed = time.monotonic() - self.claimed_at
-        metrics.JOBS.labels(job.task, outcome.verdict.value).inc()
-        metrics.JOB_DURATION.labels(job.task).observe(elapsed)
+        metrics.record_job(job.task, outcome.verdict.value, elapsed)
         try:
             return await self._record(job, outcome, elapsed)
         except GaveUp:
