@@ -374,3 +374,23 @@ def test_worker_serves_prometheus_metrics(database, spawn) -> None:  # type: ign
     )
     assert "pgjobs_worker_slots 1.0" in text
     assert "pgjobs_worker_pickup_latency_seconds_count 1.0" in text
+
+
+def test_concurrency_runs_several_jobs_in_one_process(database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    ids = db.enqueue("record", 3, args={"seconds": 2})
+    worker = spawn("--concurrency", "3")
+    wait_for(lambda: all(state_of(db, job_id) is JobState.COMPLETED for job_id in ids), 20, what="all three")
+    assert {pid for _, _, pid in ledger.events("done")} == {worker.pid}
+    jobs_ = [db.job(job_id) for job_id in ids]
+    latest_start = max(job.started_at for job in jobs_ if job.started_at)
+    earliest_end = min(job.finished_at for job in jobs_ if job.finished_at)
+    assert latest_start < earliest_end, "the three jobs did not overlap"
+
+
+def test_polling_alone_finds_work_without_listen(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    spawn("--no-listen", "--poll-interval", "0.3")
+    time.sleep(1.0)  # the worker is idle and polling when the job arrives
+    [job_id] = db.enqueue("noop")
+    wait_for(lambda: state_of(db, job_id) is JobState.COMPLETED, 10, what="the poll to find the job")
