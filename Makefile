@@ -64,6 +64,7 @@ test-e2e: setup controlplane helm
 	$(VENV)/bin/pytest -ra tests/e2e $(PYTEST_ARGS)
 
 bench: setup controlplane
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench
 
 soak: setup controlplane
