@@ -44,6 +44,11 @@ class Field:
     value: Any
     valid: bool
 
+    def __repr__(self) -> str:
+        text = repr(self.value)
+        shown = text if len(text) <= 200 else f"{text[:200]}... ({len(text)} characters)"
+        return f"Field({shown}, {'valid' if self.valid else 'invalid'})"
+
 
 def valid(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Field]:
     return strategy.map(lambda value: Field(value, True))
@@ -70,7 +75,8 @@ json_values = st.recursive(
 odd_keys = st.sampled_from(["", " ", "a.b", "$ref", "__proto__", "ключ", "x" * 300, "0", "-"]) | st.text(
     max_size=10
 )
-wrong_types = st.sampled_from([None, True, 1, 1.5, "text", [1], {"a": 1}])
+#: null is no wrong type: the API server prunes a null field, as if it were not set.
+wrong_types = st.sampled_from([True, 1, 1.5, "text", [1], {"a": 1}])
 
 tasks = st.one_of(
     valid(st.sampled_from(["noop", "record", "sleep", "flaky"])),
@@ -85,7 +91,7 @@ args = st.one_of(
     valid(st.fixed_dictionaries({"seconds": st.floats(0, 0.3), "steps": st.integers(-2, 4)})),
     valid(st.just({"big": "x" * 70_000})),  # over the operator's 64 KiB: Failed with a message
     invalid(st.dictionaries(st.text(min_size=1, max_size=6), st.none(), min_size=65, max_size=70)),
-    invalid(wrong_types.filter(lambda value: not isinstance(value, dict) and value is not None)),
+    invalid(wrong_types.filter(lambda value: not isinstance(value, dict))),
 )
 priorities = st.one_of(
     valid(st.sampled_from(["High", "Regular", "Low"])),
@@ -114,9 +120,10 @@ optional_fields = {
     "maxAttempts": bounded(1, 100, st.sampled_from([1, 2, 3, 100])),
     "backoffSeconds": bounded(0, 86400, st.just(0)),
     "timeoutSeconds": bounded(1, 604800, st.sampled_from([1, 60, 604800])),
-    "ttlSecondsAfterFinished": bounded(0, 31536000, st.sampled_from([0, 3600, 31536000])),
+    # 0 is valid, but such a PgJob may be deleted before its outcome shows: see test_ttl_zero below.
+    "ttlSecondsAfterFinished": bounded(0, 31536000, st.sampled_from([1, 3600, 31536000])),
     "restarts": bounded(0, None, st.sampled_from([0, 5])),
-    "stopped": st.one_of(valid(st.booleans()), invalid(st.sampled_from(["true", 0, 1, None]))),
+    "stopped": st.one_of(valid(st.booleans()), invalid(st.sampled_from(["true", 0, 1]))),
     "priority": priorities,
     "queue": queues,
     "args": args,
@@ -205,3 +212,44 @@ def test_random_specs_are_refused_naming_the_field_or_run_to_an_end(
     for process in running.processes:
         assert process.alive(), f"{process.name} exited:\n{process.text()[-3000:]}"
         assert "Traceback" not in process.text(), f"{process.name} logged a traceback"
+
+
+@pytest.mark.xfail(
+    reason="bug: the TTL cleaner (job_list_expired) deletes a PgJob whose final status the status sync"
+    " has not copied yet, so with a short ttlSecondsAfterFinished and a busy sync the outcome never shows",
+    strict=True,
+)
+def test_ttl_zero_jobs_show_their_outcome_before_deletion(
+    kube: Any, namespace: str, services: Services, recorder: Recorder
+) -> None:
+    """ttlSecondsAfterFinished: 0 is valid; each PgJob must still show Completed/Failed before it goes.
+
+    A small status write budget makes the sync lag behind as it does under load.
+    """
+    services.env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", PGJOBS_TEST_LEDGER="/dev/null")
+    services.operator("operator", "--status-writes-per-second", "2")
+    services.worker("worker", "--tasks", "tests.sample_tasks")
+    bodies = [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "PgJob",
+            "metadata": {"name": f"ttl0-{i}"},
+            "spec": {"task": "noop" if i % 2 else f"unknown{i}", "ttlSecondsAfterFinished": 0},
+        }
+        for i in range(20)
+    ]
+    uids = [
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)["metadata"][
+            "uid"
+        ]
+        for body in bodies
+    ]
+    wait_until(
+        lambda: not kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"],
+        timeout=60,
+        what="every ttl-0 PgJob deleted",
+    )
+    time.sleep(1)  # the recorder's watch delivers the last versions
+    unseen = [body["metadata"]["name"] for body, uid in zip(bodies, uids, strict=True)
+              if terminal_version(recorder, uid) is None]  # fmt: skip
+    assert not unseen, f"deleted without ever showing a terminal phase: {unseen}"
