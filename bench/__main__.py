@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, latency, profiling, recovery, report, throughput
+from bench import baseline, latency, profiling, recovery, report, scaling, throughput
 from pgjobs.devenv.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("throughput", "latency", "recovery", "profile")
+PARTS = ("throughput", "latency", "recovery", "profile", "scaling", "kubernetes")
 SIZES = {
     "full": {
         "jobs": 10_000,
@@ -25,8 +25,28 @@ SIZES = {
         "samples": 2000,
         "repeats": 5,
         "profile_jobs": 10_000,
+        "scaling_pending": [1_000, 10_000, 100_000, 1_000_000],
+        "scaling_finished": 1_000_000,
+        "scaling_dead": 1_000_000,
+        "k8s_latency_jobs": 50,
+        "k8s_burst_jobs": 1_000,
+        "k8s_burst_workers": 8,
+        "k8s_memory_jobs": 10_000,
     },
-    "quick": {"jobs": 2_000, "workers": [1, 2, 4, 8], "samples": 200, "repeats": 1, "profile_jobs": 3_000},
+    "quick": {
+        "jobs": 2_000,
+        "workers": [1, 2, 4, 8],
+        "samples": 200,
+        "repeats": 1,
+        "profile_jobs": 3_000,
+        "scaling_pending": [1_000, 10_000, 100_000],
+        "scaling_finished": 100_000,
+        "scaling_dead": 100_000,
+        "k8s_latency_jobs": 20,
+        "k8s_burst_jobs": 200,
+        "k8s_burst_workers": 4,
+        "k8s_memory_jobs": 1_000,
+    },
 }
 
 
@@ -46,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         k: v for k, v in {"jobs": args.jobs, "workers": args.workers, "samples": args.samples}.items() if v
     }
     name = args.name or ("quick" if args.quick else "full")
+    if not args.name and set(args.only) != set(PARTS):  # a partial run keeps the full one's file
+        name += "-" + "-".join(part for part in PARTS if part in args.only)
     RESULTS.mkdir(exist_ok=True)
 
     results: dict[str, Any] = {
@@ -80,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             except (RuntimeError, baseline.BaselineUnavailable) as error:
                 results["profile"] = {"error": str(error)}
+        if "scaling" in args.only:
+            results["scaling"] = scaling.run(
+                server, size["scaling_pending"], size["scaling_finished"], size["scaling_dead"]
+            )
+        if "kubernetes" in args.only:
+            from bench import kubernetes
+
+            results["kubernetes"] = kubernetes.run(server, size)
     results["duration_s"] = round(time.monotonic() - began, 1)
 
     path = RESULTS / f"{name}.json"

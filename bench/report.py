@@ -110,9 +110,87 @@ def table(results: dict[str, Any]) -> str:
                 f"  {label:<28} max {r['max_s']:.2f}  (target ≤ {r['target_s']:.1f}: "
                 f"{_verdict(r['max_s'], r['target_s'], at_most=True)}; samples {samples})"
             )
+    if results.get("scaling"):
+        out += ["", scaling_table(results["scaling"])]
+    if results.get("kubernetes"):
+        out += ["", kubernetes_table(results["kubernetes"])]
     prof = results.get("profile")
     if prof:
         out += ["", profiling.format_profile(prof) if "error" not in prof else f"profile: {prof['error']}"]
+    return "\n".join(out)
+
+
+def scaling_table(scaling: dict[str, Any]) -> str:
+    out = [
+        f"How cost grows: store loop draining {scaling['drain']} noop jobs from tables of each shape;"
+        " x = case / reference (a table of only those jobs, measured just before)",
+        f"{'case':<42} {'claim p50':>9} {'p99':>6} {'x p50':>6} {'1 conn/s':>8} {'x':>5} {'4 conn/s':>8}"
+        f" {'x':>5} {'plan ms':>8} {'buffers':>7} {'after':>6}",
+    ]
+    for row in scaling["cases"]:
+        one, plan, after = row["one_connection"], row["explain"], row.get("explain_after") or {}
+        out.append(
+            f"{row['case']:<42} {one['p50_ms']:9.2f} {one['p99_ms']:6.2f} {row['ratio_p50']:6.2f}"
+            f" {one['jobs_per_s']:8.0f} {row['ratio_rate_1']:5.2f} {row['four_connections_jobs_per_s']:8.0f}"
+            f" {row['ratio_rate_4']:5.2f} {_fmt(plan['execution_ms'], '{:.2f}'):>8}"
+            f" {_fmt(plan['index_scan_buffers']):>7} {_fmt(after.get('index_scan_buffers')):>6}"
+        )
+    out.append(
+        "  claim p50/p99 in ms (one connection, complete_and_claim round trip); plan = EXPLAIN ANALYZE of"
+        " the bare claim before the drain; buffers = pages its index scan touched (after: at the end)"
+    )
+    return "\n".join(out)
+
+
+def kubernetes_table(k8s: dict[str, Any]) -> str:
+    if "latency" not in k8s:
+        return f"Kubernetes: {k8s.get('error', 'not run')}"
+    out = ["End to end through Kubernetes (local kube-apiserver + etcd, operator and workers as processes)"]
+    lat = k8s["latency"]
+    a = lat["apply_to_running_ms"]
+    out.append(
+        f"  a. kubectl apply → status Running, {lat['jobs']} jobs: p50 {a['p50']:.0f} ms,"
+        f" p99 {a['p99']:.0f} ms (target p50 ≤ {lat['target_p50_ms']:.0f}:"
+        f" {_verdict(a['p50'], lat['target_p50_ms'], at_most=True)});"
+        f" from the watch's ADDED: p50 {lat['created_to_running_ms']['p50']:.0f} ms;"
+        f" baseline kubectl apply of a ConfigMap: p50 {lat['kubectl_apply_configmap_ms']['p50']:.0f} ms"
+    )
+    for key, label in (("burst", "default write budget 50/s"), ("burst_budget_1000", "write budget 1000/s")):
+        b = k8s.get(key)
+        if not b:
+            continue
+        lag = b.get("status_lag_s") or {}
+        w = b["writes_per_job"]
+        out.append(
+            f"  b. {b['jobs']} PgJobs at once, {b['workers']} workers ({label}): all Completed in"
+            f" {b['all_completed_s']:.1f} s (target ≤ {b['target_completed_s']:.0f}:"
+            f" {_verdict(b['all_completed_s'], b['target_completed_s'], at_most=True)}); kubectl create"
+            f" {b['kubectl_create_s']:.1f} s; rows created → last finished"
+            f" {b['rows_created_to_last_finished_s']:.1f} s"
+        )
+        out.append(
+            f"  c.   status lag (finished_at → Completed seen): p50 {_fmt(lag.get('p50'), '{:.2f}')} s,"
+            f" p99 {_fmt(lag.get('p99'), '{:.2f}')} s (target ≤ {b['target_lag_p99_s']:.0f}:"
+            f" {_verdict(lag.get('p99'), b['target_lag_p99_s'], at_most=True)})"
+        )
+        out.append(
+            f"  d.   API writes by the operator per PgJob: mean {w['mean']:.2f}, max {w['max']}"
+            f" ({w['resource_version_bumps_mean']:.2f} resourceVersion bumps + {w['events_mean']:.2f} Events;"
+            f" target ≤ {b['target_writes_per_job']:.0f}:"
+            f" {_verdict(w['mean'], b['target_writes_per_job'], at_most=True)}"
+            f" on mean, {_verdict(w['max'], b['target_writes_per_job'], at_most=True)} on max)"
+        )
+    m = k8s.get("memory")
+    if m:
+        idle = k8s.get("operator_idle_rss", m["idle"])
+        out.append(
+            f"  e. operator RSS: {idle['rss_mb']:.0f} MB with no PgJob, {m['loaded']['rss_mb']:.0f} MB with"
+            f" {m['jobs']} more PgJobs (peak {m['loaded']['peak_rss_mb']:.0f} MB;"
+            f" target ≤ {m['target_rss_mb']:.0f}:"
+            f" {_verdict(m['loaded']['peak_rss_mb'], m['target_rss_mb'], at_most=True)})"
+        )
+    if k8s.get("error"):
+        out.append(f"  error: {k8s['error']}")
     return "\n".join(out)
 
 
