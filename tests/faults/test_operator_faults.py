@@ -349,7 +349,11 @@ def test_frozen_worker_is_rescued_and_its_late_writes_refused(run: Run) -> None:
     assert done == [other.pid], f"the frozen job completed by {done}"
     log = frozen.text()
     assert "presumed dead" in log, log[-2000:]
+    # Its writes about the job after the freeze were refused or withheld: the job is not its own any
+    # more ("Job N abandoned: the job is no longer held by this worker", or "Job N: completion
+    # refused, ..." had the task ended before the worker noticed), and it never completed it.
     assert f"Job {row['id']}" in log and "no longer held by this worker" in log, log[-2000:]
+    assert f"Job {row['id']} completed in" not in log, log[-2000:]
     assert frozen.alive(), "the resumed worker exited"
     # It is back in the fleet: heartbeating again, and alive in the database.
     wait_until(
