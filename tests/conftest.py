@@ -12,6 +12,9 @@ import pytest
 from pgjobs.devenv import postgres
 from pgjobs.store import connecting, migrating
 
+#: Registered here, once, so every suite shares one control plane per session.
+pytest_plugins = ["tests.cluster_fixtures", "tests.e2e.operator_helpers"]
+
 _database_numbers = itertools.count(1)
 
 

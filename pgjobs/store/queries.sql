@@ -171,11 +171,14 @@ LIMIT %(limit)s;
 DELETE FROM pgjobs.jobs WHERE resource_uid = ANY(%(resource_uids)s) RETURNING id;
 
 -- name: job_list_expired
--- Finished jobs of PgJobs whose ttlSecondsAfterFinished has passed.
+-- Finished jobs of PgJobs whose ttlSecondsAfterFinished has passed, once their final status has
+-- reached Kubernetes (like the Job TTL controller, which acts only on a status showing the end):
+-- otherwise a short TTL under a busy status sync would delete a PgJob before anyone saw how it ended.
 SELECT id, resource_uid, resource_namespace, resource_name
 FROM pgjobs.jobs
 WHERE state IN ('completed', 'failed', 'stopped') AND ttl_seconds_after_finished IS NOT NULL
   AND finished_at + make_interval(secs => ttl_seconds_after_finished) <= now()
+  AND change_count = synced_count
 ORDER BY finished_at
 LIMIT %(limit)s;
 

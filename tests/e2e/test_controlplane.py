@@ -18,8 +18,7 @@ import kubernetes
 import pytest
 
 from pgjobs.devenv import controlplane as cp
-
-from .conftest import Cluster, Kube
+from tests.cluster_fixtures import Cluster, Kube
 
 GROUP, VERSION, PLURAL = "e2e.pgjobs.dev", "v1", "widgets"
 REPO = Path(__file__).resolve().parents[2]

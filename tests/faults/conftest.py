@@ -1,4 +1,4 @@
-"""Fixtures of the fault suites: the e2e control plane and pgjobs processes, for the operator faults.
+"""The fault suites: tests that use the control plane's fixtures (tests/cluster_fixtures.py) are e2e.
 
 The queue-level fault tests need PostgreSQL only; the operator-level ones use the control plane
 (a real kube-apiserver + etcd) and are marked `e2e` here, like every test of tests/e2e.
@@ -7,9 +7,6 @@ The queue-level fault tests need PostgreSQL only; the operator-level ones use th
 from __future__ import annotations
 
 import pytest
-
-from tests.e2e.conftest import controlplane, kube, namespace  # noqa: F401
-from tests.e2e.operator_helpers import crd, recorder, services  # noqa: F401
 
 #: Fixtures that need the control plane: a test using any of them is an e2e test.
 CONTROL_PLANE_FIXTURES = {"controlplane", "kube", "namespace", "crd", "services", "recorder"}

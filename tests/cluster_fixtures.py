@@ -1,4 +1,5 @@
-"""Fixtures for tests against a real Kubernetes API server.
+"""Fixtures for tests against a real Kubernetes API server (a pytest plugin: tests/conftest.py
+registers it once, so the e2e and fault suites share one control plane per session).
 
 One control plane per session (pgjobs.devenv.controlplane: etcd +
 kube-apiserver on loopback), or an existing cluster when PGJOBS_TEST_KUBECONFIG
@@ -25,9 +26,6 @@ import yaml
 
 from pgjobs.devenv import controlplane as cp
 
-# The operator suites' fixtures, registered here so that test modules need not import them.
-from tests.e2e.operator_helpers import crd, recorder, services  # noqa: F401
-
 T = TypeVar("T")
 
 Cluster = cp.ControlPlane | cp.ExistingCluster
@@ -36,7 +34,7 @@ _cluster_key = pytest.StashKey[Cluster]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
+    here = Path(__file__).parent / "e2e"
     for item in items:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.e2e)
