@@ -4,9 +4,9 @@ retained, and with the dead tuples a drained batch leaves behind (before and aft
 Every measurement is a store-level loop (the harness's "Python floor"): `jobs.claim` then
 `jobs.complete_and_claim` on psycopg connections, no worker around it, so the figure is the
 queue's own cost. One connection times every round trip (claim latency p50/p99, jobs/s); four
-connections in one asyncio loop give a concurrent rate. Each case drains `drain` jobs (2,000)
-out of a table of the given shape, then `EXPLAIN (ANALYZE, BUFFERS)` of the bare claim
-(`job_complete_and_claim` with a NULL job id, rolled back) is captured.
+connections in one asyncio loop give a concurrent rate. Each case drains `drain` jobs (4,000)
+out of a table of the given shape; `EXPLAIN (ANALYZE, BUFFERS)` of the bare claim
+(`job_complete_and_claim` with a NULL job id, rolled back) is captured before and after.
 
 The machine is shared, so every case is paired with a **reference** measured just before it,
 on the same server: the same loop on a fresh table holding only the `drain` jobs. The ratio
@@ -16,7 +16,8 @@ Tables are filled with one `jobs.enqueue` (INSERT … SELECT generate_series); f
 enqueued then marked completed with one UPDATE. A drained batch is simulated the same way (one
 UPDATE pending → completed leaves exactly what draining leaves in the pending index: entries
 pointing at dead heap tuples), with autovacuum off for that table so the "before VACUUM"
-measurement is not raced by it.
+measurement is not raced by it. Then the same table after VACUUM, after deleting its finished
+rows, and a drain while a transaction older than it stays open (an old snapshot).
 """
 
 from __future__ import annotations
