@@ -7,11 +7,13 @@ for failing tests). Test modules import the fixtures from here.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from psycopg.rows import dict_row
 
 from pgjobs.store import connecting
 from tests import processes
+from tests.e2e import chart_helpers
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "pgjobs.dev_pgjobs.yaml"
@@ -92,8 +95,12 @@ class Process:
 class Services:
     """The pgjobs processes of one test, against its database and namespace."""
 
-    def __init__(self, kube: Any, env: dict[str, str], namespace: str, log_dir: Path) -> None:
+    def __init__(
+        self, kube: Any, env: dict[str, str], namespace: str, log_dir: Path, operator_kubeconfig: Path
+    ) -> None:
         self.kube = kube
+        #: The chart's operator ServiceAccount under the chart's RBAC (admin only without helm).
+        self.operator_kubeconfig = operator_kubeconfig
         self.env = env
         self.namespace = namespace
         self.log_dir = log_dir
@@ -105,7 +112,14 @@ class Services:
         return process
 
     def operator(self, name: str = "operator", *extra: str) -> Process:
-        argv = [PGJOBS, "operator", "--kubeconfig", str(self.kube.kubeconfig), "--namespace", self.namespace]
+        argv = [
+            PGJOBS,
+            "operator",
+            "--kubeconfig",
+            str(self.operator_kubeconfig),
+            "--namespace",
+            self.namespace,
+        ]
         return self._start(name, [*argv, *OPERATOR_ARGS, *extra])
 
     def worker(self, name: str = "worker", *extra: str) -> Process:
@@ -125,12 +139,33 @@ class Services:
 def services(
     kube: Any, crd: None, database_env: dict[str, str], namespace: str, tmp_path: Path
 ) -> Iterator[Services]:
-    running = Services(kube, database_env, namespace, tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()
-        running.print_logs()
+    with _operator_identity(kube, namespace, tmp_path) as operator_kubeconfig:
+        running = Services(kube, database_env, namespace, tmp_path, operator_kubeconfig)
+        try:
+            yield running
+        finally:
+            running.stop_all()
+            running.print_logs()
+
+
+@contextlib.contextmanager
+def _operator_identity(kube: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """Operators in these tests run with the chart's own RBAC, which proves it is enough.
+
+    The test operator watches one namespace (--namespace), so the chart is rendered that way
+    (operator.watchNamespaces). Without a helm binary (outside CI) they fall back to admin.
+    """
+    helm = chart_helpers.helm_binary()
+    if helm is None:
+        warnings.warn(
+            "helm is not built (`make helm`): the operator runs as admin, not with the chart's RBAC",
+            stacklevel=2,
+        )
+        yield Path(kube.kubeconfig)
+        return
+    values = {"operator": {"watchNamespaces": [namespace]}}
+    with chart_helpers.chart_rbac(helm, kube, namespace, tmp_path, values) as kubeconfig:
+        yield kubeconfig
 
 
 # -- PgJob access ---------------------------------------------------------------

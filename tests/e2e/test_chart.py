@@ -7,7 +7,6 @@ these tests are skipped, except in CI (CI=true), where the session builds it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import uuid
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.chart_helpers import CHART, ROOT, Obj, chart_rbac, helm_binary, render, run_helm, values_file
 from tests.e2e.operator_helpers import (
     Services,
     create,
@@ -27,12 +27,6 @@ from tests.e2e.operator_helpers import (
     wait_phase,
     wait_until,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "pgjobs"
-BUILD = ROOT / "deploy" / "helm" / "build.sh"
-
-Obj = dict[str, Any]
 
 # Every optional feature on (KEDA and HPA are exclusive: HPA is rendered separately).
 ALL_FEATURES: Obj = {
@@ -63,43 +57,12 @@ FOREIGN_CRDS = [
 ]
 
 
-def _helm_or_skip() -> Path:
-    path = Path(
-        subprocess.run([str(BUILD), "--bin"], capture_output=True, text=True, check=True).stdout.strip()
-    )
-    if path.is_file() and os.access(path, os.X_OK):
-        return path
-    if os.environ.get("CI", "").lower() == "true":
-        subprocess.run([str(BUILD)], check=True, timeout=1800)
-        return path
-    pytest.skip(f"helm is not built ({path} missing): run deploy/helm/build.sh (`make helm`, a few minutes)")
-
-
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    return _helm_or_skip()
-
-
-def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
-    if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
-    return result
-
-
-def values_file(tmp_path: Path, values: Obj, name: str = "values.yaml") -> str:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(values))
-    return str(path)
-
-
-def render(
-    helm: Path, tmp_path: Path, values: Obj, *, release: str = "pgjobs", namespace: str = "pgjobs"
-) -> list[Obj]:
-    text = run_helm(
-        helm, "template", release, str(CHART), "--namespace", namespace, "-f", values_file(tmp_path, values)
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    path = helm_binary()
+    if path is None:
+        pytest.skip("helm is not built: run deploy/helm/build.sh (`make helm`, a few minutes)")
+    return path
 
 
 def kinds(objects: list[Obj]) -> set[str]:
@@ -254,34 +217,6 @@ def test_server_side_dry_run_accepts_every_object(
 
 
 # -- the chart's RBAC ------------------------------------------------------------------------
-
-
-def _operator_rbac(helm: Path, tmp_path: Path, namespace: str, release: str, values: Obj) -> list[Obj]:
-    """The chart's operator ServiceAccount and (Cluster)Roles and bindings for this release."""
-    values = {"fullnameOverride": release, **values}
-    objects = render(helm, tmp_path, values, release=release, namespace=namespace)
-    wanted = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    return [
-        o
-        for o in objects
-        if o["kind"] in wanted
-        or (o["kind"] == "ServiceAccount" and o["metadata"]["name"].endswith("-operator"))
-    ]
-
-
-@contextlib.contextmanager
-def chart_rbac(helm: Path, kube: Any, namespace: str, tmp_path: Path, values: Obj) -> Iterator[Path]:
-    """A kubeconfig authenticating as the chart's operator ServiceAccount, bound by the chart's RBAC."""
-    release = f"rbac-{uuid.uuid4().hex[:8]}"
-    objects = _operator_rbac(helm, tmp_path, namespace, release, values)
-    kube.apply(objects)
-    try:
-        yield kube.kubeconfig_for_serviceaccount(namespace, f"{release}-operator")
-    finally:
-        for obj in objects:
-            if obj["kind"].startswith("Cluster"):
-                name = obj["metadata"]["name"]
-                kube.kubectl("delete", obj["kind"], name, "--ignore-not-found", check=False)
 
 
 @pytest.fixture
