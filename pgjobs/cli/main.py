@@ -246,7 +246,7 @@ def _add_operator(commands: Any) -> None:
         "--status-writes-per-second",
         default=50.0,
         type=float,
-        help="budget of PgJob status writes towards the API server",
+        help="PgJob status writes per second towards the API server (Events: a budget of the same size)",
     )
     options.add(
         parser,

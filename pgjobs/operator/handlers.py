@@ -80,12 +80,13 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     async with ctx.database.connection() as conn:
         try:
-            job_id, _created = await jobs.upsert_resource(conn, wanted)
+            job_id, created = await jobs.upsert_resource(conn, wanted)
         except InvalidJob as error:  # e.g. args over the size limit the API server cannot check
             await _refuse(ctx, body, str(error))
             return
-        await _apply_stopped(conn, job_id, wanted)
-        await _apply_restarts(conn, job_id, wanted)
+        if not created:  # a new row already has the spec's stopped state and restart count
+            await _apply_stopped(conn, job_id, wanted)
+            await _apply_restarts(conn, job_id, wanted)
         await resources.observe_generation(conn, wanted.uid, int(body["metadata"].get("generation", 1)))
 
 

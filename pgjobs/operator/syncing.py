@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 BATCH = 200
 #: Status writes in flight at once (each is one HTTP request in a thread).
 CONCURRENCY = 8
+#: Events waiting to be posted before new ones are dropped (with a warning).
+EVENT_BACKLOG = 10_000
 #: A result larger than this (as JSON) is not copied: status is no place for data.
 MAX_RESULT_BYTES = 4096
 RESCUE_MESSAGE_PREFIX = "worker stopped heartbeating"
@@ -197,18 +199,26 @@ class Syncer:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
         self.bucket = TokenBucket(ctx.options.status_writes_per_second)
+        # Events have a budget and a queue of their own: a status must not wait behind the
+        # Events of other jobs, and under a burst the statuses are what users look at.
+        self.event_bucket = TokenBucket(ctx.options.status_writes_per_second)
+        self.events: asyncio.Queue[tuple[SyncRow, str, str, str]] = asyncio.Queue(EVENT_BACKLOG)
         self._slots = asyncio.Semaphore(CONCURRENCY)
 
     async def run(self) -> None:
         """Rounds until cancelled (when this replica stops leading)."""
-        while True:
-            try:
-                copied = await self.sync_once()
-            except Exception:  # the database or the API server is away: try again next round
-                logger.warning("status sync round failed", exc_info=True)
-                copied = 0
-            if copied < BATCH:
-                await asyncio.sleep(self.ctx.options.sync_interval)
+        poster = asyncio.create_task(self._post_events(), name="pgjobs-events")
+        try:
+            while True:
+                try:
+                    copied = await self.sync_once()
+                except Exception:  # the database or the API server is away: try again next round
+                    logger.warning("status sync round failed", exc_info=True)
+                    copied = 0
+                if copied < BATCH:
+                    await asyncio.sleep(self.ctx.options.sync_interval)
+        finally:
+            poster.cancel()
 
     async def sync_once(self) -> int:
         async with self.ctx.database.connection() as conn:
@@ -246,11 +256,24 @@ class Syncer:
                 return True  # the PgJob is gone; its row is removed by the finalizer or clean-up
             observe_latencies(row, now)
             for kind, reason, message in transitions(row):
-                await self._post_event(row, kind, reason, message)
+                self._queue_event(row, kind, reason, message)
             return True
 
+    def _queue_event(self, row: SyncRow, kind: str, reason: str, message: str) -> None:
+        try:
+            self.events.put_nowait((row, kind, reason, message))
+        except asyncio.QueueFull:  # Events are best effort: the status already says it
+            logger.warning(
+                "event %s for %s dropped: %d Events wait already", reason, row.resource_name, EVENT_BACKLOG
+            )
+
+    async def _post_events(self) -> None:
+        while True:
+            row, kind, reason, message = await self.events.get()
+            await self._post_event(row, kind, reason, message)
+
     async def _post_event(self, row: SyncRow, kind: str, reason: str, message: str) -> None:
-        await self.bucket.take()
+        await self.event_bucket.take()
         involved = {"name": row.resource_name, "namespace": row.resource_namespace, "uid": row.resource_uid}
         try:
             await asyncio.to_thread(self.ctx.kube.post_event, involved, kind, reason, message)
