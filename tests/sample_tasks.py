@@ -59,3 +59,12 @@ async def progress(context: pgjobs.TaskContext, updates: int = 100, seconds: flo
         context.progress(100 * step / updates, f"step {step}")
         await asyncio.sleep(seconds / updates)
     _record(context, "done")
+
+
+@pgjobs.task("bad_result")
+async def bad_result(context: pgjobs.TaskContext, kind: str = "nan") -> object:
+    """Returns what JSON (or PostgreSQL) cannot hold, or fails with a NUL in its error."""
+    if kind == "nul_error":
+        raise RuntimeError("bad\x00byte")
+    values: dict[str, object] = {"nan": {"value": float("nan")}, "set": {1, 2, 3}, "nul": {"text": "a\x00b"}}
+    return values[kind]

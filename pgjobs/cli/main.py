@@ -323,9 +323,14 @@ def _enqueue(args: argparse.Namespace) -> int:
     return _run(args, enqueue)
 
 
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (and PostgreSQL's jsonb) does not.
+    raise UserError(f"--args is not valid JSON: {name} is not a JSON number")
+
+
 def _parse_args_json(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise UserError(
             f"--args is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"

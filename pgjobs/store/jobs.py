@@ -7,7 +7,6 @@ Functions a worker calls on a job it holds are fenced by the claim's lease: they
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -18,7 +17,7 @@ from psycopg.types.json import Jsonb
 from pgjobs.states import JobState
 from pgjobs.store import validation
 from pgjobs.store.queries import QUERIES
-from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, ResourceJob, Row
+from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, ResourceJob, Row, storable_text
 
 Connection = psycopg.AsyncConnection[Any]
 
@@ -86,7 +85,7 @@ async def complete_and_claim(
             "job_id": job.id,
             "lease": job.lease,
             "result": _jsonb(result),
-            "message": message,
+            "message": storable_text(message),
             "worker_id": worker_id,
             "queues": list(queues),
         },
@@ -97,26 +96,33 @@ async def complete_and_claim(
 
 
 async def complete(conn: Connection, job: ClaimedJob, result: Any, message: str | None = None) -> bool:
-    params = {"job_id": job.id, "lease": job.lease, "result": _jsonb(result), "message": message}
+    params = {
+        "job_id": job.id,
+        "lease": job.lease,
+        "result": _jsonb(result),
+        "message": storable_text(message),
+    }
     return await _row(conn, "job_complete", params) is not None
 
 
 async def fail(conn: Connection, job: ClaimedJob, message: str, *, retry_in: float | None) -> JobState | None:
     """Record a failed attempt: Pending again after `retry_in` seconds, or Failed when None."""
     row = await _row(
-        conn, "job_fail", {"job_id": job.id, "lease": job.lease, "message": message, "retry_in": retry_in}
+        conn,
+        "job_fail",
+        {"job_id": job.id, "lease": job.lease, "message": storable_text(message), "retry_in": retry_in},
     )
     return JobState(row["state"]) if row else None
 
 
 async def acknowledge_stop(conn: Connection, job: ClaimedJob, message: str) -> bool:
-    params = {"job_id": job.id, "lease": job.lease, "message": message}
+    params = {"job_id": job.id, "lease": job.lease, "message": storable_text(message)}
     return await _row(conn, "job_stop_acknowledge", params) is not None
 
 
 async def release(conn: Connection, job: ClaimedJob, message: str) -> bool:
     """Hand a job back to Pending without charging its attempt (graceful shutdown)."""
-    params = {"job_id": job.id, "lease": job.lease, "message": message}
+    params = {"job_id": job.id, "lease": job.lease, "message": storable_text(message)}
     return await _row(conn, "job_release", params) is not None
 
 
@@ -125,7 +131,9 @@ async def report_progress(
 ) -> bool | None:
     """Store progress; returns whether a stop was requested, or None when the job is lost."""
     row = await _row(
-        conn, "job_progress", {"job_id": job.id, "lease": job.lease, "progress": progress, "message": message}
+        conn,
+        "job_progress",
+        {"job_id": job.id, "lease": job.lease, "progress": progress, "message": storable_text(message)},
     )
     return bool(row["stop_requested"]) if row else None
 
@@ -203,7 +211,4 @@ async def state_labels(conn: Connection) -> list[str]:
 
 
 def _jsonb(value: Any) -> Jsonb | None:
-    if value is None:
-        return None
-    json.dumps(value)  # fail here, in the worker, rather than inside the driver
-    return Jsonb(value)
+    return None if value is None else Jsonb(value)

@@ -16,6 +16,22 @@ MAX_ARGS_BYTES = 64 * 1024
 Row = Mapping[str, Any]
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether a JSON-like value holds a NUL character, which PostgreSQL's text and jsonb refuse."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
+def storable_text(text: str | None) -> str | None:
+    """Text as PostgreSQL can store it: NUL characters (from task errors, say) become '\\0'."""
+    return None if text is None else text.replace("\x00", "\\0")
+
+
 class InvalidJob(ValueError):
     """A job that cannot be enqueued as given; the message says which field and why."""
 
@@ -35,7 +51,12 @@ class NewJob:
     def args_json(self) -> str:
         if not isinstance(self.args, Mapping):
             raise InvalidJob(f"args must be a JSON object, got {type(self.args).__name__}")
-        text = json.dumps(self.args, separators=(",", ":"), ensure_ascii=False)
+        try:
+            text = json.dumps(self.args, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise InvalidJob(f"args cannot be stored as JSON: {error}") from None
+        if contains_nul(self.args):
+            raise InvalidJob("args contain a NUL character (\\u0000), which PostgreSQL cannot store")
         size = len(text.encode())
         if size > MAX_ARGS_BYTES:
             raise InvalidJob(

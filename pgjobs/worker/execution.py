@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from pgjobs.store import jobs
+from pgjobs.store import jobs, records
 from pgjobs.store.records import ClaimedJob
 from pgjobs.tasks import registry
 from pgjobs.tasks.context import JobStopped, TaskContext
@@ -163,7 +164,7 @@ class Execution:
     def _judge(self, runner: asyncio.Task[Any]) -> Outcome:
         reason = self._stop_reason
         if runner.done() and not runner.cancelled() and runner.exception() is None and reason is None:
-            return Outcome(Verdict.COMPLETED, result=runner.result())
+            return self._completed(runner.result())
         if reason is StopReason.LOST:
             return Outcome(Verdict.ABANDONED, "the job is no longer held by this worker")
         if reason is StopReason.SHUTDOWN and self.settings.on_shutdown == "stop":
@@ -175,13 +176,24 @@ class Execution:
         if reason is StopReason.TIMEOUT:
             return Outcome(Verdict.FAILED, f"timed out after {self.job.timeout_seconds}s")
         if runner.done() and not runner.cancelled() and runner.exception() is None:
-            return Outcome(Verdict.COMPLETED, result=runner.result())
+            return self._completed(runner.result())
         if reason is StopReason.REQUESTED:
             return Outcome(Verdict.STOPPED, self._stop_message(runner))
         error = runner.exception() if runner.done() and not runner.cancelled() else None
         if isinstance(error, JobStopped):
             return Outcome(Verdict.STOPPED, str(error) or "stopped by the task")
         return Outcome(Verdict.FAILED, f"{type(error).__name__}: {error}" if error else "cancelled")
+
+    def _completed(self, result: Any) -> Outcome:
+        """A result that JSON cannot hold fails the job rather than the worker."""
+        try:
+            json.dumps(result, allow_nan=False)
+            if records.contains_nul(result):
+                raise ValueError("it contains a NUL character (\\u0000)")
+        except (TypeError, ValueError) as error:
+            message = f"task {self.job.task!r} returned a result that cannot be stored as JSON: {error}"
+            return Outcome(Verdict.FAILED, message, final=True)
+        return Outcome(Verdict.COMPLETED, result=result)
 
     @staticmethod
     def _succeeded(runner: asyncio.Task[Any]) -> bool:

@@ -394,3 +394,17 @@ def test_polling_alone_finds_work_without_listen(database, spawn) -> None:  # ty
     time.sleep(1.0)  # the worker is idle and polling when the job arrives
     [job_id] = db.enqueue("noop")
     wait_for(lambda: state_of(db, job_id) is JobState.COMPLETED, 10, what="the poll to find the job")
+
+
+def test_a_result_json_cannot_hold_fails_the_job_not_the_worker(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    ids = {kind: db.enqueue("bad_result", args={"kind": kind}, max_attempts=1)[0]
+           for kind in ("nan", "set", "nul", "nul_error")}  # fmt: skip
+    worker = spawn()
+    for kind, job_id in ids.items():
+        job = wait_for(lambda j=job_id: (x := db.job(j)).state is JobState.FAILED and x, 20, what=kind)
+        expected = "bad\\0byte" if kind == "nul_error" else "cannot be stored as JSON"
+        assert expected in (job.message or ""), (kind, job.message)
+    [after] = db.enqueue("noop")
+    wait_for(lambda: state_of(db, after) is JobState.COMPLETED, 20, what="the worker to go on")
+    assert worker.process.poll() is None
