@@ -16,14 +16,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
-GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
-if ! [ -x "$GO" ] && ! command -v "$GO" >/dev/null 2>&1; then
-    echo "build.sh: Go is not installed (looked for 'go' on PATH and /usr/local/go/bin/go)." >&2
-    echo "          Install Go >= 1.25 from https://go.dev/dl/ and run 'make controlplane' again." >&2
-    exit 1
-fi
-export CGO_ENABLED=0
-export GOFLAGS="${GOFLAGS:-} -mod=readonly"
+MAKE_TARGET=controlplane
+# shellcheck source=../go-env.sh
+source "$here/../go-env.sh"
 
 K8S_PKGS=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
 ETCD_PKG=go.etcd.io/etcd/server/v3

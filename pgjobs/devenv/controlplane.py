@@ -465,7 +465,26 @@ def _remove_stale_dirs() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-class ControlPlane:
+class _ServiceAccounts:
+    """Kubeconfigs for ServiceAccounts, for any cluster with an admin kubeconfig and a work dir."""
+
+    kubectl: Path
+    kubeconfig: Path
+    dir: Path
+
+    def kubeconfig_for_serviceaccount(self, namespace: str, name: str, *, duration: str = "24h") -> Path:
+        """Create the ServiceAccount if needed; a kubeconfig with a bound token for it."""
+        return serviceaccount_kubeconfig(
+            self.kubectl,
+            self.kubeconfig,
+            namespace,
+            name,
+            self.dir / f"sa-{namespace}-{name}.kubeconfig",
+            duration=duration,
+        )
+
+
+class ControlPlane(_ServiceAccounts):
     """etcd + kube-apiserver on free loopback ports, in a private temp dir.
 
     Use as a context manager, or call start()/stop(). stop() is also
@@ -574,17 +593,6 @@ class ControlPlane:
             },
         )
 
-    def kubeconfig_for_serviceaccount(self, namespace: str, name: str, *, duration: str = "24h") -> Path:
-        """Create the ServiceAccount if needed; a kubeconfig with a bound token for it."""
-        return serviceaccount_kubeconfig(
-            self.kubectl,
-            self.kubeconfig,
-            namespace,
-            name,
-            self.dir / f"sa-{namespace}-{name}.kubeconfig",
-            duration=duration,
-        )
-
     def run_kubectl(
         self, *args: str, input: str | None = None, kubeconfig: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
@@ -665,7 +673,7 @@ class ControlPlane:
         return _http_ok(f"{self.server}/readyz", self._readyz_context)
 
 
-class ExistingCluster:
+class ExistingCluster(_ServiceAccounts):
     """A cluster we did not start (kind, a shared dev cluster): PGJOBS_TEST_KUBECONFIG.
 
     Offers the parts of ControlPlane that make sense without owning the
@@ -681,16 +689,6 @@ class ExistingCluster:
             run_kubectl(self.kubectl, kubeconfig, "config", "view", "--minify", "-o", "json").stdout
         )
         self.server: str = view["clusters"][0]["cluster"]["server"]
-
-    def kubeconfig_for_serviceaccount(self, namespace: str, name: str, *, duration: str = "24h") -> Path:
-        return serviceaccount_kubeconfig(
-            self.kubectl,
-            self.kubeconfig,
-            namespace,
-            name,
-            self.dir / f"sa-{namespace}-{name}.kubeconfig",
-            duration=duration,
-        )
 
     def logs_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         return "(existing cluster: its logs are not collected by pgjobs)"
