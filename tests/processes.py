@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pgjobs.store import connecting, jobs
+from pgjobs.store import connecting, jobs, queries
 from pgjobs.store.records import Job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +122,7 @@ class Database:
     def __init__(self, settings: connecting.DatabaseSettings) -> None:
         self.settings = settings
 
-    def call(self, action: Callable[[jobs.Connection], Awaitable[T]]) -> T:
+    def call(self, action: Callable[[queries.Connection], Awaitable[T]]) -> T:
         async def run() -> T:
             conn = await connecting.connect(self.settings)
             async with conn:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pgjobs.cli import options
 from pgjobs.states import JobState, Priority
-from pgjobs.store import connecting, jobs, migrating, workers
+from pgjobs.store import connecting, jobs, migrating, queries, workers
 from pgjobs.store.records import InvalidJob, Job, NewJob, Worker
 
 EPILOG = """\
@@ -117,7 +117,7 @@ def _settings(args: argparse.Namespace) -> connecting.DatabaseSettings:
     return connecting.DatabaseSettings.from_environment(args.database_url or None)
 
 
-def _run(args: argparse.Namespace, action: Callable[[jobs.Connection], Awaitable[int]]) -> int:
+def _run(args: argparse.Namespace, action: Callable[[queries.Connection], Awaitable[int]]) -> int:
     async def with_connection() -> int:
         conn = await connecting.connect(_settings(args))
         async with conn:
@@ -315,7 +315,7 @@ def _enqueue(args: argparse.Namespace) -> int:
         timeout_seconds=args.timeout,
     )
 
-    async def enqueue(conn: jobs.Connection) -> int:
+    async def enqueue(conn: queries.Connection) -> int:
         ids = await jobs.enqueue(conn, job, args.count)
         print("\n".join(map(str, ids)))
         return 0
@@ -353,7 +353,7 @@ def _add_jobs(commands: Any) -> None:
 def _jobs(args: argparse.Namespace) -> int:
     states = [JobState.from_phase(name) for name in args.state.split(",") if name.strip()]
 
-    async def show(conn: jobs.Connection) -> int:
+    async def show(conn: queries.Connection) -> int:
         found = await jobs.list_jobs(conn, states or None, args.limit)
         if args.json:
             print(json.dumps([job.as_json() for job in found], indent=2))
@@ -420,7 +420,7 @@ def _add_admin(commands: Any) -> None:
 
 
 def _admin(args: argparse.Namespace) -> int:
-    async def act(conn: jobs.Connection) -> int:
+    async def act(conn: queries.Connection) -> int:
         changed = await _apply_admin(conn, args)
         job = await jobs.get(conn, args.job_id)
         if changed:
@@ -436,7 +436,7 @@ def _admin(args: argparse.Namespace) -> int:
     return _run(args, act)
 
 
-async def _apply_admin(conn: jobs.Connection, args: argparse.Namespace) -> bool:
+async def _apply_admin(conn: queries.Connection, args: argparse.Namespace) -> bool:
     if args.command == "stop":
         return await jobs.stop(conn, args.job_id)
     if args.command == "start":
@@ -456,7 +456,7 @@ def _add_workers(commands: Any) -> None:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    async def show(conn: jobs.Connection) -> int:
+    async def show(conn: queries.Connection) -> int:
         found = await workers.list_workers(conn, include_gone=args.all)
         if args.json:
             print(json.dumps([_worker_json(worker) for worker in found], indent=2))
@@ -511,7 +511,7 @@ def _add_rescue(commands: Any) -> None:
 
 
 def _rescue(args: argparse.Namespace) -> int:
-    async def sweep(conn: jobs.Connection) -> int:
+    async def sweep(conn: queries.Connection) -> int:
         rescued = await jobs.rescue(conn, args.stall_timeout)
         for job in rescued:
             print(f"job {job.id}: rescued, now {job.state.phase} (attempt {job.attempt}/{job.max_attempts})")

@@ -18,7 +18,7 @@ import kopf
 
 from pgjobs.operator import context, kube
 from pgjobs.states import FINISHED_STATES, JobState, Priority
-from pgjobs.store import jobs, resources
+from pgjobs.store import jobs, queries, resources
 from pgjobs.store.records import InvalidJob, NewJob, ResourceJob
 
 registry = kopf.OperatorRegistry()
@@ -90,7 +90,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await resources.observe_generation(conn, wanted.uid, int(body["metadata"].get("generation", 1)))
 
 
-async def _apply_stopped(conn: jobs.Connection, job_id: int, wanted: ResourceJob) -> None:
+async def _apply_stopped(conn: queries.Connection, job_id: int, wanted: ResourceJob) -> None:
     """spec.stopped is the truth: stop a Pending/Running job, start a Stopped one, or withdraw a stop."""
     if wanted.stopped:
         await jobs.stop(conn, job_id)  # no-op when already Stopped, finished, or asked to stop
@@ -98,7 +98,7 @@ async def _apply_stopped(conn: jobs.Connection, job_id: int, wanted: ResourceJob
         await jobs.start(conn, job_id)  # no-op unless Stopped or asked to stop
 
 
-async def _apply_restarts(conn: jobs.Connection, job_id: int, wanted: ResourceJob) -> None:
+async def _apply_restarts(conn: queries.Connection, job_id: int, wanted: ResourceJob) -> None:
     """A spec.restarts above the row's is a new run of a finished job, recorded either way."""
     row = await jobs.get(conn, job_id)
     if row is None or wanted.restarts <= row.restarts:

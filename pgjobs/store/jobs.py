@@ -11,25 +11,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from pgjobs.states import JobState
 from pgjobs.store import validation
-from pgjobs.store.queries import QUERIES
+from pgjobs.store.queries import Connection, fetch_all, fetch_one
 from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, ResourceJob, Row, storable_text
-
-Connection = psycopg.AsyncConnection[Any]
-
-
-async def _rows(conn: Connection, query: str, params: dict[str, Any]) -> list[Row]:
-    cursor = await conn.execute(QUERIES[query], params)
-    return await cursor.fetchall()
-
-
-async def _row(conn: Connection, query: str, params: dict[str, Any]) -> Row | None:
-    cursor = await conn.execute(QUERIES[query], params)
-    return await cursor.fetchone()
 
 
 async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
@@ -37,14 +24,14 @@ async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
     validation.check_new_job(job)
     if count < 1:
         raise validation.InvalidJob(f"count must be at least 1, got {count}")
-    rows = await _rows(conn, "job_insert", {**job.parameters(), "count": count})
+    rows = await fetch_all(conn, "job_insert", {**job.parameters(), "count": count})
     return [int(row["id"]) for row in rows]
 
 
 async def upsert_resource(conn: Connection, resource: ResourceJob) -> tuple[int, bool]:
     """Create or update the row of a PgJob (keyed by its uid); returns (id, created)."""
     validation.check_new_job(resource.job)
-    row = await _row(
+    row = await fetch_one(
         conn,
         "job_upsert_resource",
         {
@@ -62,7 +49,7 @@ async def upsert_resource(conn: Connection, resource: ResourceJob) -> tuple[int,
 
 
 async def claim(conn: Connection, worker_id: uuid.UUID, queues: Sequence[str]) -> ClaimedJob | None:
-    row = await _row(conn, "job_complete_and_claim", {
+    row = await fetch_one(conn, "job_complete_and_claim", {
         "job_id": None, "lease": None, "result": None, "message": None,
         "worker_id": worker_id, "queues": list(queues),
     })  # fmt: skip
@@ -78,7 +65,7 @@ async def complete_and_claim(
     queues: Sequence[str],
 ) -> tuple[bool, ClaimedJob | None]:
     """Complete a held job and claim the next in one round trip: (completed, next job)."""
-    row = await _row(
+    row = await fetch_one(
         conn,
         "job_complete_and_claim",
         {
@@ -102,12 +89,12 @@ async def complete(conn: Connection, job: ClaimedJob, result: Any, message: str 
         "result": _jsonb(result),
         "message": storable_text(message),
     }
-    return await _row(conn, "job_complete", params) is not None
+    return await fetch_one(conn, "job_complete", params) is not None
 
 
 async def fail(conn: Connection, job: ClaimedJob, message: str, *, retry_in: float | None) -> JobState | None:
     """Record a failed attempt: Pending again after `retry_in` seconds, or Failed when None."""
-    row = await _row(
+    row = await fetch_one(
         conn,
         "job_fail",
         {"job_id": job.id, "lease": job.lease, "message": storable_text(message), "retry_in": retry_in},
@@ -117,20 +104,20 @@ async def fail(conn: Connection, job: ClaimedJob, message: str, *, retry_in: flo
 
 async def acknowledge_stop(conn: Connection, job: ClaimedJob, message: str) -> bool:
     params = {"job_id": job.id, "lease": job.lease, "message": storable_text(message)}
-    return await _row(conn, "job_stop_acknowledge", params) is not None
+    return await fetch_one(conn, "job_stop_acknowledge", params) is not None
 
 
 async def release(conn: Connection, job: ClaimedJob, message: str) -> bool:
     """Hand a job back to Pending without charging its attempt (graceful shutdown)."""
     params = {"job_id": job.id, "lease": job.lease, "message": storable_text(message)}
-    return await _row(conn, "job_release", params) is not None
+    return await fetch_one(conn, "job_release", params) is not None
 
 
 async def report_progress(
     conn: Connection, job: ClaimedJob, progress: int, message: str | None = None
 ) -> bool | None:
     """Store progress; returns whether a stop was requested, or None when the job is lost."""
-    row = await _row(
+    row = await fetch_one(
         conn,
         "job_progress",
         {"job_id": job.id, "lease": job.lease, "progress": progress, "message": storable_text(message)},
@@ -140,45 +127,45 @@ async def report_progress(
 
 async def stop(conn: Connection, job_id: int) -> bool:
     """Stop a Pending job at once, or ask the worker of a Running one to stop it."""
-    return await _row(conn, "job_stop", {"job_id": job_id}) is not None
+    return await fetch_one(conn, "job_stop", {"job_id": job_id}) is not None
 
 
 async def start(conn: Connection, job_id: int) -> bool:
     """Start a Stopped job again, or withdraw a stop request its worker has not acted on."""
-    if await _row(conn, "job_start", {"job_id": job_id}) is not None:
+    if await fetch_one(conn, "job_start", {"job_id": job_id}) is not None:
         return True
-    return await _row(conn, "job_unstop", {"job_id": job_id}) is not None
+    return await fetch_one(conn, "job_unstop", {"job_id": job_id}) is not None
 
 
 async def restart(conn: Connection, job_id: int, restarts: int | None = None) -> bool:
     """Run a finished job again; `restarts` records which restart request this answers."""
-    return await _row(conn, "job_restart", {"job_id": job_id, "restarts": restarts}) is not None
+    return await fetch_one(conn, "job_restart", {"job_id": job_id, "restarts": restarts}) is not None
 
 
 async def record_restarts(conn: Connection, job_id: int, restarts: int) -> None:
-    await _row(conn, "job_record_restarts", {"job_id": job_id, "restarts": restarts})
+    await fetch_one(conn, "job_record_restarts", {"job_id": job_id, "restarts": restarts})
 
 
 async def delete(conn: Connection, job_id: int, *, force: bool = False) -> bool:
     """Delete a job that is not running (or, with force, any job: its worker will let it go)."""
-    return await _row(conn, "job_delete", {"job_id": job_id, "force": force}) is not None
+    return await fetch_one(conn, "job_delete", {"job_id": job_id, "force": force}) is not None
 
 
 async def delete_resource(conn: Connection, resource_uid: str) -> bool:
-    return await _row(conn, "job_delete_resource", {"resource_uid": resource_uid}) is not None
+    return await fetch_one(conn, "job_delete_resource", {"resource_uid": resource_uid}) is not None
 
 
 async def delete_resources(conn: Connection, resource_uids: Iterable[str]) -> int:
-    return len(await _rows(conn, "job_delete_resources", {"resource_uids": list(resource_uids)}))
+    return len(await fetch_all(conn, "job_delete_resources", {"resource_uids": list(resource_uids)}))
 
 
 async def get(conn: Connection, job_id: int) -> Job | None:
-    row = await _row(conn, "job_get", {"job_id": job_id})
+    row = await fetch_one(conn, "job_get", {"job_id": job_id})
     return Job.from_row(row) if row else None
 
 
 async def get_resource(conn: Connection, resource_uid: str) -> Job | None:
-    row = await _row(conn, "job_get_resource", {"resource_uid": resource_uid})
+    row = await fetch_one(conn, "job_get_resource", {"resource_uid": resource_uid})
     return Job.from_row(row) if row else None
 
 
@@ -186,20 +173,20 @@ async def list_jobs(
     conn: Connection, states: Sequence[JobState] | None = None, limit: int = 100
 ) -> list[Job]:
     params = {"states": [state.value for state in states] if states else None, "limit": limit}
-    return [Job.from_row(row) for row in await _rows(conn, "job_list", params)]
+    return [Job.from_row(row) for row in await fetch_all(conn, "job_list", params)]
 
 
 async def list_expired(conn: Connection, limit: int = 100) -> list[Row]:
-    return await _rows(conn, "job_list_expired", {"limit": limit})
+    return await fetch_all(conn, "job_list_expired", {"limit": limit})
 
 
 async def count_by_state(conn: Connection) -> list[Row]:
-    return await _rows(conn, "job_count_by_state", {})
+    return await fetch_all(conn, "job_count_by_state", {})
 
 
 async def rescue(conn: Connection, stall_seconds: float) -> list[RescuedJob]:
     """Recover Running jobs whose worker went silent; safe to run anywhere, any time."""
-    rows = await _rows(conn, "job_rescue_many", {"stall_seconds": stall_seconds})
+    rows = await fetch_all(conn, "job_rescue_many", {"stall_seconds": stall_seconds})
     return [
         RescuedJob(int(row["id"]), JobState(row["state"]), int(row["attempt"]), int(row["max_attempts"]))
         for row in rows
@@ -207,7 +194,7 @@ async def rescue(conn: Connection, stall_seconds: float) -> list[RescuedJob]:
 
 
 async def state_labels(conn: Connection) -> list[str]:
-    return [str(row["enumlabel"]) for row in await _rows(conn, "schema_state_labels", {})]
+    return [str(row["enumlabel"]) for row in await fetch_all(conn, "schema_state_labels", {})]
 
 
 def _jsonb(value: Any) -> Jsonb | None:

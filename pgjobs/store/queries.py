@@ -1,4 +1,5 @@
-"""Named queries: `queries.sql` split on `-- name: <name>` lines into one read-only mapping."""
+"""Named queries: `queries.sql` split on `-- name: <name>` lines into one read-only mapping, and
+the two ways the store runs one."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
+from typing import Any
 
+import psycopg
 from psycopg import sql
 
 _NAME_LINE = re.compile(r"^-- name: (?P<name>[a-z_]+)\s*$", re.MULTILINE)
@@ -29,3 +32,18 @@ def _load() -> Mapping[str, sql.SQL]:
 
 
 QUERIES = _load()
+
+Connection = psycopg.AsyncConnection[Any]
+Row = Mapping[str, Any]
+
+
+async def fetch_all(conn: Connection, query: str, params: Mapping[str, Any]) -> list[Row]:
+    """Run the named query (one round trip) and return its rows."""
+    cursor = await conn.execute(QUERIES[query], params)
+    return await cursor.fetchall()
+
+
+async def fetch_one(conn: Connection, query: str, params: Mapping[str, Any]) -> Row | None:
+    """Run the named query (one round trip) and return its first row, None when there is none."""
+    cursor = await conn.execute(QUERIES[query], params)
+    return await cursor.fetchone()

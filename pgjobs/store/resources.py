@@ -10,13 +10,9 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-
 from pgjobs.states import JobState, Priority
-from pgjobs.store.queries import QUERIES
+from pgjobs.store.queries import QUERIES, Connection, fetch_all
 from pgjobs.store.records import Row
-
-Connection = psycopg.AsyncConnection[Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,19 +59,16 @@ class RowState:
     stop_requested: bool
 
 
-async def _rows(conn: Connection, query: str, params: dict[str, Any]) -> list[Row]:
-    cursor = await conn.execute(QUERIES[query], params)
-    return await cursor.fetchall() if cursor.description else []
-
-
 async def observe_generation(conn: Connection, resource_uid: str, generation: int) -> bool:
     """Record the PgJob generation applied to the row; True when it changed (a status write follows)."""
     params = {"resource_uid": resource_uid, "generation": generation}
-    return bool(await _rows(conn, "resource_observe_generation", params))
+    return bool(await fetch_all(conn, "resource_observe_generation", params))
 
 
 async def list_unsynced(conn: Connection, limit: int) -> list[SyncRow]:
-    return [SyncRow.from_row(row) for row in await _rows(conn, "resource_list_unsynced", {"limit": limit})]
+    return [
+        SyncRow.from_row(row) for row in await fetch_all(conn, "resource_list_unsynced", {"limit": limit})
+    ]
 
 
 async def mark_synced(conn: Connection, copied: Sequence[SyncRow]) -> None:
@@ -93,32 +86,32 @@ async def mark_synced(conn: Connection, copied: Sequence[SyncRow]) -> None:
 
 async def list_keys(conn: Connection) -> list[tuple[str, str]]:
     """(uid, namespace) of every row that belongs to a PgJob."""
-    rows = await _rows(conn, "resource_list_keys", {})
+    rows = await fetch_all(conn, "resource_list_keys", {})
     return [(str(row["resource_uid"]), str(row["resource_namespace"])) for row in rows]
 
 
 async def get_state(conn: Connection, resource_uid: str) -> RowState | None:
-    rows = await _rows(conn, "resource_get_state", {"resource_uid": resource_uid})
+    rows = await fetch_all(conn, "resource_get_state", {"resource_uid": resource_uid})
     if not rows:
         return None
     return RowState(int(rows[0]["id"]), JobState(rows[0]["state"]), bool(rows[0]["stop_requested"]))
 
 
 async def count_unsynced(conn: Connection) -> int:
-    rows = await _rows(conn, "resource_count_unsynced", {})
+    rows = await fetch_all(conn, "resource_count_unsynced", {})
     return int(rows[0]["unsynced"]) if rows else 0
 
 
 async def try_lock(conn: Connection, key: int) -> bool:
     """Take the session advisory lock `key` if free; it lasts until unlock or the session ends."""
-    rows = await _rows(conn, "leader_try_lock", {"key": key})
+    rows = await fetch_all(conn, "leader_try_lock", {"key": key})
     return bool(rows and rows[0]["acquired"])
 
 
 async def unlock(conn: Connection, key: int) -> None:
-    await _rows(conn, "leader_unlock", {"key": key})
+    await fetch_all(conn, "leader_unlock", {"key": key})
 
 
 async def ping(conn: Connection) -> None:
     """One round trip: raises when the session (and so any advisory lock it held) is gone."""
-    await _rows(conn, "leader_ping", {})
+    await fetch_all(conn, "leader_ping", {})

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-import psycopg
-
-from pgjobs.store.queries import QUERIES
+from pgjobs.store.queries import QUERIES, Connection
 from pgjobs.store.records import Heartbeat, Worker
-
-Connection = psycopg.AsyncConnection[Any]
 
 
 async def register(

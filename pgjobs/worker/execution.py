@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pgjobs.store import jobs, records
+from pgjobs.store.queries import Connection
 from pgjobs.store.records import ClaimedJob
 from pgjobs.tasks import registry
 from pgjobs.tasks.context import JobStopped, TaskContext
-from pgjobs.worker.links import Connection, Link
+from pgjobs.worker.links import Link
 from pgjobs.worker.settings import WorkerSettings
 
 logger = logging.getLogger("pgjobs.worker")

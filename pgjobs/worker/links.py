@@ -11,16 +11,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 
 from pgjobs.store import connecting
+from pgjobs.store.queries import Connection
 
 logger = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
-Connection = psycopg.AsyncConnection[Any]
 
 INITIAL_BACKOFF = 0.1
 MAX_BACKOFF = 5.0

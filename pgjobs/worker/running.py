@@ -19,11 +19,12 @@ import uuid
 import psycopg
 
 from pgjobs.store import connecting, jobs, migrating, workers
+from pgjobs.store.queries import Connection
 from pgjobs.store.records import Heartbeat
 from pgjobs.tasks import registry
 from pgjobs.worker import metrics
 from pgjobs.worker.execution import StopReason
-from pgjobs.worker.links import Connection, Link
+from pgjobs.worker.links import Link
 from pgjobs.worker.settings import WorkerSettings
 from pgjobs.worker.slots import Slot
 

@@ -9,10 +9,11 @@ import time
 from typing import TYPE_CHECKING
 
 from pgjobs.store import jobs
+from pgjobs.store.queries import Connection
 from pgjobs.store.records import ClaimedJob
 from pgjobs.worker import metrics
 from pgjobs.worker.execution import Execution, Outcome, Verdict
-from pgjobs.worker.links import Connection, GaveUp, Link
+from pgjobs.worker.links import GaveUp, Link
 
 if TYPE_CHECKING:
     from pgjobs.worker.running import Worker

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from pgjobs.states import JobState, Priority
-from pgjobs.store import connecting, jobs, migrating, workers
+from pgjobs.store import connecting, jobs, migrating, queries, workers
 from pgjobs.store.records import InvalidJob, NewJob
 from tests.processes import Database
 
@@ -29,7 +29,7 @@ def test_claim_order_is_priority_then_fifo(database: connecting.DatabaseSettings
     high = db.enqueue("noop", 2, priority=Priority.HIGH)
     worker = uuid.uuid4()
 
-    async def claim_all(conn: jobs.Connection) -> list[int]:
+    async def claim_all(conn: queries.Connection) -> list[int]:
         order = []
         while (job := await jobs.claim(conn, worker, ["default"])) is not None:
             order.append(job.id)
@@ -52,7 +52,7 @@ def test_complete_and_claim_is_one_round_trip_for_two_jobs(database: connecting.
     first, second = db.enqueue("noop", 2)
     worker = uuid.uuid4()
 
-    async def run(conn: jobs.Connection) -> tuple[bool, int | None]:
+    async def run(conn: queries.Connection) -> tuple[bool, int | None]:
         job = await jobs.claim(conn, worker, ["default"])
         assert job is not None and job.id == first
         completed, following = await jobs.complete_and_claim(
@@ -71,7 +71,7 @@ def test_stale_lease_writes_are_refused_after_rescue(database: connecting.Databa
     [job_id] = db.enqueue("noop", backoff_seconds=0)
     stale_worker, fresh_worker = uuid.uuid4(), uuid.uuid4()
 
-    async def scenario(conn: jobs.Connection) -> None:
+    async def scenario(conn: queries.Connection) -> None:
         await workers.register(conn, stale_worker, "old", 1, ["default"], 1)
         stale = await jobs.claim(conn, stale_worker, ["default"])
         assert stale is not None
@@ -94,7 +94,7 @@ def test_rescue_fails_a_job_without_attempts_left(database: connecting.DatabaseS
     db = Database(database)
     [job_id] = db.enqueue("noop", max_attempts=1)
 
-    async def scenario(conn: jobs.Connection) -> list[JobState]:
+    async def scenario(conn: queries.Connection) -> list[JobState]:
         await jobs.claim(conn, uuid.uuid4(), ["default"])
         await conn.execute("SELECT pg_sleep(0.05)")
         return [job.state for job in await jobs.rescue(conn, stall_seconds=0.01)]
@@ -108,7 +108,7 @@ def test_rescue_spares_jobs_of_live_workers(database: connecting.DatabaseSetting
     db.enqueue("noop")
     worker = uuid.uuid4()
 
-    async def scenario(conn: jobs.Connection) -> int:
+    async def scenario(conn: queries.Connection) -> int:
         await workers.register(conn, worker, "live", 1, ["default"], 1)
         await jobs.claim(conn, worker, ["default"])
         return len(await jobs.rescue(conn, stall_seconds=60))
@@ -142,7 +142,7 @@ def test_stop_of_running_job_is_seen_in_the_heartbeat(database: connecting.Datab
     [job_id] = db.enqueue("noop")
     worker = uuid.uuid4()
 
-    async def scenario(conn: jobs.Connection) -> None:
+    async def scenario(conn: queries.Connection) -> None:
         await workers.register(conn, worker, "w", 1, ["default"], 1)
         claimed = await jobs.claim(conn, worker, ["default"])
         assert claimed is not None
@@ -213,7 +213,7 @@ def test_migrate_from_four_processes_at_once(postgres_server, database_env) -> N
 
 
 def test_code_refuses_a_newer_schema(database: connecting.DatabaseSettings) -> None:
-    async def scenario(conn: jobs.Connection) -> None:
+    async def scenario(conn: queries.Connection) -> None:
         await conn.execute("INSERT INTO pgjobs.migrations (version, name) VALUES (999, 'future')")
         with pytest.raises(connecting.DatabaseError, match="newer than this pgjobs"):
             await migrating.check(conn)
