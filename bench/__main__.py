@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, latency, profiling, recovery, report, scaling, throughput
+from bench import baseline, environment, latency, profiling, recovery, report, scaling, throughput
 from pgjobs.devenv.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", help="worker counts (default 1 2 4 8 16)")
     parser.add_argument("--samples", type=int, help="pickup latency samples (default 2000, quick 200)")
     parser.add_argument("--latency-workers", type=int, nargs="+", default=[1, 4], help="idle workers")
+    parser.add_argument(
+        "--shared-cpus",
+        action="store_true",
+        help="do not give PostgreSQL its own CPUs in the queue parts (see bench/README.md)",
+    )
     parser.add_argument("--no-procrastinate", action="store_true", help="skip the Procrastinate baseline")
     args = parser.parse_args(argv)
     size = dict(SIZES["quick" if args.quick else "full"])
@@ -85,27 +90,29 @@ def main(argv: list[str] | None = None) -> int:
     with PostgresServer() as server:
         with _connect(server) as conn:
             results["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
-        if "throughput" in args.only:
-            results["throughput"] = _throughput(server, size, skip_procrastinate=args.no_procrastinate)
-        if "latency" in args.only:
-            results["latency"] = [
-                latency.run(server, size["samples"], workers) for workers in args.latency_workers
-            ]
-            _progress(f"latency: {results['latency']}")
-        if "recovery" in args.only:
-            results["recovery"] = recovery.run(server, size["repeats"])
-            _progress(f"recovery: {results['recovery']}")
-        if "profile" in args.only:
-            try:
-                results["profile"] = profiling.run(
-                    server, size["profile_jobs"], RESULTS / f"profile-{name}.txt"
+        with environment.split_cpus(server, enabled=not args.shared_cpus) as layout:
+            results["cpu_layout"] = layout
+            if "throughput" in args.only:
+                results["throughput"] = _throughput(server, size, skip_procrastinate=args.no_procrastinate)
+            if "latency" in args.only:
+                results["latency"] = [
+                    latency.run(server, size["samples"], workers) for workers in args.latency_workers
+                ]
+                _progress(f"latency: {results['latency']}")
+            if "recovery" in args.only:
+                results["recovery"] = recovery.run(server, size["repeats"])
+                _progress(f"recovery: {results['recovery']}")
+            if "profile" in args.only:
+                try:
+                    results["profile"] = profiling.run(
+                        server, size["profile_jobs"], RESULTS / f"profile-{name}.txt"
+                    )
+                except (RuntimeError, baseline.BaselineUnavailable) as error:
+                    results["profile"] = {"error": str(error)}
+            if "scaling" in args.only:
+                results["scaling"] = scaling.run(
+                    server, size["scaling_pending"], size["scaling_finished"], size["scaling_dead"]
                 )
-            except (RuntimeError, baseline.BaselineUnavailable) as error:
-                results["profile"] = {"error": str(error)}
-        if "scaling" in args.only:
-            results["scaling"] = scaling.run(
-                server, size["scaling_pending"], size["scaling_finished"], size["scaling_dead"]
-            )
         if "kubernetes" in args.only:
             from bench import kubernetes
 

@@ -9,6 +9,7 @@ are lower for everyone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -16,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,45 @@ class Database:
         env["DB_PASSWORD"] = self.server.password
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
         return env
+
+
+@contextlib.contextmanager
+def split_cpus(server: PostgresServer, enabled: bool = True) -> Iterator[dict[str, Any]]:
+    """PostgreSQL on the first half of the CPUs, this process and everything it starts on the rest.
+
+    A deployed queue has its database on other cores (other machines) than its workers; on a
+    small shared box the workers' CPU would otherwise come straight out of PostgreSQL's, and the
+    comparison with pgbench (whose client costs almost nothing) would measure the box, not the
+    queue. Every system and baseline in the block runs with the same split. Yields the layout,
+    recorded in the results; with fewer than 2 CPUs (or `enabled` False) nothing is pinned.
+    """
+    every = sorted(os.sched_getaffinity(0))
+    if not enabled or len(every) < 2 or server.pid is None:
+        yield {"split": False, "cpus": every}
+        return
+    half = len(every) // 2
+    database_cpus, client_cpus = every[:half], every[half:]
+    _pin_tree(server.pid, database_cpus)
+    os.sched_setaffinity(0, client_cpus)
+    try:
+        yield {"split": True, "postgres_cpus": database_cpus, "client_cpus": client_cpus}
+    finally:
+        os.sched_setaffinity(0, every)
+        if server.pid is not None:
+            _pin_tree(server.pid, every)
+
+
+def _pin_tree(root: int, cpus: Sequence[int]) -> None:
+    """Pin a process and its current children; children forked later inherit the root's mask."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The command name may hold spaces and parentheses: the ppid follows the last ')'.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == root:
+                children.append(int(stat.parent.name))
+    for pid in [root, *children]:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(pid, cpus)
 
 
 def fresh_database(server: PostgresServer, prefix: str) -> Database:

@@ -1,8 +1,11 @@
 """Pickup latency: idle workers waiting (LISTEN/NOTIFY, default poll interval), one job at a time.
 
-enqueue → claimed is `started_at - created_at` of the row (both the database's clock);
-enqueue → task started is the `time.time()` the task `bench_stamp` records at its start minus
-the `time.time()` taken just before the enqueue call (both this machine's clock).
+Both figures start when the job is enqueued, i.e. at the row's `created_at` (the enqueuing
+transaction's start, database clock = this machine's clock):
+enqueue → claimed is the row's `started_at - created_at`; enqueue → task started is the
+`time.time()` the task `bench_stamp` records at its first line minus `created_at`.
+Also recorded: task started minus the `time.time()` taken just before the enqueue call, which
+adds the client's own side of the enqueue round trip (building and sending the INSERT).
 A pause between samples lets the previous job finish, so every sample meets idle workers.
 """
 
@@ -55,16 +58,24 @@ def run(server: PostgresServer, samples: int, workers: int) -> dict[str, Any]:
     started = dict(_read_stamps(stamps))
     with database.connect() as conn:
         rows = conn.execute(
-            "SELECT id, extract(epoch FROM started_at - created_at)::float8 AS claim_s FROM pgjobs.jobs"
+            "SELECT id, extract(epoch FROM started_at - created_at)::float8 AS claim_s,"
+            " extract(epoch FROM created_at)::float8 AS created FROM pgjobs.jobs"
             " WHERE started_at IS NOT NULL"
         ).fetchall()
     claimed = [float(row["claim_s"]) for row in rows]
-    to_task = [started[job_id] - at for job_id, at in enqueued.items() if job_id in started]
+    to_task = [started[row["id"]] - float(row["created"]) for row in rows if row["id"] in started]
+    from_call = [started[job_id] - at for job_id, at in enqueued.items() if job_id in started]
     return {
         "workers": workers,
         "enqueue_to_claimed": percentiles(claimed),
         "enqueue_to_task_started": percentiles(to_task),
+        "enqueue_call_to_task_started": percentiles(from_call),
         "missing": samples - len(to_task),
+        # Raw samples (ms) for the CDF plot.
+        "samples_ms": {
+            "enqueue_to_claimed": [round(v * 1000, 3) for v in sorted(claimed)],
+            "enqueue_to_task_started": [round(v * 1000, 3) for v in sorted(to_task)],
+        },
     }
 
 

@@ -159,6 +159,11 @@ class PostgresServer:
             args += ["-c", f"{name}={value}"]
         self._process = self._run_as_owner(args)
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id while the server runs (backends are its children)."""
+        return self._process.pid if self._process and self._process.poll() is None else None
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
