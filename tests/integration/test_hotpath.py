@@ -1,0 +1,86 @@
+"""The hot path's own lane (`pgjobs/store/hotpath.py`) against a real server: errors, broken and
+new connections, and psycopg using the same connection in between."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import psycopg
+import pytest
+
+from pgjobs.states import JobState
+from pgjobs.store import connecting, jobs, queries
+from tests.processes import Database
+
+pytestmark = pytest.mark.integration
+
+
+def test_claim_matches_what_psycopg_reads_of_the_row(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [job_id] = db.enqueue("noop", args={"text": 'é "quoted" {x}', "n": [1, None]})
+    worker = uuid.uuid4()
+
+    async def run(conn: queries.Connection) -> None:
+        job = await jobs.claim(conn, worker, ["other", 'odd "queue", {x}', "default"])
+        assert job is not None
+        row = await (await conn.execute("SELECT * FROM pgjobs.jobs WHERE id = %s", [job_id])).fetchone()
+        assert row is not None
+        assert (job.id, job.task, job.args, job.lease, job.attempt) == (
+            row["id"],
+            row["task"],
+            row["args"],
+            row["lease"],
+            row["attempt"],
+        )
+        assert (job.max_attempts, job.backoff_seconds, job.timeout_seconds) == (
+            row["max_attempts"],
+            row["backoff_seconds"],
+            row["timeout_seconds"],
+        )
+        assert job.created_at == row["created_at"] and job.started_at == row["started_at"]
+        assert job.started_at.tzinfo is not None and row["worker_id"] == worker
+
+    db.call(run)
+
+
+def test_a_server_error_is_psycopgs_and_leaves_the_connection_usable(
+    database: connecting.DatabaseSettings,
+) -> None:
+    db = Database(database)
+    db.enqueue("noop", 2)
+    worker = uuid.uuid4()
+
+    async def run(conn: queries.Connection) -> None:
+        job = await jobs.claim(conn, worker, ["default"])
+        assert job is not None
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            await jobs.complete_and_claim(conn, job, float("nan"), None, worker, ["default"])
+        assert await (await conn.execute("SELECT 1 AS one")).fetchone() == {"one": 1}
+        completed, following = await jobs.complete_and_claim(conn, job, [1], "done", worker, ["default"])
+        assert completed and following is not None
+
+    db.call(run)
+    assert db.job(1).state is JobState.COMPLETED
+
+
+def test_a_lost_connection_raises_operational_error_and_a_new_one_works(
+    database: connecting.DatabaseSettings,
+) -> None:
+    db = Database(database)
+    db.enqueue("noop", 2)
+    worker = uuid.uuid4()
+
+    async def run(conn: queries.Connection) -> None:
+        assert await jobs.claim(conn, worker, ["default"]) is not None
+        async with await connecting.connect(database) as other:
+            await other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        with pytest.raises(psycopg.OperationalError):
+            await jobs.claim(conn, worker, ["default"])
+        with pytest.raises(psycopg.OperationalError):
+            await jobs.claim(conn, worker, ["default"])  # closed: refused before anything is sent
+        async with await connecting.connect(database) as fresh:  # prepared again on its own
+            job = await jobs.claim(fresh, worker, ["default"])
+            assert job is not None and job.started_at <= datetime.datetime.now(datetime.UTC)
+
+    db.call(run)
