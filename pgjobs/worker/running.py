@@ -77,6 +77,8 @@ class Worker:
         conn = await self._wait_for_database()
         await self._register(conn)
         metrics.SLOTS.set(self.settings.concurrency)
+        # Counted when scraped rather than updated twice per job.
+        metrics.BUSY_SLOTS.set_function(lambda: sum(slot.execution is not None for slot in self.slots))
         if self.settings.metrics_port is not None:
             metrics.serve(self.settings.metrics_port)
         logger.info(

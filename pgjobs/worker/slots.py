@@ -70,7 +70,6 @@ class Slot:
 
     def _claimed(self, job: ClaimedJob) -> None:
         self.claimed_at = time.monotonic()
-        metrics.BUSY_SLOTS.inc()
         waited = time.time() - job.created_at.timestamp()
         if job.attempt == 1:
             metrics.PICKUP_LATENCY.observe(max(0.0, waited))
@@ -82,7 +81,6 @@ class Slot:
             outcome = await self.execution.run()
         finally:
             self.execution = None
-            metrics.BUSY_SLOTS.dec()
         elapsed = time.monotonic() - self.claimed_at
         metrics.record_job(job.task, outcome.verdict.value, elapsed)
         try:
