@@ -149,7 +149,7 @@ class Worker:
             len(running),
         )
         for slot in self.slots:
-            slot.wakeup.set()
+            slot.wake()
         loop = asyncio.get_running_loop()
         self._shutdown_timer = loop.call_later(self.settings.shutdown_grace, self._grace_over)
 
@@ -250,17 +250,23 @@ class Worker:
     async def _listen(self, conn: Connection) -> None:
         await conn.execute(f"LISTEN {JOBS_CHANNEL}")
         await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
-        self._wake_idle_slots()  # anything announced while we were not listening
+        self.wake_one_slot()  # anything announced while we were not listening
         async for notification in conn.notifies():
             if notification.channel == JOBS_CHANNEL:
-                self._wake_idle_slots()
+                self.wake_one_slot()
             elif notification.payload == str(self.id):
                 self._beat_now.set()
 
-    def _wake_idle_slots(self) -> None:
-        for slot in self.slots:
-            if slot.execution is None:
-                slot.wakeup.set()
+    def wake_one_slot(self, besides: Slot | None = None) -> None:
+        """Wake one slot free to claim: an idle one first, else one claiming now (it claims again,
+        as its claim may have missed the new job). Waking every idle slot per notification made
+        all but one claim nothing; a slot that finds work wakes the next (`Slot.run`), and every
+        idle slot still polls."""
+        free = [slot for slot in self.slots if slot.execution is None and slot is not besides]
+        for slot in sorted(free, key=lambda slot: not slot.idle):
+            if not slot.wake_pending:
+                slot.wake()
+                return
 
 
 async def run_worker(
