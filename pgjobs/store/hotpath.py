@@ -1,4 +1,5 @@
-"""The worker's hot statement, `job_complete_and_claim`, run straight through libpq (`psycopg.pq`).
+"""The worker's hot statement, `job_complete_and_claim`, run straight through libpq (`psycopg.pq`),
+and its notifications read the same way (`receive_notifications`).
 
 A draining worker runs this one statement per job, and psycopg's general execute machinery
 (query conversion, parameter dumping, cursor and row building, generator-based waiting) cost
@@ -269,3 +270,39 @@ def _error(conn: Connection, pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> 
     except KeyError:
         kind = psycopg.DatabaseError
     return kind(result.get_error_message(encoding), info=result, encoding=encoding)
+
+
+async def receive_notifications(conn: Connection, deliver: Callable[[str, str], None]) -> None:
+    """Call `deliver(channel, payload)` for every notification, from the socket's reader callback
+    itself; returns only by raising (OperationalError when the connection is lost).
+
+    psycopg's `notifies()` costs a generator, a waiting task and a reader registration per
+    notification, and every worker process receives every notification; here the reader stays
+    registered and nothing but the delivery runs between the socket and the woken slot. The
+    connection must serve nothing else meanwhile (we hold its lock): LISTEN first.
+    """
+    loop = asyncio.get_running_loop()
+    async with conn.lock:
+        pgconn = _usable(conn)
+        encoding = conn.info.encoding
+        fileno = pgconn.socket
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            try:
+                pgconn.consume_input()
+                while (notification := pgconn.notifies()) is not None:
+                    deliver(notification.relname.decode(encoding), notification.extra.decode(encoding))
+                if pgconn.status != pq.ConnStatus.OK:
+                    raise psycopg.OperationalError("the connection is lost")
+            except Exception as error:  # whatever it is, the awaiting caller raises it
+                if not ended.done():
+                    ended.set_exception(error)
+                loop.remove_reader(fileno)
+
+        loop.add_reader(fileno, readable)
+        try:
+            readable()  # what arrived before the reader was registered
+            await ended
+        finally:
+            loop.remove_reader(fileno)

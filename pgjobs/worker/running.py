@@ -18,7 +18,7 @@ import uuid
 
 import psycopg
 
-from pgjobs.store import connecting, jobs, migrating, workers
+from pgjobs.store import connecting, hotpath, jobs, migrating, workers
 from pgjobs.store.queries import Connection
 from pgjobs.store.records import Heartbeat
 from pgjobs.tasks import registry
@@ -251,11 +251,13 @@ class Worker:
         await conn.execute(f"LISTEN {JOBS_CHANNEL}")
         await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
         self.wake_one_slot()  # anything announced while we were not listening
-        async for notification in conn.notifies():
-            if notification.channel == JOBS_CHANNEL:
-                self.wake_one_slot()
-            elif notification.payload == str(self.id):
-                self._beat_now.set()
+        await hotpath.receive_notifications(conn, self._notified)
+
+    def _notified(self, channel: str, payload: str) -> None:
+        if channel == JOBS_CHANNEL:
+            self.wake_one_slot()
+        elif payload == str(self.id):
+            self._beat_now.set()
 
     def wake_one_slot(self, besides: Slot | None = None) -> None:
         """Wake one slot free to claim: an idle one first, else one claiming now (it claims again,

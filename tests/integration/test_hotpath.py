@@ -3,6 +3,7 @@ new connections, and psycopg using the same connection in between."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import uuid
 
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 
 from pgjobs.states import JobState
-from pgjobs.store import connecting, jobs, queries
+from pgjobs.store import connecting, hotpath, jobs, queries
 from tests.processes import Database
 
 pytestmark = pytest.mark.integration
@@ -84,3 +85,29 @@ def test_a_lost_connection_raises_operational_error_and_a_new_one_works(
             assert job is not None and job.started_at <= datetime.datetime.now(datetime.UTC)
 
     db.call(run)
+
+
+def test_notifications_are_delivered_until_the_connection_is_lost(
+    database: connecting.DatabaseSettings,
+) -> None:
+    async def run() -> None:
+        received: list[tuple[str, str]] = []
+        arrived = asyncio.Event()
+
+        def deliver(channel: str, payload: str) -> None:
+            received.append((channel, payload))
+            arrived.set()
+
+        async with await connecting.connect(database) as listener:
+            await listener.execute("LISTEN pgjobs_jobs")
+            await listener.execute("LISTEN pgjobs_control")
+            receiving = asyncio.create_task(hotpath.receive_notifications(listener, deliver))
+            async with await connecting.connect(database) as other:
+                await other.execute("SELECT pg_notify('pgjobs_control', 'é'), pg_notify('pgjobs_jobs', '')")
+                await asyncio.wait_for(arrived.wait(), 5)
+                assert received == [("pgjobs_control", "é"), ("pgjobs_jobs", "")]
+                await other.execute("SELECT pg_terminate_backend(%s)", [listener.info.backend_pid])
+            with pytest.raises(psycopg.OperationalError):
+                await asyncio.wait_for(receiving, 5)
+
+    asyncio.run(run())
