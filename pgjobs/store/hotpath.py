@@ -203,11 +203,14 @@ async def _round_trip(conn: Connection, pgconn: pq.abc.PGconn, send: Callable[[]
     Cancelled halfway (results unread), the connection cannot be handed back to psycopg in a
     known state: it is closed, and the next user reconnects.
     """
+    reader = _kept_readers.get(conn)
     try:
         send()
         await _flush(pgconn)
-        results = await _results(pgconn)
+        results = await _results(pgconn, reader)
     except BaseException as error:
+        if reader is not None:
+            reader.stop()  # before libpq may close the socket, while the fd is still this one's
         if not isinstance(error, psycopg.Error) or pgconn.status == pq.ConnStatus.OK:
             pgconn.finish()
         raise
@@ -222,12 +225,15 @@ async def _flush(pgconn: pq.abc.PGconn) -> None:
         await _ready(pgconn, writable=True)
 
 
-async def _results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
+async def _results(pgconn: pq.abc.PGconn, reader: _KeptReader | None) -> list[pq.abc.PGresult]:
     results: list[pq.abc.PGresult] = []
     while True:
         pgconn.consume_input()
         while pgconn.is_busy():
-            await _ready(pgconn, writable=False)
+            if reader is None:
+                await _ready(pgconn, writable=False)
+            else:
+                await reader.readable()
             pgconn.consume_input()
         result = pgconn.get_result()
         if result is None:
@@ -258,6 +264,67 @@ async def _ready(pgconn: pq.abc.PGconn, *, writable: bool) -> None:
             loop.remove_writer(fileno)
         else:
             loop.remove_reader(fileno)
+
+
+class _KeptReader:
+    """A reader left registered on a connection's socket between round trips.
+
+    Registering and removing a reader per round trip is two epoll_ctl calls and the selector's
+    bookkeeping, about a tenth of a job's CPU. Kept, the next round trip's `add_reader` finds
+    it in place and costs no system call; if psycopg used the connection in between, its own
+    wait replaced and removed ours, and `add_reader` registers it again. The owner of the
+    connection must call `release` before closing it (a closed fd left registered would
+    confuse the event loop when its number is reused).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fileno: int) -> None:
+        self.loop = loop
+        self.fileno = fileno
+        self.registered = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def readable(self) -> None:
+        self.loop.add_reader(self.fileno, self._wake)
+        self.registered = True
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            # Input nobody waits for (a notice, the server going away): stop watching rather
+            # than be called on every turn of the loop; the next round trip watches again.
+            self.stop()
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def stop(self) -> None:
+        if self.registered:
+            self.registered = False
+            self.loop.remove_reader(self.fileno)
+
+
+#: Connections whose owner keeps a reader registered between round trips (see `keep_reader`).
+_kept_readers: weakref.WeakKeyDictionary[Connection, _KeptReader] = weakref.WeakKeyDictionary()
+
+
+def keep_reader(conn: Connection) -> None:
+    """Keep the socket's reader registered between round trips on `conn` (a connection used for
+    many of them, like a worker slot's); the caller must `release(conn)` before closing it."""
+    if conn not in _kept_readers:
+        _kept_readers[conn] = _KeptReader(asyncio.get_running_loop(), conn.pgconn.socket)
+
+
+def release(conn: Connection) -> None:
+    """Unregister the kept reader of `conn`, if any: call before closing the connection."""
+    reader = _kept_readers.pop(conn, None)
+    # With the connection still up its fd is still its own; once libpq has closed the socket
+    # (a lost connection), whoever was waiting then removed the reader already.
+    if reader is not None and conn.pgconn.status == pq.ConnStatus.OK:
+        reader.stop()
 
 
 def _error(conn: Connection, pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> psycopg.Error:

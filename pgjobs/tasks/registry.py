@@ -30,7 +30,7 @@ class Task:
     #: Runs arbitrary code from its args: refused unless the worker was started to allow it.
     unsafe: bool = False
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
 

@@ -111,3 +111,36 @@ def test_notifications_are_delivered_until_the_connection_is_lost(
                 await asyncio.wait_for(receiving, 5)
 
     asyncio.run(run())
+
+
+def test_a_kept_reader_survives_psycopg_between_round_trips_and_a_server_going_away(
+    database: connecting.DatabaseSettings,
+) -> None:
+    db = Database(database)
+    db.enqueue("noop", 3)
+    worker = uuid.uuid4()
+
+    async def run() -> None:
+        conn = await connecting.connect(database)
+        hotpath.keep_reader(conn)
+        job = await jobs.claim(conn, worker, ["default"])
+        assert job is not None
+        assert await (await conn.execute("SELECT 2 AS two")).fetchone() == {"two": 2}  # psycopg's wait
+        assert await jobs.report_progress(conn, job, 50) is False
+        _, job = await jobs.complete_and_claim(conn, job, None, None, worker, ["default"])
+        assert job is not None
+        async with await connecting.connect(database) as other:
+            await other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        await asyncio.sleep(0.2)  # the goodbye arrives while nobody waits: not watched for ever
+        with pytest.raises(psycopg.OperationalError):
+            await jobs.complete_and_claim(conn, job, None, None, worker, ["default"])
+        hotpath.release(conn)
+        await conn.close()
+        for _ in range(3):  # new connections may reuse the fd number: nothing stale is left
+            async with await connecting.connect(database) as fresh:
+                hotpath.keep_reader(fresh)
+                assert await (await fresh.execute("SELECT 1 AS one")).fetchone() == {"one": 1}
+                await jobs.claim(fresh, worker, ["default"])
+                hotpath.release(fresh)
+
+    asyncio.run(asyncio.wait_for(run(), 30))
