@@ -17,6 +17,12 @@ from tests.processes import Database
 pytestmark = pytest.mark.integration
 
 
+async def _terminate(database: connecting.DatabaseSettings, conn: queries.Connection) -> None:
+    """End the server side of `conn`, as a crash or an administrator would."""
+    async with await connecting.connect(database) as other:
+        await other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+
+
 def test_claim_matches_what_psycopg_reads_of_the_row(database: connecting.DatabaseSettings) -> None:
     db = Database(database)
     [job_id] = db.enqueue("noop", args={"text": 'é "quoted" {x}', "n": [1, None]})
@@ -74,8 +80,7 @@ def test_a_lost_connection_raises_operational_error_and_a_new_one_works(
 
     async def run(conn: queries.Connection) -> None:
         assert await jobs.claim(conn, worker, ["default"]) is not None
-        async with await connecting.connect(database) as other:
-            await other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        await _terminate(database, conn)
         with pytest.raises(psycopg.OperationalError):
             await jobs.claim(conn, worker, ["default"])
         with pytest.raises(psycopg.OperationalError):
@@ -106,7 +111,7 @@ def test_notifications_are_delivered_until_the_connection_is_lost(
                 await other.execute("SELECT pg_notify('pgjobs_control', 'é'), pg_notify('pgjobs_jobs', '')")
                 await asyncio.wait_for(arrived.wait(), 5)
                 assert received == [("pgjobs_control", "é"), ("pgjobs_jobs", "")]
-                await other.execute("SELECT pg_terminate_backend(%s)", [listener.info.backend_pid])
+            await _terminate(database, listener)
             with pytest.raises(psycopg.OperationalError):
                 await asyncio.wait_for(receiving, 5)
 
@@ -129,8 +134,7 @@ def test_a_kept_reader_survives_psycopg_between_round_trips_and_a_server_going_a
         assert await jobs.report_progress(conn, job, 50) is False
         _, job = await jobs.complete_and_claim(conn, job, None, None, worker, ["default"])
         assert job is not None
-        async with await connecting.connect(database) as other:
-            await other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        await _terminate(database, conn)
         await asyncio.sleep(0.2)  # the goodbye arrives while nobody waits: not watched for ever
         with pytest.raises(psycopg.OperationalError):
             await jobs.complete_and_claim(conn, job, None, None, worker, ["default"])
