@@ -109,7 +109,10 @@ class Execution:
             self.job.attempt,
             self.job.max_attempts,
         )
-        runner = asyncio.create_task(self._call(task))
+        try:
+            runner = asyncio.create_task(self._call(task))
+        except Exception as error:  # the call itself failed (it runs here now, not in the runner)
+            return Outcome(Verdict.FAILED, f"{type(error).__name__}: {error}")
         try:
             await self._supervise(runner)
             outcome = self._judge(runner)
