@@ -127,8 +127,9 @@ class _Statement:
 
 
 _STATEMENT = _Statement()
-#: Connections on which the statement is prepared (a reconnect is a new connection).
-_prepared: weakref.WeakSet[Connection] = weakref.WeakSet()
+#: Connections on which the statement is prepared (a reconnect is a new connection), with their
+#: client encoding (psycopg's `conn.info.encoding` builds an object and asks libpq every time).
+_prepared: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
 #: Encoded worker id and queues, which stay the same for a worker's whole life.
 _identities: dict[tuple[uuid.UUID, tuple[str, ...]], tuple[bytes, bytes]] = {}
 
@@ -143,21 +144,21 @@ async def complete_and_claim(
     queues: Sequence[str],
 ) -> tuple[bool, ClaimedJob | None]:
     """Complete job `job_id` (fenced by `lease`; None: complete nothing) and claim the next one."""
-    encoding = conn.info.encoding
     worker, queue_list = _identity(worker_id, queues)
-    values = {
-        "result": None if result is None else json.dumps(result).encode(encoding),
-        "message": None if message is None else message.encode(encoding),
-        "job_id": None if job_id is None else str(job_id).encode(),
-        "lease": None if lease is None else str(lease).encode(),
-        "worker_id": worker,
-        "queues": queue_list,
-    }
-    parameters = [values[name] for name in _STATEMENT.names]
     async with conn.lock:
         pgconn = _usable(conn)
-        if conn not in _prepared:
-            await _prepare(conn, pgconn)
+        encoding = _prepared.get(conn)
+        if encoding is None:
+            encoding = await _prepare(conn, pgconn)
+        values = {
+            "result": None if result is None else json.dumps(result).encode(encoding),
+            "message": None if message is None else message.encode(encoding),
+            "job_id": None if job_id is None else str(job_id).encode(),
+            "lease": None if lease is None else str(lease).encode(),
+            "worker_id": worker,
+            "queues": queue_list,
+        }
+        parameters = [values[name] for name in _STATEMENT.names]
         answer = await _round_trip(
             conn, pgconn, lambda: pgconn.send_query_prepared(STATEMENT_NAME, parameters, None, _BINARY)
         )
@@ -181,8 +182,9 @@ def _usable(conn: Connection) -> pq.abc.PGconn:
     return pgconn
 
 
-async def _prepare(conn: Connection, pgconn: pq.abc.PGconn) -> None:
-    """Prepare the statement and check that its answer has the columns we parse."""
+async def _prepare(conn: Connection, pgconn: pq.abc.PGconn) -> str:
+    """Prepare the statement and check that its answer has the columns we parse; returns the
+    connection's client encoding."""
     statement = _STATEMENT
     await _round_trip(
         conn, pgconn, lambda: pgconn.send_prepare(STATEMENT_NAME, statement.text, statement.types)
@@ -194,7 +196,8 @@ async def _prepare(conn: Connection, pgconn: pq.abc.PGconn) -> None:
     )
     if found != COLUMNS:
         raise psycopg.ProgrammingError(f"{QUERY} answers {found}, the hot path parses {COLUMNS}")
-    _prepared.add(conn)
+    encoding = _prepared[conn] = conn.info.encoding
+    return encoding
 
 
 async def _round_trip(conn: Connection, pgconn: pq.abc.PGconn, send: Callable[[], None]) -> pq.abc.PGresult:
