@@ -14,7 +14,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from pgjobs.states import JobState
-from pgjobs.store import validation
+from pgjobs.store import hotpath, validation
 from pgjobs.store.queries import Connection, fetch_all, fetch_one
 from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, ResourceJob, Row, storable_text
 
@@ -49,11 +49,9 @@ async def upsert_resource(conn: Connection, resource: ResourceJob) -> tuple[int,
 
 
 async def claim(conn: Connection, worker_id: uuid.UUID, queues: Sequence[str]) -> ClaimedJob | None:
-    row = await fetch_one(conn, "job_complete_and_claim", {
-        "job_id": None, "lease": None, "result": None, "message": None,
-        "worker_id": worker_id, "queues": list(queues),
-    })  # fmt: skip
-    return ClaimedJob.from_row(row) if row and row["id"] is not None else None
+    """Claim the next runnable job of `queues`, None when there is none."""
+    _, claimed = await hotpath.complete_and_claim(conn, None, None, None, None, worker_id, queues)
+    return claimed
 
 
 async def complete_and_claim(
@@ -65,21 +63,9 @@ async def complete_and_claim(
     queues: Sequence[str],
 ) -> tuple[bool, ClaimedJob | None]:
     """Complete a held job and claim the next in one round trip: (completed, next job)."""
-    row = await fetch_one(
-        conn,
-        "job_complete_and_claim",
-        {
-            "job_id": job.id,
-            "lease": job.lease,
-            "result": _jsonb(result),
-            "message": storable_text(message),
-            "worker_id": worker_id,
-            "queues": list(queues),
-        },
+    return await hotpath.complete_and_claim(
+        conn, job.id, job.lease, result, storable_text(message), worker_id, queues
     )
-    assert row is not None
-    claimed = ClaimedJob.from_row(row) if row["id"] is not None else None
-    return bool(row["completed"]), claimed
 
 
 async def complete(conn: Connection, job: ClaimedJob, result: Any, message: str | None = None) -> bool:

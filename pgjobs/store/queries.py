@@ -1,5 +1,5 @@
 """Named queries: `queries.sql` split on `-- name: <name>` lines into one read-only mapping, and
-the two ways the store runs one."""
+the two ways the store runs one (the worker's hot statement has its own lane: `hotpath.py`)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ def parse(text: str) -> dict[str, str]:
     return queries
 
 
-def _load() -> Mapping[str, sql.SQL]:
+def _load() -> Mapping[str, str]:
     text = resources.files("pgjobs.store").joinpath("queries.sql").read_text(encoding="utf-8")
-    return MappingProxyType({name: sql.SQL(body) for name, body in parse(text).items()})
+    return MappingProxyType(parse(text))
 
 
-QUERIES = _load()
+#: Statement texts by name, as written (for the hot path's own lane, `hotpath.py`).
+STATEMENTS = _load()
+QUERIES: Mapping[str, sql.SQL] = MappingProxyType({name: sql.SQL(body) for name, body in STATEMENTS.items()})
 
 Connection = psycopg.AsyncConnection[Any]
 Row = Mapping[str, Any]

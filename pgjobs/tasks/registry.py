@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "pgjobs.tasks"
+#: Sets of argument names remembered per task as fitting (a bound on memory, not a limit on use).
+MAX_REMEMBERED_ARG_SETS = 64
 TaskFunction = TypeVar("TaskFunction", bound=Callable[..., Any])
 
 
@@ -28,17 +30,28 @@ class Task:
     #: Runs arbitrary code from its args: refused unless the worker was started to allow it.
     unsafe: bool = False
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
 
     def check_args(self, args: dict[str, Any]) -> None:
         """Raise TypeError, naming the argument, if the args do not fit the function."""
+        # Whether keyword args bind depends on their names only: a set of names that fit once
+        # always fits, and binding costs more than the rest of a short job's bookkeeping.
+        names = frozenset(args)
+        if names in self._fitting_names:
+            return
         self._signature.bind(None, **args)
+        if len(self._fitting_names) < MAX_REMEMBERED_ARG_SETS:
+            self._fitting_names.add(names)
 
     @functools.cached_property
     def _signature(self) -> inspect.Signature:
         return inspect.signature(self.function)
+
+    @functools.cached_property
+    def _fitting_names(self) -> set[frozenset[str]]:
+        return set()
 
 
 _tasks: dict[str, Task] = {}

@@ -12,8 +12,8 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from pgjobs.store import jobs, records
 from pgjobs.store.queries import Connection
@@ -57,6 +57,9 @@ class Outcome:
     final: bool = False
 
 
+_COMPLETED_EMPTY = Outcome(Verdict.COMPLETED)
+
+
 class Execution:
     def __init__(
         self, job: ClaimedJob, settings: WorkerSettings, link: Link, in_contact: Callable[[], bool]
@@ -75,7 +78,9 @@ class Execution:
             in_contact,
         )
         self.started = time.monotonic()
-        self._woken = asyncio.Event()
+        #: Resolved when the supervisor has something to look at: the task ended, a stop, the
+        #: deadline. A bare future: the cheapest wake-up asyncio has (this is per job).
+        self._wake: asyncio.Future[None] | None = None
         self._stop_reason: StopReason | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._last_flush = 0.0
@@ -86,7 +91,11 @@ class Execution:
         if self._stop_reason is None or reason is StopReason.LOST:
             self._stop_reason = reason
         self.context.request_stop(reason.value)
-        self._woken.set()
+        self._wake_up()
+
+    def _wake_up(self, *_: object) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def run(self) -> Outcome:
         task = registry.get(self.job.task)
@@ -100,7 +109,10 @@ class Execution:
             self.job.attempt,
             self.job.max_attempts,
         )
-        runner = asyncio.create_task(self._call(task))
+        try:
+            runner = asyncio.create_task(self._call(task))
+        except Exception as error:  # the call itself failed (it runs here now, not in the runner)
+            return Outcome(Verdict.FAILED, f"{type(error).__name__}: {error}")
         try:
             await self._supervise(runner)
             outcome = self._judge(runner)
@@ -125,29 +137,39 @@ class Execution:
             return f"args do not fit task {task.name!r}: {error}"
         return None
 
-    async def _call(self, task: registry.Task) -> Any:
+    def _call(self, task: registry.Task) -> Coroutine[Any, Any, Any]:
+        # The task's own coroutine becomes the runner: no wrapper frame per job.
         if task.is_async:
-            return await task.function(self.context, **self.job.args)
-        return await asyncio.to_thread(task.function, self.context, **self.job.args)
+            return cast(Coroutine[Any, Any, Any], task.function(self.context, **self.job.args))
+        return asyncio.to_thread(task.function, self.context, **self.job.args)
 
     async def _supervise(self, runner: asyncio.Task[Any]) -> None:
         """Wait for the task, a stop or the deadline; no extra task per job (this is the hot path)."""
-        runner.add_done_callback(lambda _: self._woken.set())
+        loop = asyncio.get_running_loop()
+        runner.add_done_callback(self._wake_up)
         timeout = self.job.timeout_seconds
-        deadline = None if timeout is None else self.started + timeout
-        while not runner.done():
-            if self._stop_reason is not None:
-                await self._end(runner)
-                return
-            self._woken.clear()
-            if runner.done() or self._stop_reason is not None:
-                continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._woken.wait()
-            except TimeoutError:
-                self.request_stop(StopReason.TIMEOUT)
+        deadline = None
+        if timeout is not None:
+            deadline = loop.call_at(self._deadline(loop, timeout), self._time_out)
+        try:
+            while not runner.done():
+                if self._stop_reason is not None:
+                    await self._end(runner)
+                    return
+                self._wake = loop.create_future()
+                await self._wake
+        finally:
+            self._wake = None
+            if deadline is not None:
+                deadline.cancel()
+
+    def _deadline(self, loop: asyncio.AbstractEventLoop, timeout: float) -> float:
+        """The loop's time at which the job times out (its clock may differ from time.monotonic)."""
+        return loop.time() + timeout - (time.monotonic() - self.started)
+
+    def _time_out(self) -> None:
+        if self._stop_reason is None:
+            self.request_stop(StopReason.TIMEOUT)
 
     async def _end(self, runner: asyncio.Task[Any]) -> None:
         """Ask the task to end, give it a grace period (none when lost or shutting down), then cancel."""
@@ -187,6 +209,8 @@ class Execution:
 
     def _completed(self, result: Any) -> Outcome:
         """A result that JSON cannot hold fails the job rather than the worker."""
+        if result is None:
+            return _COMPLETED_EMPTY
         try:
             json.dumps(result, allow_nan=False)
             if records.contains_nul(result):

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import psycopg
 
-from pgjobs.store import connecting
+from pgjobs.store import connecting, hotpath
 from pgjobs.store.queries import Connection
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class Link:
     async def connection(self) -> Connection:
         if self._conn is None or self._conn.closed:
             self._conn = await connecting.connect(self.settings)
+            hotpath.keep_reader(self._conn)  # this connection serves many round trips
             if self._outage_since is not None:
                 logger.info(
                     "%s: database reachable again after %.1fs",
@@ -85,6 +86,8 @@ class Link:
                 MAX_BACKOFF,
             )
         conn, self._conn = self._conn, None
+        if conn is not None:
+            hotpath.release(conn)
         if conn is not None and not conn.closed:
             try:
                 await conn.close()
@@ -94,4 +97,5 @@ class Link:
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            hotpath.release(conn)
             await conn.close()

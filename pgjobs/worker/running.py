@@ -18,7 +18,7 @@ import uuid
 
 import psycopg
 
-from pgjobs.store import connecting, jobs, migrating, workers
+from pgjobs.store import connecting, hotpath, jobs, migrating, workers
 from pgjobs.store.queries import Connection
 from pgjobs.store.records import Heartbeat
 from pgjobs.tasks import registry
@@ -77,6 +77,8 @@ class Worker:
         conn = await self._wait_for_database()
         await self._register(conn)
         metrics.SLOTS.set(self.settings.concurrency)
+        # Counted when scraped rather than updated twice per job.
+        metrics.BUSY_SLOTS.set_function(lambda: sum(slot.execution is not None for slot in self.slots))
         if self.settings.metrics_port is not None:
             metrics.serve(self.settings.metrics_port)
         logger.info(
@@ -147,7 +149,7 @@ class Worker:
             len(running),
         )
         for slot in self.slots:
-            slot.wakeup.set()
+            slot.wake()
         loop = asyncio.get_running_loop()
         self._shutdown_timer = loop.call_later(self.settings.shutdown_grace, self._grace_over)
 
@@ -248,17 +250,25 @@ class Worker:
     async def _listen(self, conn: Connection) -> None:
         await conn.execute(f"LISTEN {JOBS_CHANNEL}")
         await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
-        self._wake_idle_slots()  # anything announced while we were not listening
-        async for notification in conn.notifies():
-            if notification.channel == JOBS_CHANNEL:
-                self._wake_idle_slots()
-            elif notification.payload == str(self.id):
-                self._beat_now.set()
+        self.wake_one_slot()  # anything announced while we were not listening
+        await hotpath.receive_notifications(conn, self._notified)
 
-    def _wake_idle_slots(self) -> None:
-        for slot in self.slots:
-            if slot.execution is None:
-                slot.wakeup.set()
+    def _notified(self, channel: str, payload: str) -> None:
+        if channel == JOBS_CHANNEL:
+            self.wake_one_slot()
+        elif payload == str(self.id):
+            self._beat_now.set()
+
+    def wake_one_slot(self, besides: Slot | None = None) -> None:
+        """Wake one slot free to claim: an idle one first, else one claiming now (it claims again,
+        as its claim may have missed the new job). Waking every idle slot per notification made
+        all but one claim nothing; a slot that finds work wakes the next (`Slot.run`), and every
+        idle slot still polls."""
+        free = [slot for slot in self.slots if slot.execution is None and slot is not besides]
+        for slot in sorted(free, key=lambda slot: not slot.idle):
+            if not slot.wake_pending:
+                slot.wake()
+                return
 
 
 async def run_worker(

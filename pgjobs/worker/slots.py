@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -21,13 +20,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pgjobs.worker")
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Slot:
     def __init__(self, worker: Worker, index: int) -> None:
         self.worker = worker
         self.index = index
         self.link = Link(worker.database, f"slot {index}")
-        #: Set by notifications and by shutdown: there may be work, or it is time to go.
-        self.wakeup = asyncio.Event()
+        #: Set by a wake-up (a notification, a relay, shutdown) since the last claim began: there
+        #: may be work the claim under way did not see, or it is time to go.
+        self.wake_pending = False
+        #: While the slot waits for work: resolved by a wake-up or the poll timer.
+        self._idle_wait: asyncio.Future[None] | None = None
         self.execution: Execution | None = None
         #: When the current job was claimed (monotonic), so heartbeats taken before it are ignored.
         self.claimed_at = 0.0
@@ -39,18 +46,41 @@ class Slot:
             if job is None:
                 if self.worker.stopping:
                     return
-                self.wakeup.clear()
+                self.wake_pending = False
                 job = await self._claim()
                 if job is None:
                     if settings.burst:
                         return
                     await self._idle(settings.poll_interval)
                     continue
+                # One notification wakes one slot; having found work, it passes the wake-up on,
+                # so a batch spreads over the idle slots one claim at a time.
+                self.worker.wake_one_slot(besides=self)
             job = await self._process(job)
 
+    @property
+    def idle(self) -> bool:
+        """Waiting for work (not claiming, not running a job)."""
+        return self._idle_wait is not None
+
+    def wake(self) -> None:
+        self.wake_pending = True
+        if self._idle_wait is not None and not self._idle_wait.done():
+            self._idle_wait.set_result(None)
+
     async def _idle(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wakeup.wait(), timeout)
+        if self.wake_pending:
+            return
+        # A bare future and a timer: fewer hops from a notification to the claim than
+        # asyncio.wait_for on an Event (which adds a task).
+        loop = asyncio.get_running_loop()
+        waiter = self._idle_wait = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._idle_wait = None
 
     async def _claim(self) -> ClaimedJob | None:
         worker = self.worker
@@ -70,7 +100,6 @@ class Slot:
 
     def _claimed(self, job: ClaimedJob) -> None:
         self.claimed_at = time.monotonic()
-        metrics.BUSY_SLOTS.inc()
         waited = time.time() - job.created_at.timestamp()
         if job.attempt == 1:
             metrics.PICKUP_LATENCY.observe(max(0.0, waited))
@@ -82,7 +111,6 @@ class Slot:
             outcome = await self.execution.run()
         finally:
             self.execution = None
-            metrics.BUSY_SLOTS.dec()
         elapsed = time.monotonic() - self.claimed_at
         metrics.record_job(job.task, outcome.verdict.value, elapsed)
         try:

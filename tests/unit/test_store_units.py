@@ -23,7 +23,8 @@ def test_named_queries_parse_and_reject_duplicates() -> None:
 
 def test_every_named_query_is_used_and_every_used_query_exists() -> None:
     source = "".join(path.read_text() for path in Path(queries.__file__).parent.glob("*.py"))
-    used = set(re.findall(r'(?:fetch_(?:all|one)\(\s*conn,\s*|QUERIES\[\s*)"([a-z_]+)"', source))
+    runs = r'(?:fetch_(?:all|one)\(\s*conn,\s*|(?:QUERIES|STATEMENTS)\[\s*)"([a-z_]+)"'
+    used = set(re.findall(runs, source))
     assert used - set(queries.QUERIES) == set(), "the code names queries that do not exist"
     assert set(queries.QUERIES) - used == set(), "queries.sql has queries no code runs"
 
