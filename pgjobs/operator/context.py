@@ -75,6 +75,8 @@ class Context:
                 await task
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(self.database.close(), 5)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.kube.close()
 
 
 def of(memo: Any) -> Context:
