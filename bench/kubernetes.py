@@ -417,6 +417,7 @@ def _burst(
         },
         "operator_status_writes": delta("pgjobs_operator_status_writes_total"),
         "operator_events": delta("pgjobs_operator_events_total"),
+        "operator_events_skipped": delta("pgjobs_operator_events_skipped_total"),
         "target_writes_per_job": TARGETS["writes_per_job"],
     }
 

@@ -28,8 +28,8 @@ VERSION = "v1alpha1"
 PLURAL = "pgjobs"
 KIND = "PgJob"
 COMPONENT = "pgjobs-operator"
-#: Requests in flight at once: the status sync's concurrency plus room for Events and maintenance.
-CONNECTIONS = 16
+#: Connections at once: the status sync's 16 writers plus room for Events and maintenance.
+CONNECTIONS = 24
 REQUEST_TIMEOUT = 30.0
 
 Json = dict[str, Any]

@@ -25,12 +25,17 @@ from pgjobs.store.resources import SyncRow
 
 logger = logging.getLogger(__name__)
 
-#: Status writes in flight at once.
-CONCURRENCY = 32
-#: Rows read ahead of the writers: a few writes' worth, so that what is written is fresh.
-QUEUED = 2 * CONCURRENCY
+#: Status writes in flight at once (each holds one of kube.CONNECTIONS).
+CONCURRENCY = 16
+#: Rows read ahead of the writers, which already hold their tokens: few, so that what is
+#: written is fresh. The reader reads again when half of them are taken.
+QUEUED = CONCURRENCY
 #: Events waiting to be posted before new ones are dropped (with a warning).
 EVENT_BACKLOG = 10_000
+#: Events waiting (a second's worth at the default budget) beyond which new Normal ones are
+#: skipped: under a burst the status already says Started/Completed, and those writes would
+#: take the API server's time from the statuses. Warnings (Failed, Rescued) are still posted.
+NORMAL_EVENT_BACKLOG = 50
 #: A result larger than this (as JSON) is not copied: status is no place for data.
 MAX_RESULT_BYTES = 4096
 RESCUE_MESSAGE_PREFIX = "worker stopped heartbeating"
@@ -253,7 +258,7 @@ class Syncer:
         wanted = QUEUED - self.queue.qsize()
         if wanted <= 0:
             return True
-        async with self.ctx.database.connection() as conn:
+        async with self.ctx.sync_database.connection() as conn:
             rows = await resources.list_unsynced(conn, wanted, sorted(self._busy))
         for row in rows:
             self._busy.add(row.id)
@@ -265,7 +270,7 @@ class Syncer:
             return
         copied, self._copied = self._copied, []
         try:
-            async with self.ctx.database.connection() as conn:
+            async with self.ctx.sync_database.connection() as conn:
                 await resources.mark_synced(conn, copied)
         except BaseException:
             self._copied = copied + self._copied  # recorded next time; meanwhile not read again
@@ -274,10 +279,12 @@ class Syncer:
 
     async def _write(self) -> None:
         while True:
-            row = await self.queue.get()
-            if self.queue.qsize() < CONCURRENCY:
-                self._low.set()
+            # The token first: a row must not go stale in a writer's hands while it waits for
+            # one (a job that finishes meanwhile would cost a second write).
             await self.bucket.take()
+            row = await self.queue.get()
+            if self.queue.qsize() <= QUEUED // 2:
+                self._low.set()
             if await self._copy(row):
                 self._copied.append(row)  # _busy until recorded, so it is not read again meanwhile
             else:
@@ -308,6 +315,9 @@ class Syncer:
         return True
 
     def _queue_event(self, row: SyncRow, kind: str, reason: str, message: str) -> None:
+        if kind == "Normal" and self.events.qsize() >= NORMAL_EVENT_BACKLOG:
+            metrics.EVENTS_SKIPPED.labels(reason).inc()
+            return
         try:
             self.events.put_nowait((row, kind, reason, message))
         except asyncio.QueueFull:  # Events are best effort: the status already says it
