@@ -18,7 +18,7 @@ e. Operator RSS (/proc/PID/status VmRSS, VmHWM) idle, then with `memory_jobs` Pg
    (no workers: they stay Pending), once the operator has a row for each.
 
 `python -m bench.kubernetes --burst-only` runs b-d alone at full size (1,000 PgJobs, 8 workers,
-the operator's default settings unless `--operator-arg` says otherwise), about 2 minutes instead
+the operator's default settings unless `--operator-arg` says otherwise), about a minute instead
 of 8: for iterating on the operator. It prints the burst's JSON (as in the full run's "burst")
 and writes it to bench/results/NAME.json.
 """
