@@ -16,10 +16,16 @@ d. Writes to the API server by the operator per PgJob: resourceVersion bumps see
    after our create (finalizer, status patches) + Events about it.
 e. Operator RSS (/proc/PID/status VmRSS, VmHWM) idle, then with `memory_jobs` PgJobs created
    (no workers: they stay Pending), once the operator has a row for each.
+
+`python -m bench.kubernetes --burst-only` runs b-d alone at full size (1,000 PgJobs, 8 workers,
+the operator's default settings unless `--operator-arg` says otherwise), about a minute instead
+of 8: for iterating on the operator. It prints the burst's JSON (as in the full run's "burst")
+and writes it to bench/results/NAME.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -357,10 +363,13 @@ def _burst(
         ).fetchall()
     finished = {row["resource_name"]: row["finished"] for row in rows}
     lags = []
+    timeline: dict[int, float] = defaultdict(float)  # worst lag by 2-second bin of finished_at
     for name in names:
         seen = watcher.first(name, phase="Completed")
         if seen is not None and finished.get(name):
             lags.append(seen - finished[name])
+            second = int((finished[name] - began) // 2 * 2)
+            timeline[second] = max(timeline[second], round(seen - finished[name], 2))
     # (d) writes per PgJob: watch events after our ADDED + Events about it.
     bumps: dict[str, int] = defaultdict(int)
     uids: dict[str, str] = {}
@@ -394,6 +403,12 @@ def _burst(
             delta("pgjobs_operator_status_sync_lag_seconds_sum")
             / max(1.0, delta("pgjobs_operator_status_sync_lag_seconds_count"))
         ),
+        "status_lag_worst_by_finished_s": dict(sorted(timeline.items())),
+        "operator_sync_lag_buckets": {
+            key.split('le="')[1].rstrip('"}'): delta(key)
+            for key in after
+            if key.startswith("pgjobs_operator_status_sync_lag_seconds_bucket")
+        },
         "writes_per_job": {
             "mean": statistics.fmean(writes),
             "max": max(writes),
@@ -402,6 +417,7 @@ def _burst(
         },
         "operator_status_writes": delta("pgjobs_operator_status_writes_total"),
         "operator_events": delta("pgjobs_operator_events_total"),
+        "operator_events_skipped": delta("pgjobs_operator_events_skipped_total"),
         "target_writes_per_job": TARGETS["writes_per_job"],
     }
 
@@ -493,3 +509,51 @@ def run(server: PostgresServer, size: dict[str, Any]) -> dict[str, Any]:
             watcher.stop()
         cluster.close()
     return result
+
+
+def run_burst_only(
+    server: PostgresServer, jobs: int, workers: int, operator_args: list[str]
+) -> dict[str, Any]:
+    """(b)-(d) alone on a fresh control plane: `workers` idle workers, then `jobs` PgJobs at once."""
+    log_dir = Path(tempfile.mkdtemp(prefix="pgjobs-bench-k8s-"))
+    cluster = Cluster(server, log_dir)
+    watcher = None
+    try:
+        if operator_args:
+            cluster.stop_operator()
+            cluster.start_operator(*operator_args)
+        watcher = Watcher(cluster.plane.kubeconfig)
+        cluster.start_workers(workers)
+        result = _burst(cluster, watcher, jobs, workers)
+        result["operator_args"] = operator_args
+        result["operator_cpu_ms_per_job"] = 1000 * result["cpu_s"]["operator"] / jobs
+        result["logs"] = str(log_dir)
+        return result
+    finally:
+        if watcher:
+            watcher.stop()
+        cluster.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.kubernetes", description=__doc__)
+    parser.add_argument("--burst-only", action="store_true", required=True, help="run b-d only")
+    parser.add_argument("--jobs", type=int, default=1000, help="PgJobs in the burst (default 1000)")
+    parser.add_argument("--workers", type=int, default=8, help="single-slot workers (default 8)")
+    parser.add_argument(
+        "--operator-arg", action="append", default=[], help="an extra operator option (repeatable)"
+    )
+    parser.add_argument("--name", default="burst-kubernetes", help="results file name")
+    args = parser.parse_args(argv)
+    with PostgresServer() as server:
+        result = run_burst_only(server, args.jobs, args.workers, args.operator_arg)
+    text = json.dumps(result, indent=2, default=str)
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{args.name}.json").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -54,6 +54,9 @@ class Context:
     database_settings: connecting.DatabaseSettings
     database: Database
     kube: kube.KubeApi
+    #: The status sync's own connections: under a burst, kopf runs a handler per new PgJob at
+    #: once and they hold the shared pool; the sync's reads queued behind them for seconds.
+    sync_database: Database
     #: Whether this replica leads right now (for logs and the handlers' curiosity only).
     leading: bool = False
     #: When this replica's current leadership began (monotonic seconds).
@@ -73,8 +76,11 @@ class Context:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for database in (self.database, self.sync_database):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(database.close(), 5)
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(self.database.close(), 5)
+            await self.kube.close()
 
 
 def of(memo: Any) -> Context:

@@ -78,16 +78,20 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     except (InvalidJob, ValueError) as error:
         await _refuse(ctx, body, str(error))
         return
+    generation = int(body["metadata"].get("generation", 1))
     async with ctx.database.connection() as conn:
         try:
-            job_id, created = await jobs.upsert_resource(conn, wanted)
+            job_id, created = await resources.upsert(conn, wanted, generation)
         except InvalidJob as error:  # e.g. args over the size limit the API server cannot check
             await _refuse(ctx, body, str(error))
             return
-        if not created:  # a new row already has the spec's stopped state and restart count
+        # A new row already has the spec's stopped state, restart count and generation: one
+        # round trip for a new PgJob. An existing one gets the rest of the spec, then the
+        # generation, so a status never claims a generation whose stop is not applied yet.
+        if not created:
             await _apply_stopped(conn, job_id, wanted)
             await _apply_restarts(conn, job_id, wanted)
-        await resources.observe_generation(conn, wanted.uid, int(body["metadata"].get("generation", 1)))
+            await resources.observe_generation(conn, wanted.uid, generation)
 
 
 async def _apply_stopped(conn: queries.Connection, job_id: int, wanted: ResourceJob) -> None:
@@ -120,7 +124,7 @@ async def _refuse(ctx: context.Context, body: kopf.Body, message: str) -> None:
         "progress": 0,
         "progressPercent": "0%",
     }
-    await asyncio.to_thread(ctx.kube.patch_status, meta["namespace"], meta["name"], status)
+    await ctx.kube.patch_status(meta["namespace"], meta["name"], status)
     raise kopf.PermanentError(message)
 
 

@@ -31,7 +31,7 @@ async def remove_orphans(ctx: context.Context) -> int:
         keys = [(uid, ns) for uid, ns in await resources.list_keys(conn) if ctx.options.watches(ns)]
     if not keys:
         return 0
-    present = await asyncio.to_thread(ctx.kube.list_uids, ctx.options.namespaces)
+    present = await ctx.kube.list_uids(ctx.options.namespaces)
     gone = [uid for uid, _ in keys if uid not in present]
     if not gone:
         return 0
@@ -61,7 +61,7 @@ async def delete_expired(ctx: context.Context) -> None:
         expired = await jobs.list_expired(conn, TTL_BATCH)
     for row in expired:
         namespace, name, uid = row["resource_namespace"], row["resource_name"], row["resource_uid"]
-        deleted = await asyncio.to_thread(ctx.kube.delete_pgjob, namespace, name, uid)
+        deleted = await ctx.kube.delete_pgjob(namespace, name, uid)
         if deleted:
             metrics.TTL_DELETIONS.inc()
             logger.info("deleted PgJob %s/%s: ttlSecondsAfterFinished has passed", namespace, name)

@@ -33,6 +33,11 @@ SYNC_LAG = Histogram(
 )
 STATUS_WRITES = Counter("pgjobs_operator_status_writes_total", "PgJob status patches, by result", ["result"])
 EVENTS = Counter("pgjobs_operator_events_total", "Kubernetes Events posted, by reason", ["reason"])
+EVENTS_SKIPPED = Counter(
+    "pgjobs_operator_events_skipped_total",
+    "Normal Events not posted because many waited already (the status says the same), by reason",
+    ["reason"],
+)
 UNSYNCED = Gauge("pgjobs_operator_status_unsynced_jobs", "Rows whose status is not in Kubernetes yet")
 RESCUES = Counter(
     "pgjobs_operator_rescued_jobs_total", "Jobs recovered from silent workers, by outcome", ["phase"]

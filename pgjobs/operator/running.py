@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import kopf
 
@@ -21,6 +23,8 @@ from pgjobs.store import connecting, migrating
 logger = logging.getLogger(__name__)
 
 FINALIZER = "pgjobs.dev/row"
+#: The status sync reads and records on one connection at a time; a spare for a broken one.
+SYNC_CONNECTIONS = 2
 
 
 class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
@@ -34,6 +38,20 @@ class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
     def __init__(self) -> None:
         super().__init__()
         self._essences: dict[str, kopf.BodyEssence] = {}
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        """The spec alone: all that `reconcile` reads, so the only change it must react to.
+
+        kopf's own essence deep-copies the whole object (managedFields, status) for every watch
+        event, then throws most of it away: a few percent of the operator's CPU under a burst.
+        Label and annotation changes no longer call `reconcile`, which would change nothing.
+        """
+        if extra_fields:  # no handler of ours asks for more; kopf's way if one ever does
+            return super().build(body=body, extra_fields=extra_fields)
+        spec = body.get("spec")
+        return cast(kopf.BodyEssence, {"spec": copy.deepcopy(dict(spec))} if spec else {})
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         return self._essences.get(body.metadata.uid or "")
@@ -56,8 +74,17 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
+def quiet_kopf_successes() -> None:
+    """kopf logs two INFO lines per handled PgJob ("Handler 'reconcile' succeeded.", "Creation
+    is processed"): 2,000 lines and a few percent of the operator's CPU for a burst of 1,000.
+    Their failures are warnings and errors, which stay; `--log-level debug` shows everything."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
 def main(database_settings: connecting.DatabaseSettings, args: argparse.Namespace) -> int:
     options = context.OperatorOptions.from_args(args)
+    quiet_kopf_successes()
     asyncio.run(run(database_settings, options))
     return 0
 
@@ -65,8 +92,12 @@ def main(database_settings: connecting.DatabaseSettings, args: argparse.Namespac
 async def run(database_settings: connecting.DatabaseSettings, options: context.OperatorOptions) -> None:
     await _check_schema(database_settings)
     database = Database(database_settings)
+    sync_database = Database(database_settings, max_size=SYNC_CONNECTIONS)
     await database.open()
-    ctx = context.Context(options, database_settings, database, kube.KubeApi.load(options.kubeconfig))
+    await sync_database.open()
+    ctx = context.Context(
+        options, database_settings, database, kube.KubeApi.load(options.kubeconfig), sync_database
+    )
     metrics.serve(options.metrics_port)
     ctx.background.append(
         asyncio.create_task(leadership.run(ctx, lambda: lead(ctx)), name="pgjobs-leadership")

@@ -10,6 +10,7 @@ a differing count and is copied again next round: nothing is lost and nothing is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -24,12 +25,17 @@ from pgjobs.store.resources import SyncRow
 
 logger = logging.getLogger(__name__)
 
-#: Rows read per round; a full batch starts the next round at once.
-BATCH = 200
-#: Status writes in flight at once (each is one HTTP request in a thread).
-CONCURRENCY = 8
+#: Status writes in flight at once (each holds one of kube.CONNECTIONS).
+CONCURRENCY = 16
+#: Rows read ahead of the writers, which already hold their tokens: few, so that what is
+#: written is fresh. The reader reads again when half of them are taken.
+QUEUED = CONCURRENCY
 #: Events waiting to be posted before new ones are dropped (with a warning).
 EVENT_BACKLOG = 10_000
+#: Events waiting (a second's worth at the default budget) beyond which new Normal ones are
+#: skipped: under a burst the status already says Started/Completed, and those writes would
+#: take the API server's time from the statuses. Warnings (Failed, Rescued) are still posted.
+NORMAL_EVENT_BACKLOG = 50
 #: A result larger than this (as JSON) is not copied: status is no place for data.
 MAX_RESULT_BYTES = 4096
 RESCUE_MESSAGE_PREFIX = "worker stopped heartbeating"
@@ -62,6 +68,10 @@ class TokenBucket:
             self._tokens -= 1
             return 0.0
         return (1 - self._tokens) / self.rate
+
+    def give_back(self, count: int) -> None:
+        """Return tokens taken but not used (fewer rows to write than tokens taken)."""
+        self._tokens = min(self.burst, self._tokens + count)
 
     async def take(self) -> None:
         async with self._lock:  # first come, first served
@@ -196,6 +206,15 @@ def observe_latencies(row: SyncRow, now: datetime.datetime) -> None:
 
 
 class Syncer:
+    """A reader keeps a short queue of rows to copy; `CONCURRENCY` writers copy them within the budget.
+
+    Rows are not read in large rounds that all must finish before the next read: a row that
+    changed during such a round waited for the whole round (seconds under a burst). The queue
+    is kept short (`QUEUED` rows) so that what is written is fresh, and a job that went
+    Pending → Running → Completed while waiting costs one write, not three; one read and one
+    record of what was copied still serve many writes.
+    """
+
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
         self.bucket = TokenBucket(ctx.options.status_writes_per_second)
@@ -203,63 +222,102 @@ class Syncer:
         # Events of other jobs, and under a burst the statuses are what users look at.
         self.event_bucket = TokenBucket(ctx.options.status_writes_per_second)
         self.events: asyncio.Queue[tuple[SyncRow, str, str, str]] = asyncio.Queue(EVENT_BACKLOG)
-        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self.queue: asyncio.Queue[SyncRow] = asyncio.Queue()
+        #: Ids of rows queued or being written: not read again until their copy is recorded.
+        self._busy: set[int] = set()
+        #: Rows written whose copy is not recorded in the database yet.
+        self._copied: list[SyncRow] = []
+        #: Set by a writer when the queue runs low: the reader reads again without waiting.
+        self._low = asyncio.Event()
 
     async def run(self) -> None:
-        """Rounds until cancelled (when this replica stops leading)."""
-        poster = asyncio.create_task(self._post_events(), name="pgjobs-events")
-        try:
-            while True:
-                try:
-                    copied = await self.sync_once()
-                except Exception:  # the database or the API server is away: try again next round
-                    logger.warning("status sync round failed", exc_info=True)
-                    copied = 0
-                if copied < BATCH:
-                    await asyncio.sleep(self.ctx.options.sync_interval)
-        finally:
-            poster.cancel()
+        """Read and write until cancelled (when this replica stops leading)."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._post_events(), name="pgjobs-events")
+            for number in range(CONCURRENCY):
+                group.create_task(self._write(), name=f"pgjobs-status-writer-{number}")
+            group.create_task(self._read(), name="pgjobs-status-reader")
 
-    async def sync_once(self) -> int:
-        async with self.ctx.database.connection() as conn:
-            rows = await resources.list_unsynced(conn, BATCH)
-        if not rows:
-            return 0
-        outcomes = await asyncio.gather(*(self._copy(row) for row in rows))
-        copied = [row for row, done in zip(rows, outcomes, strict=True) if done]
-        if copied:
-            async with self.ctx.database.connection() as conn:
+    async def _read(self) -> None:
+        while True:
+            try:
+                full = await self.sync_once()
+            except Exception:  # the database is away: try again after a pause
+                logger.warning("status sync round failed", exc_info=True)
+                full = False
+            self._low.clear()
+            if full:  # more rows wait: read again once the writers have taken most of these
+                await self._low.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._low.wait(), self.ctx.options.sync_interval)
+
+    async def sync_once(self) -> bool:
+        """Record what was copied, then queue rows to copy; True when it found as many as it wanted."""
+        await self._record_copied()
+        wanted = QUEUED - self.queue.qsize()
+        if wanted <= 0:
+            return True
+        async with self.ctx.sync_database.connection() as conn:
+            rows = await resources.list_unsynced(conn, wanted, sorted(self._busy))
+        for row in rows:
+            self._busy.add(row.id)
+            self.queue.put_nowait(row)
+        return len(rows) == wanted
+
+    async def _record_copied(self) -> None:
+        if not self._copied:
+            return
+        copied, self._copied = self._copied, []
+        try:
+            async with self.ctx.sync_database.connection() as conn:
                 await resources.mark_synced(conn, copied)
-        return len(rows)
+        except BaseException:
+            self._copied = copied + self._copied  # recorded next time; meanwhile not read again
+            raise
+        self._busy.difference_update(row.id for row in copied)
+
+    async def _write(self) -> None:
+        while True:
+            # The token first: a row must not go stale in a writer's hands while it waits for
+            # one (a job that finishes meanwhile would cost a second write).
+            await self.bucket.take()
+            row = await self.queue.get()
+            if self.queue.qsize() <= QUEUED // 2:
+                self._low.set()
+            if await self._copy(row):
+                self._copied.append(row)  # _busy until recorded, so it is not read again meanwhile
+            else:
+                self._busy.discard(row.id)  # read again, and retried, in a later round
 
     async def _copy(self, row: SyncRow) -> bool:
-        """Write one status (and its Events); True when the row counts as copied."""
-        async with self._slots:
-            await self.bucket.take()
-            now = datetime.datetime.now(datetime.UTC)
-            try:
-                found = await asyncio.to_thread(
-                    self.ctx.kube.patch_status,
-                    row.resource_namespace,
-                    row.resource_name,
-                    status_of(row, now),
-                    row.resource_uid,
-                )
-            except Exception as error:
-                metrics.STATUS_WRITES.labels("error").inc()
-                logger.warning(
-                    "status of %s/%s not written: %s", row.resource_namespace, row.resource_name, error
-                )
-                return False
-            metrics.STATUS_WRITES.labels("written" if found else "gone").inc()
-            if not found:
-                return True  # the PgJob is gone; its row is removed by the finalizer or clean-up
-            observe_latencies(row, now)
-            for kind, reason, message in transitions(row):
-                self._queue_event(row, kind, reason, message)
-            return True
+        """Write one status (and queue its Events); True when the row counts as copied."""
+        now = datetime.datetime.now(datetime.UTC)
+        try:
+            found = await self.ctx.kube.patch_status(
+                row.resource_namespace,
+                row.resource_name,
+                status_of(row, now),
+                row.resource_uid,
+            )
+        except Exception as error:
+            metrics.STATUS_WRITES.labels("error").inc()
+            logger.warning(
+                "status of %s/%s not written: %s", row.resource_namespace, row.resource_name, error
+            )
+            return False
+        metrics.STATUS_WRITES.labels("written" if found else "gone").inc()
+        if not found:
+            return True  # the PgJob is gone; its row is removed by the finalizer or clean-up
+        observe_latencies(row, now)
+        for kind, reason, message in transitions(row):
+            self._queue_event(row, kind, reason, message)
+        return True
 
     def _queue_event(self, row: SyncRow, kind: str, reason: str, message: str) -> None:
+        if kind == "Normal" and self.events.qsize() >= NORMAL_EVENT_BACKLOG:
+            metrics.EVENTS_SKIPPED.labels(reason).inc()
+            return
         try:
             self.events.put_nowait((row, kind, reason, message))
         except asyncio.QueueFull:  # Events are best effort: the status already says it
@@ -276,7 +334,7 @@ class Syncer:
         await self.event_bucket.take()
         involved = {"name": row.resource_name, "namespace": row.resource_namespace, "uid": row.resource_uid}
         try:
-            await asyncio.to_thread(self.ctx.kube.post_event, involved, kind, reason, message)
+            await self.ctx.kube.post_event(involved, kind, reason, message)
         except Exception as error:  # Events are best effort: the status already says it
             logger.warning("event %s for %s not posted: %s", reason, row.resource_name, error)
             return

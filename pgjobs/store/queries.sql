@@ -268,6 +268,29 @@ SELECT enumlabel FROM pg_enum WHERE enumtypid = 'pgjobs.job_state'::regtype ORDE
 
 -- Operator queries
 
+-- name: resource_upsert
+-- The operator's reconcile: job_upsert_resource, and a new row records the PgJob generation it
+-- was made from (its insert applies the whole spec), which saves a round trip per new PgJob.
+-- An existing row's generation is recorded by resource_observe_generation once stopped and
+-- restarts are applied too.
+INSERT INTO pgjobs.jobs AS j (task, args, priority, queue, max_attempts, backoff_seconds,
+                              timeout_seconds, ttl_seconds_after_finished, restarts, state,
+                              finished_at, resource_uid, resource_namespace, resource_name,
+                              observed_generation)
+VALUES (%(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
+        %(timeout_seconds)s, %(ttl_seconds_after_finished)s, %(restarts)s,
+        CASE WHEN %(stopped)s THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
+        CASE WHEN %(stopped)s THEN now() END,
+        %(resource_uid)s, %(resource_namespace)s, %(resource_name)s, %(generation)s)
+ON CONFLICT (resource_uid) DO UPDATE SET
+    priority = CASE WHEN j.state = 'pending' THEN excluded.priority ELSE j.priority END,
+    max_attempts = excluded.max_attempts,
+    backoff_seconds = excluded.backoff_seconds,
+    timeout_seconds = excluded.timeout_seconds,
+    ttl_seconds_after_finished = excluded.ttl_seconds_after_finished,
+    change_count = j.change_count + CASE WHEN j.priority <> excluded.priority THEN 1 ELSE 0 END
+RETURNING j.id, (xmax = 0) AS inserted;
+
 -- name: resource_observe_generation
 -- The operator applied this spec generation to the row; a newer one shows in the status.
 UPDATE pgjobs.jobs
@@ -279,13 +302,14 @@ RETURNING id;
 
 -- name: resource_list_unsynced
 -- Rows whose latest change has not been copied to their PgJob's status, with what was copied
--- last (to derive the Events of the transitions in between).
+-- last (to derive the Events of the transitions in between), except those being copied now.
 SELECT j.id, j.task, j.priority, j.queue, j.state, j.attempt, j.max_attempts, j.progress,
        j.message, j.result, j.restarts, j.run_after, j.created_at, j.started_at, j.finished_at,
        j.resource_uid, j.resource_namespace, j.resource_name, j.change_count,
        j.observed_generation, j.synced_state, j.synced_attempt, w.hostname AS worker_name
 FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
 WHERE j.change_count <> j.synced_count AND j.resource_uid IS NOT NULL
+  AND j.id <> ALL (%(busy)s::bigint[])
 ORDER BY j.id
 LIMIT %(limit)s;
 

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pgjobs.states import JobState, Priority
+from pgjobs.store import validation
 from pgjobs.store.queries import QUERIES, Connection, fetch_all
-from pgjobs.store.records import Row
+from pgjobs.store.records import ResourceJob, Row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,16 +60,37 @@ class RowState:
     stop_requested: bool
 
 
+async def upsert(conn: Connection, resource: ResourceJob, generation: int) -> tuple[int, bool]:
+    """Create or update the row of a PgJob (keyed by its uid); returns (id, created).
+
+    A created row has `generation` recorded as observed already; an updated one does not
+    (`observe_generation`, after the rest of the spec is applied).
+    """
+    validation.check_new_job(resource.job)
+    params = {
+        **resource.job.parameters(),
+        "resource_uid": resource.uid,
+        "resource_namespace": resource.namespace,
+        "resource_name": resource.name,
+        "stopped": resource.stopped,
+        "restarts": resource.restarts,
+        "ttl_seconds_after_finished": resource.ttl_seconds_after_finished,
+        "generation": generation,
+    }
+    row = (await fetch_all(conn, "resource_upsert", params))[0]
+    return int(row["id"]), bool(row["inserted"])
+
+
 async def observe_generation(conn: Connection, resource_uid: str, generation: int) -> bool:
     """Record the PgJob generation applied to the row; True when it changed (a status write follows)."""
     params = {"resource_uid": resource_uid, "generation": generation}
     return bool(await fetch_all(conn, "resource_observe_generation", params))
 
 
-async def list_unsynced(conn: Connection, limit: int) -> list[SyncRow]:
-    return [
-        SyncRow.from_row(row) for row in await fetch_all(conn, "resource_list_unsynced", {"limit": limit})
-    ]
+async def list_unsynced(conn: Connection, limit: int, busy: Sequence[int] = ()) -> list[SyncRow]:
+    """Rows to copy, oldest first, except `busy` ones (their copy is in flight)."""
+    params = {"limit": limit, "busy": list(busy)}
+    return [SyncRow.from_row(row) for row in await fetch_all(conn, "resource_list_unsynced", params)]
 
 
 async def mark_synced(conn: Connection, copied: Sequence[SyncRow]) -> None:

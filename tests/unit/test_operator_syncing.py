@@ -1,10 +1,13 @@
-"""The status sync's pure parts: the write budget, the status and conditions, the Events."""
+"""The status sync: the write budget, the status and conditions, the Events, and the copy loop with fakes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
+import types
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -100,3 +103,79 @@ def test_transitions(
 ) -> None:
     current = row(synced_state=before, synced_attempt=before_attempt, **changes)
     assert [reason for _, reason, _ in syncing.transitions(current)] == reasons
+
+
+class FakeSync:
+    """The database and API server the Syncer sees: rows with change counts, status patches."""
+
+    def __init__(self, rows: list[SyncRow], failures: int = 0) -> None:
+        self.rows = {r.id: r for r in rows}
+        self.synced: dict[int, int] = {}
+        self.patched: list[int] = []
+        self.failures = failures  # the first patches fail (API server away)
+
+    async def list_unsynced(self, _conn: object, limit: int, busy: list[int]) -> list[SyncRow]:
+        due = [r for r in self.rows.values() if self.synced.get(r.id) != r.change_count and r.id not in busy]
+        return sorted(due, key=lambda r: r.id)[:limit]
+
+    async def mark_synced(self, _conn: object, copied: list[SyncRow]) -> None:
+        for copy in copied:
+            self.synced[copy.id] = max(self.synced.get(copy.id, 0), copy.change_count)
+
+    async def patch_status(self, _ns: str, _name: str, _status: object, _uid: str) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("connection refused")
+        self.patched.append(_status["jobId"])  # type: ignore[index]
+        return True
+
+    async def post_event(self, *_: object) -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[None]:
+        yield None
+
+
+def run_syncer(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a Syncer against the fake until every row is copied and recorded."""
+    monkeypatch.setattr(syncing.resources, "list_unsynced", fake.list_unsynced)
+    monkeypatch.setattr(syncing.resources, "mark_synced", fake.mark_synced)
+    options = types.SimpleNamespace(status_writes_per_second=1000.0, sync_interval=0.01)
+    ctx = types.SimpleNamespace(options=options, kube=fake, sync_database=fake)
+
+    async def until_copied() -> None:
+        task = asyncio.create_task(syncing.Syncer(ctx).run())  # type: ignore[arg-type]
+        try:
+            while any(fake.synced.get(r.id) != r.change_count for r in fake.rows.values()):
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(asyncio.wait_for(until_copied(), 10))
+
+
+def test_syncer_copies_every_changed_row_once_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [row(id=n, resource_name=f"job-{n}") for n in range(1, 41)]  # more than the queue holds
+    fake = FakeSync(rows)
+    run_syncer(fake, monkeypatch)
+    assert sorted(fake.patched) == list(range(1, 41))
+
+
+def test_syncer_retries_a_failed_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSync([row(id=1), row(id=2)], failures=3)
+    run_syncer(fake, monkeypatch)
+    assert sorted(fake.patched) == [1, 2] and fake.synced == {1: 1, 2: 1}
+
+
+def test_normal_events_are_skipped_under_a_backlog_warnings_are_not() -> None:
+    options = types.SimpleNamespace(status_writes_per_second=50.0)
+    syncer = syncing.Syncer(types.SimpleNamespace(options=options))  # type: ignore[arg-type]
+    for _ in range(syncing.NORMAL_EVENT_BACKLOG):
+        syncer._queue_event(row(), "Normal", "Completed", "")
+    syncer._queue_event(row(), "Normal", "Completed", "")
+    syncer._queue_event(row(), "Warning", "Failed", "boom")
+    assert syncer.events.qsize() == syncing.NORMAL_EVENT_BACKLOG + 1
+    assert syncer.events.get_nowait()[2] == "Completed"
