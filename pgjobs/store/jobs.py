@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from pgjobs.states import JobState
 from pgjobs.store import hotpath, validation
 from pgjobs.store.queries import Connection, fetch_all, fetch_one
-from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, ResourceJob, Row, storable_text
+from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, Row, storable_text
 
 
 async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
@@ -26,26 +26,6 @@ async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
         raise validation.InvalidJob(f"count must be at least 1, got {count}")
     rows = await fetch_all(conn, "job_insert", {**job.parameters(), "count": count})
     return [int(row["id"]) for row in rows]
-
-
-async def upsert_resource(conn: Connection, resource: ResourceJob) -> tuple[int, bool]:
-    """Create or update the row of a PgJob (keyed by its uid); returns (id, created)."""
-    validation.check_new_job(resource.job)
-    row = await fetch_one(
-        conn,
-        "job_upsert_resource",
-        {
-            **resource.job.parameters(),
-            "resource_uid": resource.uid,
-            "resource_namespace": resource.namespace,
-            "resource_name": resource.name,
-            "stopped": resource.stopped,
-            "restarts": resource.restarts,
-            "ttl_seconds_after_finished": resource.ttl_seconds_after_finished,
-        },
-    )
-    assert row is not None
-    return int(row["id"]), bool(row["inserted"])
 
 
 async def claim(conn: Connection, worker_id: uuid.UUID, queues: Sequence[str]) -> ClaimedJob | None:

@@ -8,26 +8,6 @@ SELECT %(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_
 FROM generate_series(1, %(count)s)
 RETURNING id;
 
--- name: job_upsert_resource
--- The operator's create/resume: idempotent, keyed by the PgJob uid. Only settings that may
--- change after creation are updated; priority only while the job still waits.
-INSERT INTO pgjobs.jobs AS j (task, args, priority, queue, max_attempts, backoff_seconds,
-                              timeout_seconds, ttl_seconds_after_finished, restarts, state,
-                              finished_at, resource_uid, resource_namespace, resource_name)
-VALUES (%(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
-        %(timeout_seconds)s, %(ttl_seconds_after_finished)s, %(restarts)s,
-        CASE WHEN %(stopped)s THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
-        CASE WHEN %(stopped)s THEN now() END,
-        %(resource_uid)s, %(resource_namespace)s, %(resource_name)s)
-ON CONFLICT (resource_uid) DO UPDATE SET
-    priority = CASE WHEN j.state = 'pending' THEN excluded.priority ELSE j.priority END,
-    max_attempts = excluded.max_attempts,
-    backoff_seconds = excluded.backoff_seconds,
-    timeout_seconds = excluded.timeout_seconds,
-    ttl_seconds_after_finished = excluded.ttl_seconds_after_finished,
-    change_count = j.change_count + CASE WHEN j.priority <> excluded.priority THEN 1 ELSE 0 END
-RETURNING j.id, (xmax = 0) AS inserted;
-
 -- name: job_complete_and_claim
 -- The hot path: finish one job and claim the next in a single round trip. With a NULL job id it
 -- only claims (the claim lives in this one statement, so there is one claim to get right).
@@ -269,8 +249,10 @@ SELECT enumlabel FROM pg_enum WHERE enumtypid = 'pgjobs.job_state'::regtype ORDE
 -- Operator queries
 
 -- name: resource_upsert
--- The operator's reconcile: job_upsert_resource, and a new row records the PgJob generation it
--- was made from (its insert applies the whole spec), which saves a round trip per new PgJob.
+-- The operator's create/resume/update: idempotent, keyed by the PgJob uid. Only settings that may
+-- change after creation are updated; priority only while the job still waits. A new row records
+-- the PgJob generation it was made from (its insert applies the whole spec), which saves a round
+-- trip per new PgJob.
 -- An existing row's generation is recorded by resource_observe_generation once stopped and
 -- restarts are applied too.
 INSERT INTO pgjobs.jobs AS j (task, args, priority, queue, max_attempts, backoff_seconds,

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from pgjobs.states import JobState, Priority
-from pgjobs.store import connecting, jobs, migrating, queries, workers
+from pgjobs.store import connecting, jobs, migrating, queries, resources, workers
 from pgjobs.store.records import InvalidJob, NewJob
 from tests.processes import Database
 
@@ -226,9 +226,9 @@ def test_upsert_resource_is_idempotent(database: connecting.DatabaseSettings) ->
 
     resource = ResourceJob(uid="uid-1", namespace="ns", name="job", job=NewJob("noop", priority=Priority.LOW))
     db = Database(database)
-    first = db.call(lambda conn: jobs.upsert_resource(conn, resource))
-    again = db.call(lambda conn: jobs.upsert_resource(conn, resource))
+    first = db.call(lambda conn: resources.upsert(conn, resource, 1))
+    again = db.call(lambda conn: resources.upsert(conn, resource, 1))
     assert first[1] is True and again == (first[0], False)
     raised = ResourceJob(uid="uid-1", namespace="ns", name="job", job=NewJob("noop", priority=Priority.HIGH))
-    db.call(lambda conn: jobs.upsert_resource(conn, raised))
+    db.call(lambda conn: resources.upsert(conn, raised, 2))
     assert db.job(first[0]).priority is Priority.HIGH
