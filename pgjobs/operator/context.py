@@ -61,6 +61,8 @@ class Context:
     leading: bool = False
     #: When this replica's current leadership began (monotonic seconds).
     leading_since: float = 0.0
+    #: When the leader last looked for PgJobs without a row (monotonic seconds).
+    adopted_at: float = 0.0
     #: Our own loops next to kopf (leadership and, through it, the leader's duties).
     background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 

@@ -72,7 +72,11 @@ RETRY_BACKOFF = 2.0
 @kopf.on.create(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
 @kopf.on.update(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
 async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    ctx = context.of(memo)
+    await apply_spec(context.of(memo), body)
+
+
+async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
+    """Make the PgJob's row match its spec (create it when missing); idempotent."""
     try:
         wanted = resource_job(body)
     except (InvalidJob, ValueError) as error:
@@ -115,7 +119,7 @@ async def _apply_restarts(conn: queries.Connection, job_id: int, wanted: Resourc
         await jobs.record_restarts(conn, job_id, wanted.restarts)
 
 
-async def _refuse(ctx: context.Context, body: kopf.Body, message: str) -> None:
+async def _refuse(ctx: context.Context, body: Mapping[str, Any], message: str) -> None:
     """A spec the queue cannot take: say so in the status instead of retrying for ever."""
     meta = body["metadata"]
     status = {

@@ -70,8 +70,8 @@ class KubeApi:
         if self._session is not None:
             await self._session.close()
 
-    def _headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(self, content_type: str | None, accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         # Called per request: the hook behind it re-reads a rotated ServiceAccount token.
@@ -83,11 +83,16 @@ class KubeApi:
         return headers
 
     async def request(
-        self, method: str, path: str, body: Json | None = None, content_type: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Json | None = None,
+        content_type: str | None = None,
+        accept: str = "application/json",
     ) -> Json:
         """One call; the decoded JSON answer, or KubeError for an error status."""
         data = json.dumps(body, separators=(",", ":")) if body is not None else None
-        headers = self._headers(content_type or ("application/json" if data is not None else None))
+        headers = self._headers(content_type or ("application/json" if data is not None else None), accept)
         async with self._session_now().request(
             method,
             self._host + path,
@@ -144,6 +149,25 @@ class KubeApi:
             uids |= {item["metadata"]["uid"] for item in listing.get("items", [])}
         return uids
 
+    async def list_metadata(self, namespaces: Iterable[str]) -> list[Json]:
+        """The metadata of all PgJobs (in the given namespaces; none given: in all), without their
+        specs and statuses: a fraction of a full listing's size."""
+        paths = [_pgjobs_path(namespace) for namespace in namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+        found: list[Json] = []
+        for path in paths:
+            listing = await self.request("GET", path, accept=METADATA_ONLY)
+            found += [item["metadata"] for item in listing.get("items", [])]
+        return found
+
+    async def get_pgjob(self, namespace: str, name: str) -> Json | None:
+        """One PgJob, None when it is gone."""
+        try:
+            return await self.request("GET", f"{_pgjobs_path(namespace)}/{quote(name)}")
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
     async def delete_pgjob(self, namespace: str, name: str, uid: str) -> bool:
         """Delete the PgJob if it is still the one with this uid; False when it is gone."""
         options = {
@@ -159,6 +183,10 @@ class KubeApi:
                 return False
             raise
         return True
+
+
+#: A list of objects' metadata only (the API server's PartialObjectMetadataList).
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 
 
 def _pgjobs_path(namespace: str) -> str:

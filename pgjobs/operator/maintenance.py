@@ -1,4 +1,5 @@
-"""Maintenance (leader only): orphan clean-up, rescue sweep, TTL deletion, worker pruning, gauges.
+"""Maintenance (leader only): orphan clean-up, missing rows, rescue sweep, TTL deletion, worker
+pruning, gauges.
 
 Each step is idempotent and runs in its own try block: one failing (the API server is down)
 does not keep the others (the rescue sweep needs only PostgreSQL) from running.
@@ -7,17 +8,25 @@ does not keep the others (the rescue sweep needs only PostgreSQL) from running.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from pgjobs.operator import context, metrics
+import kopf
+
+from pgjobs.operator import context, handlers, metrics
 from pgjobs.store import jobs, resources, workers
 
 logger = logging.getLogger(__name__)
 
 #: TTL deletions per round: a backlog drains over a few rounds instead of one burst.
 TTL_BATCH = 50
+#: How often the leader looks for PgJobs without a row, and how old one must be to count:
+#: a new PgJob normally has its row well within a second.
+ADOPT_EVERY = 30.0
+ADOPT_AFTER = 10.0
 
 
 async def remove_orphans(ctx: context.Context) -> int:
@@ -40,6 +49,51 @@ async def remove_orphans(ctx: context.Context) -> int:
     metrics.ORPHANS_REMOVED.inc(removed)
     logger.info("removed %d rows whose PgJob no longer exists", removed)
     return removed
+
+
+async def adopt_missing(ctx: context.Context) -> None:
+    """Give a row to every PgJob that has none a while after its creation.
+
+    Rows come from kopf's handlers, which act on watch events; an event kopf never hands to a
+    handler (seen once, under heavy load, with the replica that added the finalizer killed)
+    would otherwise leave a PgJob Pending for ever with no job behind it. This level-based
+    sweep is the safety net: a metadata-only listing every `ADOPT_EVERY` seconds, and the
+    handler's own code for each PgJob it finds without a row.
+    """
+    now = time.monotonic()
+    if now - ctx.leading_since < ADOPT_EVERY or now - ctx.adopted_at < ADOPT_EVERY:
+        return
+    ctx.adopted_at = now
+    # The database first: a PgJob listed afterwards whose row is not in this snapshot and which
+    # is older than ADOPT_AFTER has really been without one for that long.
+    async with ctx.database.connection() as conn:
+        rows = {uid for uid, _ in await resources.list_keys(conn)}
+    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=ADOPT_AFTER)
+    for meta in await ctx.kube.list_metadata(ctx.options.namespaces):
+        if meta["uid"] in rows or meta.get("deletionTimestamp"):
+            continue
+        if datetime.datetime.fromisoformat(meta["creationTimestamp"]) > cutoff:
+            continue
+        body = await ctx.kube.get_pgjob(meta["namespace"], meta["name"])
+        if body is None or not _rowless(body, meta["uid"]):
+            continue
+        logger.warning(
+            "PgJob %s/%s had no row %ds after creation: creating it",
+            meta["namespace"],
+            meta["name"],
+            ADOPT_AFTER,
+        )
+        try:
+            await handlers.apply_spec(ctx, body)
+        except kopf.PermanentError:  # refused: its status says why
+            continue
+        metrics.ROWS_ADOPTED.inc()
+
+
+def _rowless(body: dict[str, Any], uid: str) -> bool:
+    """Still the same PgJob, not being deleted, and not one the handler refused (status Failed)."""
+    meta, status = body["metadata"], body.get("status") or {}
+    return meta["uid"] == uid and not meta.get("deletionTimestamp") and status.get("phase") != "Failed"
 
 
 async def rescue(ctx: context.Context) -> None:
@@ -87,6 +141,7 @@ async def update_gauges(ctx: context.Context) -> None:
 
 STEPS: tuple[Callable[[context.Context], Awaitable[None]], ...] = (
     rescue,
+    adopt_missing,
     delete_expired,
     prune_workers,
     update_gauges,

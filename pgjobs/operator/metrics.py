@@ -46,6 +46,10 @@ TTL_DELETIONS = Counter("pgjobs_operator_ttl_deletions_total", "PgJobs deleted b
 ORPHANS_REMOVED = Counter(
     "pgjobs_operator_orphan_rows_removed_total", "Rows removed because the PgJob is gone"
 )
+ROWS_ADOPTED = Counter(
+    "pgjobs_operator_missing_rows_created_total",
+    "PgJobs found without a row by the leader's sweep (a watch event never handled) and given one",
+)
 LEADER = Gauge("pgjobs_operator_leader", "1 while this replica leads (syncs status and runs maintenance)")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pgjobs.devenv import postgres
+from pgjobs.operator import maintenance
 from pgjobs.store import connecting
 from tests.e2e.operator_helpers import (
     Services,
@@ -228,3 +229,25 @@ def test_api_server_restart_mid_run_statuses_catch_up(
     create(kube, namespace, sleep_job("after", seconds=1, steps=2))
     for name in ["job-0", "job-1", "job-2", "after"]:
         assert wait_phase(kube, namespace, name, "Completed", timeout=60)["progress"] == 100
+
+
+def test_a_pgjob_left_without_a_row_gets_one_from_the_leader(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    """The safety net behind kopf's watch events: a PgJob whose row is missing (a create event
+    never handled) gets one from the leader's sweep and runs."""
+    operator = services.operator()
+    services.worker()
+    create(kube, namespace, sleep_job("rowless", seconds=0.5, steps=1, stopped=True))
+    wait_phase(kube, namespace, "rowless", "Stopped")
+    uid = get(kube, namespace, "rowless")["metadata"]["uid"]
+    query(database, "DELETE FROM pgjobs.jobs WHERE resource_uid = %s RETURNING id", uid)
+    timeout = maintenance.ADOPT_EVERY * 2 + maintenance.ADOPT_AFTER
+    wait_until(
+        lambda: query(database, "SELECT id FROM pgjobs.jobs WHERE resource_uid = %s", uid),
+        timeout=timeout,
+        what="a new row for the PgJob",
+    )
+    assert "rowless had no row" in operator.text()
+    patch_spec(kube, namespace, "rowless", stopped=False)
+    wait_phase(kube, namespace, "rowless", "Completed")

@@ -126,7 +126,27 @@ class Run:
 
     def wait_completed(self, at_least: int | None = None, timeout: float = RUN_TIMEOUT) -> None:
         target = len(self.names) if at_least is None else at_least
-        wait_until(lambda: self.completed() >= target, timeout=timeout, what=f"{target} PgJobs Completed")
+        try:
+            wait_until(lambda: self.completed() >= target, timeout=timeout, what=f"{target} PgJobs Completed")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.unfinished()}") from None
+
+    def unfinished(self) -> str:
+        """The PgJobs not Completed yet and their rows: what a timed-out wait reports."""
+        rows = {row["uid"]: row for row in rows_with_workers(self.database)}
+        lines = []
+        for item in pgjobs_of(self.kube, self.namespace):
+            status, meta = item.get("status") or {}, item["metadata"]
+            if status.get("phase") != "Completed":
+                row = rows.get(meta["uid"])
+                keys = ("id", "state", "attempt", "change_count", "synced_count")
+                shown = row and {key: row[key] for key in keys}
+                lines.append(
+                    f"  {meta['name']}: phase {status.get('phase')}, finalizers {meta.get('finalizers')},"
+                    f" generation {meta.get('generation')}/{status.get('observedGeneration')},"
+                    f" annotations {meta.get('annotations')}, row {shown}"
+                )
+        return "PgJobs not Completed:\n" + "\n".join(lines[:20])
 
     def _watch_orphans(self) -> None:
         while not self._stop.wait(1.0):
