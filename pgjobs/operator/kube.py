@@ -10,6 +10,7 @@ re-reads when it rotates (`Configuration.refresh_api_key_hook`, run for every re
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -149,14 +150,20 @@ class KubeApi:
             uids |= {item["metadata"]["uid"] for item in listing.get("items", [])}
         return uids
 
-    async def list_metadata(self, namespaces: Iterable[str]) -> list[Json]:
-        """The metadata of all PgJobs (in the given namespaces; none given: in all), without their
-        specs and statuses: a fraction of a full listing's size."""
+    async def list_identities(self, namespaces: Iterable[str]) -> list[Identity]:
+        """Who every PgJob is (in the given namespaces; none given: in all), read as metadata
+        only and a page at a time, so tens of thousands of PgJobs never sit in memory at once."""
         paths = [_pgjobs_path(namespace) for namespace in namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
-        found: list[Json] = []
+        found: list[Identity] = []
         for path in paths:
-            listing = await self.request("GET", path, accept=METADATA_ONLY)
-            found += [item["metadata"] for item in listing.get("items", [])]
+            token = ""
+            while True:
+                query = f"?limit={PAGE}" + (f"&continue={quote(token)}" if token else "")
+                page = await self.request("GET", path + query, accept=METADATA_ONLY)
+                found += [Identity.of(item["metadata"]) for item in page.get("items", [])]
+                token = (page.get("metadata") or {}).get("continue") or ""
+                if not token:
+                    break
         return found
 
     async def get_pgjob(self, namespace: str, name: str) -> Json | None:
@@ -185,6 +192,29 @@ class KubeApi:
         return True
 
 
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """A PgJob's identity and age, without its spec and status."""
+
+    uid: str
+    namespace: str
+    name: str
+    created: datetime.datetime
+    deleting: bool
+
+    @classmethod
+    def of(cls, meta: Json) -> Identity:
+        return cls(
+            uid=meta["uid"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            created=datetime.datetime.fromisoformat(meta["creationTimestamp"]),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+
+#: Objects per page of a listing.
+PAGE = 500
 #: A list of objects' metadata only (the API server's PartialObjectMetadataList).
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 

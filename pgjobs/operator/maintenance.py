@@ -57,8 +57,8 @@ async def adopt_missing(ctx: context.Context) -> None:
     Rows come from kopf's handlers, which act on watch events; an event kopf never hands to a
     handler (seen once, under heavy load, with the replica that added the finalizer killed)
     would otherwise leave a PgJob Pending for ever with no job behind it. This level-based
-    sweep is the safety net: a metadata-only listing every `ADOPT_EVERY` seconds, and the
-    handler's own code for each PgJob it finds without a row.
+    sweep is the safety net: a paged, metadata-only listing every `ADOPT_EVERY` seconds, and
+    the handler's own code for each PgJob it finds without a row.
     """
     now = time.monotonic()
     if now - ctx.leading_since < ADOPT_EVERY or now - ctx.adopted_at < ADOPT_EVERY:
@@ -69,19 +69,14 @@ async def adopt_missing(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
         rows = {uid for uid, _ in await resources.list_keys(conn)}
     cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=ADOPT_AFTER)
-    for meta in await ctx.kube.list_metadata(ctx.options.namespaces):
-        if meta["uid"] in rows or meta.get("deletionTimestamp"):
+    for pgjob in await ctx.kube.list_identities(ctx.options.namespaces):
+        if pgjob.uid in rows or pgjob.deleting or pgjob.created > cutoff:
             continue
-        if datetime.datetime.fromisoformat(meta["creationTimestamp"]) > cutoff:
-            continue
-        body = await ctx.kube.get_pgjob(meta["namespace"], meta["name"])
-        if body is None or not _rowless(body, meta["uid"]):
+        body = await ctx.kube.get_pgjob(pgjob.namespace, pgjob.name)
+        if body is None or not _rowless(body, pgjob.uid):
             continue
         logger.warning(
-            "PgJob %s/%s had no row %ds after creation: creating it",
-            meta["namespace"],
-            meta["name"],
-            ADOPT_AFTER,
+            "PgJob %s/%s had no row %ds after creation: creating it", pgjob.namespace, pgjob.name, ADOPT_AFTER
         )
         try:
             await handlers.apply_spec(ctx, body)
