@@ -250,6 +250,14 @@ def _add_operator(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--status-write-burst",
+        default=500,
+        type=int,
+        help="status writes allowed at once above that rate, so a burst of new PgJobs shows at once"
+        " (the rate refills it)",
+    )
+    options.add(
+        parser,
         "--sync-interval",
         default=0.2,
         type=float,

@@ -19,6 +19,8 @@ class OperatorOptions:
     namespaces: tuple[str, ...] = ()
     stall_timeout: float = 15.0
     status_writes_per_second: float = 50.0
+    #: Writes allowed at once above the rate (a token bucket's size, as client-go's QPS/Burst).
+    status_write_burst: int = 500
     sync_interval: float = 0.2
     maintenance_interval: float = 5.0
     liveness_port: int = 8080
@@ -37,6 +39,7 @@ class OperatorOptions:
             namespaces=tuple(cli_options.resolved_list(args, "--namespace")),
             stall_timeout=float(args.stall_timeout),
             status_writes_per_second=float(args.status_writes_per_second),
+            status_write_burst=int(args.status_write_burst),
             sync_interval=float(args.sync_interval),
             maintenance_interval=float(args.maintenance_interval),
             liveness_port=int(args.liveness_port),

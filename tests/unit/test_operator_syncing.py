@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pgjobs.operator import syncing
+from pgjobs.operator import context, syncing
 from pgjobs.states import JobState, Priority
 from pgjobs.store.resources import SyncRow
 
@@ -141,7 +141,7 @@ def run_syncer(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run a Syncer against the fake until every row is copied and recorded."""
     monkeypatch.setattr(syncing.resources, "list_unsynced", fake.list_unsynced)
     monkeypatch.setattr(syncing.resources, "mark_synced", fake.mark_synced)
-    options = types.SimpleNamespace(status_writes_per_second=1000.0, sync_interval=0.01)
+    options = context.OperatorOptions(status_writes_per_second=1000.0, sync_interval=0.01)
     ctx = types.SimpleNamespace(options=options, kube=fake, sync_database=fake)
 
     async def until_copied() -> None:
@@ -171,7 +171,7 @@ def test_syncer_retries_a_failed_write(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_normal_events_are_skipped_under_a_backlog_warnings_are_not() -> None:
-    options = types.SimpleNamespace(status_writes_per_second=50.0)
+    options = context.OperatorOptions(status_writes_per_second=50.0)
     syncer = syncing.Syncer(types.SimpleNamespace(options=options))  # type: ignore[arg-type]
     for _ in range(syncing.NORMAL_EVENT_BACKLOG):
         syncer._queue_event(row(), "Normal", "Completed", "")
@@ -179,3 +179,10 @@ def test_normal_events_are_skipped_under_a_backlog_warnings_are_not() -> None:
     syncer._queue_event(row(), "Warning", "Failed", "boom")
     assert syncer.events.qsize() == syncing.NORMAL_EVENT_BACKLOG + 1
     assert syncer.events.get_nowait()[2] == "Completed"
+
+
+def test_statuses_may_burst_above_the_rate_and_events_may_not() -> None:
+    options = context.OperatorOptions(status_writes_per_second=50.0, status_write_burst=500)
+    syncer = syncing.Syncer(types.SimpleNamespace(options=options))  # type: ignore[arg-type]
+    assert syncer.bucket.rate == 50.0 and syncer.bucket.burst == 500
+    assert syncer.event_bucket.burst == 50.0
