@@ -141,15 +141,6 @@ class KubeApi:
         }
         await self.request("POST", f"/api/v1/namespaces/{quote(involved['namespace'])}/events", body)
 
-    async def list_uids(self, namespaces: Iterable[str]) -> set[str]:
-        """The uids of all PgJobs (in the given namespaces; none given: in all)."""
-        paths = [_pgjobs_path(namespace) for namespace in namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
-        uids: set[str] = set()
-        for path in paths:
-            listing = await self.request("GET", path)
-            uids |= {item["metadata"]["uid"] for item in listing.get("items", [])}
-        return uids
-
     async def list_identities(self, namespaces: Iterable[str]) -> list[Identity]:
         """Who every PgJob is (in the given namespaces; none given: in all), read as metadata
         only and a page at a time, so tens of thousands of PgJobs never sit in memory at once."""

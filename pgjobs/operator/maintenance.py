@@ -40,7 +40,7 @@ async def remove_orphans(ctx: context.Context) -> int:
         keys = [(uid, ns) for uid, ns in await resources.list_keys(conn) if ctx.options.watches(ns)]
     if not keys:
         return 0
-    present = await ctx.kube.list_uids(ctx.options.namespaces)
+    present = {pgjob.uid for pgjob in await ctx.kube.list_identities(ctx.options.namespaces)}
     gone = [uid for uid, _ in keys if uid not in present]
     if not gone:
         return 0

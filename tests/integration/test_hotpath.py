@@ -54,9 +54,7 @@ def test_claim_matches_what_psycopg_reads_of_the_row(database: connecting.Databa
 def test_a_server_error_is_psycopgs_and_leaves_the_connection_usable(
     database: connecting.DatabaseSettings,
 ) -> None:
-    db = Database(database)
-    db.enqueue("noop", 2)
-    worker = uuid.uuid4()
+    db, worker = _two_noop_jobs(database)
 
     async def run(conn: queries.Connection) -> None:
         job = await jobs.claim(conn, worker, ["default"])
@@ -74,9 +72,7 @@ def test_a_server_error_is_psycopgs_and_leaves_the_connection_usable(
 def test_a_lost_connection_raises_operational_error_and_a_new_one_works(
     database: connecting.DatabaseSettings,
 ) -> None:
-    db = Database(database)
-    db.enqueue("noop", 2)
-    worker = uuid.uuid4()
+    db, worker = _two_noop_jobs(database)
 
     async def run(conn: queries.Connection) -> None:
         assert await jobs.claim(conn, worker, ["default"]) is not None
@@ -148,3 +144,10 @@ def test_a_kept_reader_survives_psycopg_between_round_trips_and_a_server_going_a
                 hotpath.release(fresh)
 
     asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def _two_noop_jobs(database: connecting.DatabaseSettings) -> tuple[Database, uuid.UUID]:
+    """A database holding two pending noop jobs, and a worker id to claim them with."""
+    db = Database(database)
+    db.enqueue("noop", 2)
+    return db, uuid.uuid4()
