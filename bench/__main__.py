@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["latency"] = [
                     latency.run(server, size["samples"], workers) for workers in args.latency_workers
                 ]
-                _progress(f"latency: {results['latency']}")
+                for part in results["latency"]:
+                    _progress(f"latency, {part['workers']} idle worker(s): {latency.summary(part)}")
             if "recovery" in args.only:
                 results["recovery"] = recovery.run(server, size["repeats"])
                 _progress(f"recovery: {results['recovery']}")

@@ -26,6 +26,16 @@ from pgjobs.store.records import NewJob
 PAUSE = 0.02
 
 
+def summary(part: dict[str, Any]) -> str:
+    """One progress line: p50/p99 of each figure (the raw samples stay in the JSON)."""
+    figures = ("enqueue_to_claimed", "enqueue_to_task_started")
+    return "; ".join(
+        f"{name.replace('_', ' ')} p50 {part[name]['p50_ms']:.2f} ms, p99 {part[name]['p99_ms']:.2f} ms"
+        for name in figures
+        if part.get(name)
+    )
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import resource
-import shutil
 import subprocess
 import tempfile
 import time
@@ -90,7 +89,10 @@ def startup_cpu(server: PostgresServer) -> float:
 
 def pgbench_script() -> str:
     """`job_complete_and_claim` with pgbench variables; each transaction completes the job the
-    previous one claimed (none at first: id 0) and claims the next, as a draining worker does."""
+    previous one claimed (none at first: id 0) and claims the next, as a draining worker does.
+
+    A client whose claim found nothing is done: the queue is drained (an empty claim means every
+    pending row was taken), and its remaining transactions run no SQL (`drained`)."""
     statement = queries.parse(QUERIES_FILE.read_text())["job_complete_and_claim"]
     statement = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
     substitutions = {
@@ -109,24 +111,33 @@ def pgbench_script() -> str:
     # Carry the claimed job to the next transaction; 0 when nothing was claimed.
     statement, found = re.subn(
         r"claimed\.\*\s*\n",
-        "claimed.*, coalesce(claimed.id, 0) AS next_id, coalesce(claimed.lease, 0) AS next_lease\n",
+        "claimed.*, coalesce(claimed.id, 0) AS next_id, coalesce(claimed.lease, 0) AS next_lease,"
+        " (claimed.id IS NULL)::int AS drained\n",
         statement,
         count=1,
     )
     if not found:
         raise RuntimeError("job_complete_and_claim changed shape: cannot find its final SELECT")
-    return statement.replace("%%", "%") + "\n\\gset\n"
+    return "\\if :drained = 0\n" + statement.replace("%%", "%") + "\n\\gset\n\\endif\n"
 
 
 def run_pgbench(server: PostgresServer, jobs_count: int, clients: int) -> dict[str, Any]:
-    pgbench = shutil.which("pgbench") or "/usr/bin/pgbench"
     database = environment.pgjobs_database(server, f"tp_pgbench_{clients}")
     environment.enqueue(database, NewJob("noop"), jobs_count)
+    return drain_with_pgbench(database, jobs_count, clients)
+
+
+def drain_with_pgbench(database: environment.Database, jobs_count: int, clients: int) -> dict[str, Any]:
+    """Drain `jobs_count` pending noop jobs with pgbench's `clients`; rate from the rows."""
+    server = database.server
+    # The server's own pgbench: the same version, and no pg_wrapper choosing among clusters.
+    pgbench = str(server.bindir / "pgbench")
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(pgbench_script())
-    # One claim per transaction: -(-n // c) + 1 each gives every job a claim and a completion
-    # (clients that run dry early do empty transactions; the rate counts completed jobs only).
-    per_client = -(-jobs_count // clients) + 1
+    # One claim per transaction, and a client may get any share of the jobs: n + 1 transactions
+    # each, so that every client's last claim finds nothing and no job is left claimed but not
+    # completed. Once drained, a client's transactions run no SQL; the rate counts from the rows.
+    per_client = jobs_count + 1
     command = [
         pgbench,
         "-n",
@@ -148,6 +159,8 @@ def run_pgbench(server: PostgresServer, jobs_count: int, clients: int) -> dict[s
         "next_id=0",
         "-D",
         "next_lease=0",
+        "-D",
+        "drained=0",
         "-h",
         "127.0.0.1",
         "-p",

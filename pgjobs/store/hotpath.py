@@ -285,10 +285,13 @@ class _KeptReader:
         self.fileno = fileno
         self.registered = False
         self._waiter: asyncio.Future[None] | None = None
+        #: Wake-ups in a row that found nobody waiting.
+        self._unwaited = 0
 
     async def readable(self) -> None:
         self.loop.add_reader(self.fileno, self._wake)
         self.registered = True
+        self._unwaited = 0
         waiter = self._waiter = self.loop.create_future()
         try:
             await waiter
@@ -297,12 +300,18 @@ class _KeptReader:
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is None:
-            # Input nobody waits for (a notice, the server going away): stop watching rather
-            # than be called on every turn of the loop; the next round trip watches again.
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        # The selector is level-triggered: the answer that resolved the waiter is still unread
+        # at the loop's next poll, so one wake-up finds nobody waiting after every round trip.
+        # A second one in a row is input nobody waits for (a notice, the server going away):
+        # stop watching rather than be called on every turn of the loop; the next round trip
+        # watches again.
+        self._unwaited += 1
+        if self._unwaited > 1:
             self.stop()
-        elif not waiter.done():
-            waiter.set_result(None)
 
     def stop(self) -> None:
         if self.registered:

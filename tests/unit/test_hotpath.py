@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
+import socket
 import struct
 from typing import Any
 
@@ -88,3 +90,61 @@ def test_a_row_without_a_claim_carries_only_the_completion() -> None:
                     _int8(1), _int8(0), _int8(0)]  # fmt: skip
     _, job = hotpath.parse_answer(FakeResult(with_timeout))  # type: ignore[arg-type]
     assert job is not None and job.timeout_seconds == 30
+
+
+
+async def _turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def _kept_reader() -> tuple[hotpath._KeptReader, socket.socket, socket.socket]:
+    ours, server = socket.socketpair()
+    ours.setblocking(False)
+    return hotpath._KeptReader(asyncio.get_running_loop(), ours.fileno()), ours, server
+
+
+def test_a_kept_reader_stays_registered_through_the_echo_after_a_round_trip() -> None:
+    async def round_trip(reader: hotpath._KeptReader, ours: socket.socket) -> bytes:
+        await reader.readable()
+        return ours.recv(100)  # read in the same step as the wake-up, as `_results` does
+
+    async def scenario() -> None:
+        reader, ours, server = _kept_reader()
+        try:
+            for answer in (b"first", b"second"):
+                waiting = asyncio.ensure_future(round_trip(reader, ours))
+                await _turns(2)
+                server.send(answer)
+                assert await waiting == answer
+                # The loop's next poll still saw the answer unread: a wake-up with nobody waiting.
+                await _turns(3)
+                assert reader.registered
+        finally:
+            reader.stop()
+            ours.close()
+            server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_kept_reader_stops_watching_input_nobody_waits_for() -> None:
+    async def watch_again(reader: hotpath._KeptReader) -> bool:
+        await reader.readable()
+        return reader.registered
+
+    async def scenario() -> None:
+        reader, ours, server = _kept_reader()
+        try:
+            waiting = asyncio.ensure_future(reader.readable())
+            await _turns(2)
+            server.close()  # the peer goes away: readable for ever, and nobody reads
+            await waiting
+            await _turns(5)
+            assert not reader.registered
+            assert await watch_again(reader)  # the next round trip watches again
+        finally:
+            reader.stop()
+            ours.close()
+
+    asyncio.run(scenario())
