@@ -22,9 +22,7 @@ def _results(**parts: Any) -> dict[str, Any]:
 
 
 def test_throughput_targets_are_judged_against_the_baselines_of_the_same_row() -> None:
-    text = report.table(
-        _results(throughput=[_row(1, 900.0, 1000.0, 100.0), _row(8, 790.0, 1000.0, 150.0)])
-    )
+    text = report.table(_results(throughput=[_row(1, 900.0, 1000.0, 100.0), _row(8, 790.0, 1000.0, 150.0)]))
     assert "8 workers ≥ 80% of raw SQL: 79% MISSED" in text
     assert "8 workers ≥ 5x Procrastinate: 5.3x ok" in text
     assert "1 worker ≥ raw SQL with 1 client: 90% MISSED" in text

@@ -92,7 +92,6 @@ def test_a_row_without_a_claim_carries_only_the_completion() -> None:
     assert job is not None and job.timeout_seconds == 30
 
 
-
 async def _turns(count: int) -> None:
     for _ in range(count):
         await asyncio.sleep(0)
