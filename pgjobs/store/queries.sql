@@ -324,3 +324,19 @@ SELECT pg_advisory_unlock(%(key)s) AS released;
 
 -- name: leader_ping
 SELECT 1 AS alive;
+
+-- name: oldest_snapshot
+-- The oldest open transaction in this database that holds a snapshot or a transaction id: VACUUM
+-- keeps every row version it might still see, so while it stays open no job finished after it
+-- began can be cleaned up, and claims slow down as dead index entries pile up (bench/README.md,
+-- "How cost grows"). VACUUMs themselves do not hold cleanup back and are left out. Sessions of
+-- other roles show their transactions only to members of pg_read_all_stats (pg_monitor).
+SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)::float8 AS age_seconds,
+       current_user AS role,
+       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS sees_all_sessions
+FROM pg_stat_activity
+WHERE datname = current_database()
+  AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
+  AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+  AND NOT (state = 'active' AND query ~* '^\s*vacuum\M');
