@@ -180,11 +180,26 @@ class Slot:
         completed, next_job = await self.link.call(complete, give_up=self._give_up)
         if completed:
             logger.info("Job %s completed in %.1fs", job.id, elapsed)
+        elif await self._completed_by_us(job):
+            logger.info(
+                "Job %s completed in %.1fs (the first answer was lost with its connection)", job.id, elapsed
+            )
         else:
             self._log_refused(job, "completion")
         if next_job is not None:
             self._claimed(next_job)
         return next_job
+
+    async def _completed_by_us(self, job: ClaimedJob) -> bool:
+        """Whether a refused completion was ours after all: written, its answer lost with the
+        connection, and refused when sent again (rare, so one more read is cheap)."""
+        row = await self.link.try_call(lambda conn: jobs.get(conn, job.id))
+        return (
+            row is not None
+            and row.state is JobState.COMPLETED
+            and row.worker_id == self.worker.id
+            and row.attempt == job.attempt
+        )
 
     async def _write_outcome(self, job: ClaimedJob, outcome: Outcome) -> JobState | None:
         """Write a failure, a stop or a hand-back; returns the job's new state, None when the job
