@@ -12,7 +12,9 @@ class JobState(enum.StrEnum):
     """Where a job is in its life. The values are the SQL enum labels; `phase` is the Kubernetes spelling."""
 
     #: Waiting to be claimed. In: enqueue, a failed attempt with attempts left (after a backoff),
-    #: rescue of a stalled attempt, a worker's graceful shutdown, start of a Stopped job, restart.
+    #: rescue of a stalled attempt, a worker's graceful shutdown, a worker handing back a job it
+    #: holds but none of its slots runs (a claim whose answer was lost), start of a Stopped job,
+    #: restart.
     #: Out: claimed by a worker (Running), stop (Stopped), delete.
     PENDING = "pending"
     #: A worker holds it and runs it. In: claim. Out: the worker finishes it (Completed, Failed,
@@ -25,7 +27,8 @@ class JobState(enum.StrEnum):
     #: In: the worker or the rescue sweep. Out: restart (Pending), delete.
     FAILED = "failed"
     #: Stopped on request (or by a worker shutting down with `--on-shutdown stop`).
-    #: In: stop of a Pending job (at once) or the worker acknowledging a stop of a Running job.
+    #: In: stop of a Pending job (at once) or the worker acknowledging a stop of a Running job;
+    #: a stop requested while a job ran also wins over its retry, hand-back or rescue.
     #: Out: start or restart (Pending), delete.
     STOPPED = "stopped"
 

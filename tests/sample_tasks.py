@@ -63,8 +63,16 @@ async def progress(context: pgjobs.TaskContext, updates: int = 100, seconds: flo
 
 @pgjobs.task("bad_result")
 async def bad_result(context: pgjobs.TaskContext, kind: str = "nan") -> object:
-    """Returns what JSON (or PostgreSQL) cannot hold, or fails with a NUL in its error."""
+    """Returns what JSON (or PostgreSQL) cannot hold, or fails with such text in its error (a lone
+    surrogate is what `surrogateescape` makes of a file name that is not UTF-8)."""
     if kind == "nul_error":
         raise RuntimeError("bad\x00byte")
-    values: dict[str, object] = {"nan": {"value": float("nan")}, "set": {1, 2, 3}, "nul": {"text": "a\x00b"}}
+    if kind == "surrogate_error":
+        raise RuntimeError(b"bad\xffbyte".decode("utf-8", "surrogateescape"))
+    values: dict[str, object] = {
+        "nan": {"value": float("nan")},
+        "set": {1, 2, 3},
+        "nul": {"text": "a\x00b"},
+        "surrogate": {"name": b"caf\xe9".decode("utf-8", "surrogateescape")},
+    }
     return values[kind]

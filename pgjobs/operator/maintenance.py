@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from pgjobs.operator import context, handlers, metrics
-from pgjobs.store import jobs, resources, workers
+from pgjobs.store import horizon, jobs, resources, workers
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,24 @@ async def update_gauges(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
         metrics.set_job_counts(await jobs.count_by_state(conn))
         metrics.UNSYNCED.set(await resources.count_unsynced(conn))
+        oldest = await horizon.oldest_snapshot(conn)
+    metrics.OLDEST_SNAPSHOT.set(oldest.age_seconds)
+    _say_once_if_partial(oldest)
+
+
+_partial_view_reported: set[str] = set()
+
+
+def _say_once_if_partial(oldest: horizon.OldestSnapshot) -> None:
+    if oldest.sees_all_sessions or oldest.role in _partial_view_reported:
+        return
+    _partial_view_reported.add(oldest.role)
+    logger.warning(
+        "pgjobs_oldest_snapshot_age_seconds counts only the transactions of role %r, which may not "
+        "read other sessions' activity: GRANT pg_monitor TO %s; to watch every session",
+        oldest.role,
+        oldest.role,
+    )
 
 
 STEPS: tuple[Callable[[context.Context], Awaitable[None]], ...] = (

@@ -15,6 +15,11 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 JOBS = Gauge("pgjobs_jobs", "Jobs by phase, priority and queue (leader only)", ["phase", "priority", "queue"])
 WORKERS_ALIVE = Gauge("pgjobs_workers_alive", "Workers that heartbeated within the stall timeout")
+OLDEST_SNAPSHOT = Gauge(
+    "pgjobs_oldest_snapshot_age_seconds",
+    "Age of the oldest open transaction in the queue's database: finished jobs cannot be vacuumed"
+    " while it lasts, and claims slow down (leader only)",
+)
 PICKUP_LATENCY = Histogram(
     "pgjobs_operator_pickup_latency_seconds",
     "From the creation of a job to the start of its first attempt",

@@ -58,13 +58,19 @@ async def complete(conn: Connection, job: ClaimedJob, result: Any, message: str 
     return await fetch_one(conn, "job_complete", params) is not None
 
 
-async def fail(conn: Connection, job: ClaimedJob, message: str, *, retry_in: float | None) -> JobState | None:
-    """Record a failed attempt: Pending again after `retry_in` seconds, or Failed when None."""
-    row = await fetch_one(
-        conn,
-        "job_fail",
-        {"job_id": job.id, "lease": job.lease, "message": storable_text(message), "retry_in": retry_in},
-    )
+async def fail(
+    conn: Connection, job: ClaimedJob, message: str, *, retry_in: float | None, stopped_message: str
+) -> JobState | None:
+    """Record a failed attempt: Pending again after `retry_in` seconds, or Failed when None;
+    Stopped (with `stopped_message`) when a stop was requested meanwhile. None: not held."""
+    params = {
+        "job_id": job.id,
+        "lease": job.lease,
+        "message": storable_text(message),
+        "stopped_message": storable_text(stopped_message),
+        "retry_in": retry_in,
+    }
+    row = await fetch_one(conn, "job_fail", params)
     return JobState(row["state"]) if row else None
 
 
@@ -73,10 +79,13 @@ async def acknowledge_stop(conn: Connection, job: ClaimedJob, message: str) -> b
     return await fetch_one(conn, "job_stop_acknowledge", params) is not None
 
 
-async def release(conn: Connection, job: ClaimedJob, message: str) -> bool:
-    """Hand a job back to Pending without charging its attempt (graceful shutdown)."""
-    params = {"job_id": job.id, "lease": job.lease, "message": storable_text(message)}
-    return await fetch_one(conn, "job_release", params) is not None
+async def release(
+    conn: Connection, worker_id: uuid.UUID, leases: Iterable[int], message: str
+) -> dict[int, JobState]:
+    """Hand jobs this worker holds back to Pending without charging their attempt (Stopped when
+    a stop was requested); returns {job id: state} for those it still held."""
+    params = {"worker_id": worker_id, "leases": list(leases), "message": storable_text(message)}
+    return {int(row["id"]): JobState(row["state"]) for row in await fetch_all(conn, "job_release", params)}
 
 
 async def report_progress(

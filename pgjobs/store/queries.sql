@@ -44,12 +44,16 @@ RETURNING id;
 
 -- name: job_fail
 -- A failed attempt: back to pending after %(retry_in)s seconds, or failed when retry_in is NULL.
+-- A stop requested meanwhile wins over a retry: the job ends stopped (%(stopped_message)s).
 UPDATE pgjobs.jobs
-SET state = CASE WHEN %(retry_in)s::float8 IS NULL THEN 'failed' ELSE 'pending' END::pgjobs.job_state,
+SET state = CASE WHEN stop_requested THEN 'stopped'
+                 WHEN %(retry_in)s::float8 IS NULL THEN 'failed'
+                 ELSE 'pending' END::pgjobs.job_state,
     run_after = now() + make_interval(secs => coalesce(%(retry_in)s::float8, 0)),
-    worker_id = CASE WHEN %(retry_in)s::float8 IS NULL THEN worker_id END,
-    finished_at = CASE WHEN %(retry_in)s::float8 IS NULL THEN now() END,
-    message = %(message)s, stop_requested = false, change_count = change_count + 1
+    worker_id = CASE WHEN stop_requested OR %(retry_in)s::float8 IS NULL THEN worker_id END,
+    finished_at = CASE WHEN stop_requested OR %(retry_in)s::float8 IS NULL THEN now() END,
+    message = CASE WHEN stop_requested THEN %(stopped_message)s ELSE %(message)s END,
+    stop_requested = false, change_count = change_count + 1
 WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
 RETURNING state;
 
@@ -62,13 +66,22 @@ WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
 RETURNING id;
 
 -- name: job_release
--- A worker shutting down hands its job back without charging the attempt.
+-- A worker hands jobs it holds back without charging the attempt: when it shuts down, and when
+-- it holds a job none of its slots runs (a claim committed but its answer was lost with the
+-- connection, so the slot claimed again; an outcome it gave up writing). A stop requested
+-- meanwhile is honoured: the job ends stopped.
 UPDATE pgjobs.jobs
-SET state = 'pending', attempt = greatest(attempt - 1, 0), worker_id = NULL, lease = NULL,
-    run_after = now(), started_at = NULL, progress = 0, message = %(message)s,
-    change_count = change_count + 1
-WHERE id = %(job_id)s AND lease = %(lease)s AND state = 'running'
-RETURNING id, pg_notify('pgjobs_jobs', '');
+SET state = CASE WHEN stop_requested THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
+    attempt = CASE WHEN stop_requested THEN attempt ELSE greatest(attempt - 1, 0) END,
+    worker_id = CASE WHEN stop_requested THEN worker_id END,
+    lease = NULL, run_after = now(),
+    started_at = CASE WHEN stop_requested THEN started_at END,
+    finished_at = CASE WHEN stop_requested THEN now() END,
+    progress = CASE WHEN stop_requested THEN progress ELSE 0 END,
+    message = CASE WHEN stop_requested THEN 'stopped on request' ELSE %(message)s END,
+    stop_requested = false, change_count = change_count + 1
+WHERE worker_id = %(worker_id)s AND lease = ANY(%(leases)s) AND state = 'running'
+RETURNING id, state, CASE WHEN state = 'pending' THEN pg_notify('pgjobs_jobs', '') END AS notified;
 
 -- name: job_progress
 UPDATE pgjobs.jobs
@@ -324,3 +337,19 @@ SELECT pg_advisory_unlock(%(key)s) AS released;
 
 -- name: leader_ping
 SELECT 1 AS alive;
+
+-- name: oldest_snapshot
+-- The oldest open transaction in this database that holds a snapshot or a transaction id: VACUUM
+-- keeps every row version it might still see, so while it stays open no job finished after it
+-- began can be cleaned up, and claims slow down as dead index entries pile up (bench/README.md,
+-- "How cost grows"). VACUUMs themselves do not hold cleanup back and are left out. Sessions of
+-- other roles show their transactions only to members of pg_read_all_stats (pg_monitor).
+SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)::float8 AS age_seconds,
+       current_user AS role,
+       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS sees_all_sessions
+FROM pg_stat_activity
+WHERE datname = current_database()
+  AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
+  AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+  AND NOT (state = 'active' AND query ~* '^\s*vacuum\M');

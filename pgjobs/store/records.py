@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pgjobs.states import JobState, Priority
@@ -16,20 +17,32 @@ MAX_ARGS_BYTES = 64 * 1024
 Row = Mapping[str, Any]
 
 
-def contains_nul(value: Any) -> bool:
-    """Whether a JSON-like value holds a NUL character, which PostgreSQL's text and jsonb refuse."""
+def text_problem(value: Any) -> str | None:
+    """Why PostgreSQL's text and jsonb would refuse a JSON-like value, or None: a NUL character,
+    or a lone surrogate (what `surrogateescape` makes of undecodable bytes; not valid Unicode)."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "it contains a NUL character (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return f"it contains a lone surrogate ({value[error.start]!r}), which is not valid Unicode"
+        return None
     if isinstance(value, Mapping):
-        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return any(contains_nul(item) for item in value)
-    return False
+        items: Iterable[Any] = itertools.chain.from_iterable(value.items())
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return None
+    return next((problem for item in items if (problem := text_problem(item))), None)
 
 
 def storable_text(text: str | None) -> str | None:
-    """Text as PostgreSQL can store it: NUL characters (from task errors, say) become '\\0'."""
-    return None if text is None else text.replace("\x00", "\\0")
+    """Text as PostgreSQL can store it (a task's error message, say): NUL characters become
+    '\\0' and lone surrogates their escape, e.g. '\\udcff'."""
+    if text is None:
+        return None
+    return text.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class InvalidJob(ValueError):
@@ -55,8 +68,9 @@ class NewJob:
             text = json.dumps(self.args, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise InvalidJob(f"args cannot be stored as JSON: {error}") from None
-        if contains_nul(self.args):
-            raise InvalidJob("args contain a NUL character (\\u0000), which PostgreSQL cannot store")
+        problem = text_problem(self.args)
+        if problem:
+            raise InvalidJob(f"args cannot be stored: {problem}")
         size = len(text.encode())
         if size > MAX_ARGS_BYTES:
             raise InvalidJob(

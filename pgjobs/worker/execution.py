@@ -213,8 +213,9 @@ class Execution:
             return _COMPLETED_EMPTY
         try:
             json.dumps(result, allow_nan=False)
-            if records.contains_nul(result):
-                raise ValueError("it contains a NUL character (\\u0000)")
+            problem = records.text_problem(result)
+            if problem:
+                raise ValueError(problem)
         except (TypeError, ValueError) as error:
             message = f"task {self.job.task!r} returned a result that cannot be stored as JSON: {error}"
             return Outcome(Verdict.FAILED, message, final=True)

@@ -35,6 +35,11 @@ FENCED_WRITES_REFUSED = Counter(
     "pgjobs_worker_fenced_writes_refused_total",
     "Writes refused because the job was no longer held by this worker",
 )
+ORPHANS_HANDED_BACK = Counter(
+    "pgjobs_worker_orphaned_jobs_handed_back_total",
+    "Jobs this worker held but none of its slots ran (a claim's answer lost with its connection),"
+    " handed back to Pending",
+)
 RESCUED = Counter("pgjobs_worker_rescued_jobs_total", "Stalled jobs this worker's rescue sweeps recovered")
 
 

@@ -55,6 +55,13 @@ class Worker:
         self._last_heartbeat = time.monotonic()
         #: Start of the current unbroken run of heartbeats (reset by every failed one).
         self._in_contact_since = time.monotonic()
+        #: Fires a stall timeout after the last answered heartbeat, however the heartbeat loop
+        #: is doing (a statement can hang for many minutes on a connection whose packets vanish).
+        self._watchdog: asyncio.TimerHandle | None = None
+        #: Leases this worker held without any slot running them at the last heartbeat, with the
+        #: slots that were exchanging with the database then (and how many exchanges they had
+        #: finished): one of those may have been about to learn of the job.
+        self._suspects: dict[int, list[tuple[Slot, int]]] = {}
 
     def in_contact(self) -> bool:
         """Whether the last heartbeat is recent enough that nobody can have rescued our jobs."""
@@ -120,6 +127,8 @@ class Worker:
             backoff = min(backoff * 2, 5.0)
 
     async def _finish(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self._control.try_call(lambda conn: workers.deregister(conn, self.id))
         for link in [self._control, *(slot.link for slot in self.slots)]:
             with contextlib.suppress(psycopg.Error):
@@ -165,15 +174,17 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         beats = random.randrange(RESCUE_EVERY_HEARTBEATS)  # noqa: S311 - spreads sweeps, not security
+        self._arm_watchdog()
         while True:
             sent_at = time.monotonic()
-            beat = await self._control.try_call(lambda conn: workers.heartbeat(conn, self.id))
+            beat = await self._beat()
             if beat is None:
                 metrics.HEARTBEAT_FAILURES.inc()
                 self._check_silence(time.monotonic() - self._last_heartbeat)
                 self._in_contact_since = time.monotonic()
             else:
                 self._last_heartbeat = sent_at
+                self._arm_watchdog()
                 await self._answer(beat, sent_at)
                 beats += 1
                 if beats % RESCUE_EVERY_HEARTBEATS == 0 and self._may_rescue():
@@ -181,6 +192,32 @@ class Worker:
             self._beat_now.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._beat_now.wait(), self.settings.heartbeat_interval)
+
+    async def _beat(self) -> Heartbeat | None:
+        """One heartbeat, None when it failed. It may take until the stall deadline (at least an
+        interval); a connection that hangs is then dropped, so the next one starts afresh."""
+        deadline = self._last_heartbeat + self.settings.stall_timeout
+        timeout = max(deadline - time.monotonic(), self.settings.heartbeat_interval)
+        try:
+            return await asyncio.wait_for(
+                self._control.try_call(lambda conn: workers.heartbeat(conn, self.id)), timeout
+            )
+        except TimeoutError:
+            await self._control.drop(TimeoutError(f"a heartbeat got no answer within {timeout:.1f}s"))
+            return None
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        remaining = self._last_heartbeat + self.settings.stall_timeout - time.monotonic()
+        self._watchdog = asyncio.get_running_loop().call_later(max(remaining, 0.0), self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        silent_for = time.monotonic() - self._last_heartbeat
+        if silent_for < self.settings.stall_timeout:  # the loop may fire a timer a hair early
+            self._arm_watchdog()
+        else:
+            self._check_silence(silent_for)
 
     def _check_silence(self, silent_for: float) -> None:
         """A worker that cannot heartbeat past the stall timeout lets its jobs go: they are rescued."""
@@ -212,6 +249,37 @@ class Worker:
                 execution.request_stop(StopReason.LOST)
             elif execution.job.id in beat.stop_requested:
                 execution.request_stop(StopReason.REQUESTED)
+        orphans = self._orphans(beat.held_leases)
+        if orphans:
+            await self._hand_back(orphans)
+
+    def _orphans(self, held: frozenset[int]) -> list[int]:
+        """Leases held without a slot running them at this heartbeat and the one before, which no
+        exchange under way at the one before can explain: a claim that committed but whose
+        answer was lost with its connection (the slot claimed again), or an outcome a slot gave
+        up writing. Nobody else would ever let them go: this worker is alive, so no rescue."""
+        running = {slot.execution.job.lease for slot in self.slots if slot.execution is not None}
+        unexplained = held - running
+        orphans = [
+            lease
+            for lease in unexplained
+            if lease in self._suspects
+            and all(slot.exchanges > finished for slot, finished in self._suspects[lease])
+        ]
+        exchanging = [(slot, slot.exchanges) for slot in self.slots if slot.exchanging]
+        self._suspects = {
+            lease: self._suspects.get(lease, exchanging) for lease in unexplained if lease not in orphans
+        }
+        return orphans
+
+    async def _hand_back(self, leases: list[int]) -> None:
+        message = "handed back: its worker holds it but lost track of it (a claim's answer was lost)"
+        released = await self._control.try_call(lambda conn: jobs.release(conn, self.id, leases, message))
+        for job_id, state in (released or {}).items():
+            metrics.ORPHANS_HANDED_BACK.inc()
+            logger.warning(
+                "Job %s was held by this worker but run by none of its slots: now %s", job_id, state.phase
+            )
 
     def _may_rescue(self) -> bool:
         """Sweep only after a full stall timeout in contact: after an outage, other workers need

@@ -7,6 +7,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import psycopg
+
+from pgjobs.states import JobState
 from pgjobs.store import jobs
 from pgjobs.store.queries import Connection
 from pgjobs.store.records import ClaimedJob
@@ -38,6 +41,10 @@ class Slot:
         self.execution: Execution | None = None
         #: When the current job was claimed (monotonic), so heartbeats taken before it are ignored.
         self.claimed_at = 0.0
+        #: True while a claim or an outcome is on its way to the database: the slot may hold a
+        #: job it does not know of yet (or not any more). `exchanges` counts those that ended.
+        self.exchanging = False
+        self.exchanges = 0
 
     async def run(self) -> None:
         settings = self.worker.settings
@@ -89,10 +96,13 @@ class Slot:
             return await jobs.claim(conn, worker.id, worker.settings.queues)
 
         started = time.perf_counter()
+        self.exchanging = True
         try:
             job = await self.link.call(claim, give_up=lambda: worker.stopping)
         except GaveUp:
             return None
+        finally:
+            self._exchange_ended()
         metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
         if job is not None:
             self._claimed(job)
@@ -104,12 +114,19 @@ class Slot:
         if job.attempt == 1:
             metrics.PICKUP_LATENCY.observe(max(0.0, waited))
 
+    def _exchange_ended(self) -> None:
+        self.exchanging = False
+        self.exchanges += 1
+
     async def _process(self, job: ClaimedJob) -> ClaimedJob | None:
         """Run one job and record its outcome; returns the next job when the record claimed one."""
         self.execution = Execution(job, self.worker.settings, self.link, self.worker.in_contact)
         try:
             outcome = await self.execution.run()
         finally:
+            # From the moment the job is no longer shown as running here until its outcome is
+            # written, its lease is still held: the heartbeat must not take it for an orphan.
+            self.exchanging = True
             self.execution = None
         elapsed = time.monotonic() - self.claimed_at
         metrics.record_job(job.task, outcome.verdict.value, elapsed)
@@ -117,11 +134,22 @@ class Slot:
             return await self._record(job, outcome, elapsed)
         except GaveUp:
             logger.warning(
-                "Job %s: outcome (%s) not recorded, the database stayed away; the job will be rescued",
+                "Job %s: outcome (%s) not recorded, the database stayed away; the job will be "
+                "handed back once it is reachable again",
                 job.id,
                 outcome.verdict.value,
             )
             return None
+        except psycopg.DataError as error:
+            # The database refused the outcome itself (text it cannot store, say): fail the job
+            # with the reason rather than stop the worker with it.
+            verdict = outcome.verdict.value
+            logger.error("Job %s: its outcome (%s) could not be stored: %s", job.id, verdict, error)
+            refused = Outcome(Verdict.FAILED, f"its outcome could not be stored: {error}", final=True)
+            await self._write_outcome(job, refused)
+            return None
+        finally:
+            self._exchange_ended()
 
     async def _record(self, job: ClaimedJob, outcome: Outcome, elapsed: float) -> ClaimedJob | None:
         if outcome.verdict is Verdict.COMPLETED:
@@ -129,11 +157,11 @@ class Slot:
         if outcome.verdict is Verdict.ABANDONED:
             logger.warning("Job %s abandoned: %s", job.id, outcome.message)
             return None
-        held = await self._write_outcome(job, outcome)
-        if held:
-            self._log_outcome(job, outcome, elapsed)
-        else:
+        state = await self._write_outcome(job, outcome)
+        if state is None:
             self._log_refused(job, outcome.verdict.value)
+        else:
+            self._log_outcome(job, outcome, state, elapsed)
         return None
 
     async def _record_completion(
@@ -152,27 +180,48 @@ class Slot:
         completed, next_job = await self.link.call(complete, give_up=self._give_up)
         if completed:
             logger.info("Job %s completed in %.1fs", job.id, elapsed)
+        elif await self._completed_by_us(job):
+            logger.info(
+                "Job %s completed in %.1fs (the first answer was lost with its connection)", job.id, elapsed
+            )
         else:
             self._log_refused(job, "completion")
         if next_job is not None:
             self._claimed(next_job)
         return next_job
 
-    async def _write_outcome(self, job: ClaimedJob, outcome: Outcome) -> bool:
-        message = outcome.message or ""
+    async def _completed_by_us(self, job: ClaimedJob) -> bool:
+        """Whether a refused completion was ours after all: written, its answer lost with the
+        connection, and refused when sent again (rare, so one more read is cheap)."""
+        row = await self.link.try_call(lambda conn: jobs.get(conn, job.id))
+        return (
+            row is not None
+            and row.state is JobState.COMPLETED
+            and row.worker_id == self.worker.id
+            and row.attempt == job.attempt
+        )
 
-        async def write(conn: Connection) -> bool:
+    async def _write_outcome(self, job: ClaimedJob, outcome: Outcome) -> JobState | None:
+        """Write a failure, a stop or a hand-back; returns the job's new state, None when the job
+        was no longer held (a stop requested meanwhile turns a retry or a hand-back into Stopped)."""
+        message = outcome.message or ""
+        worker_id = self.worker.id
+
+        async def write(conn: Connection) -> JobState | None:
             if outcome.verdict is Verdict.FAILED:
                 retry_in = None if outcome.final else job.retry_delay()
-                return (
-                    await jobs.fail(
-                        conn, job, self._failure_message(job, message, retry_in), retry_in=retry_in
-                    )
-                    is not None
+                return await jobs.fail(
+                    conn,
+                    job,
+                    self._failure_message(job, message, retry_in),
+                    retry_in=retry_in,
+                    stopped_message=f"stopped on request; attempt {job.attempt}/{job.max_attempts} "
+                    f"had failed: {message}",
                 )
             if outcome.verdict is Verdict.STOPPED:
-                return await jobs.acknowledge_stop(conn, job, message)
-            return await jobs.release(conn, job, message)
+                held = await jobs.acknowledge_stop(conn, job, message)
+                return JobState.STOPPED if held else None
+            return (await jobs.release(conn, worker_id, [job.lease], message)).get(job.id)
 
         return await self.link.call(write, give_up=self._give_up)
 
@@ -184,20 +233,19 @@ class Slot:
             )
         return f"attempt {job.attempt}/{job.max_attempts} failed: {message}; retrying in {retry_in:g}s"
 
-    def _log_outcome(self, job: ClaimedJob, outcome: Outcome, elapsed: float) -> None:
-        if outcome.verdict is Verdict.FAILED:
-            retrying = not outcome.final and job.retry_delay() is not None
+    def _log_outcome(self, job: ClaimedJob, outcome: Outcome, state: JobState, elapsed: float) -> None:
+        if state is JobState.STOPPED:
+            logger.info("Job %s stopped after %.1fs: %s", job.id, elapsed, outcome.message)
+        elif outcome.verdict is Verdict.FAILED:
             logger.warning(
                 "Job %s failed after %.1fs (attempt %s/%s%s): %s",
                 job.id,
                 elapsed,
                 job.attempt,
                 job.max_attempts,
-                ", will retry" if retrying else "",
+                ", will retry" if state is JobState.PENDING else "",
                 outcome.message,
             )
-        elif outcome.verdict is Verdict.STOPPED:
-            logger.info("Job %s stopped after %.1fs: %s", job.id, elapsed, outcome.message)
         else:
             logger.info("Job %s handed back to Pending: %s", job.id, outcome.message)
 

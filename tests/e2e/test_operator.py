@@ -5,6 +5,7 @@ The user's view: PgJobs applied with kubectl (or the API), their status and Even
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import urllib.request
@@ -212,6 +213,7 @@ def test_api_writes_per_short_job(kube: Any, namespace: str, services: Services,
     assert 'pgjobs_jobs{phase="Completed",priority="Regular",queue="default"} 5.0' in metrics
     assert 'pgjobs_operator_events_total{reason="Completed"} 5.0' in metrics
     assert "pgjobs_workers_alive 1.0" in metrics
+    assert re.search(r"^pgjobs_oldest_snapshot_age_seconds \d", metrics, re.MULTILINE), metrics
     with urllib.request.urlopen(f"http://127.0.0.1:{liveness_port}/healthz", timeout=5) as response:
         assert response.status == 200
 

@@ -82,7 +82,7 @@ def test_stale_lease_writes_are_refused_after_rescue(database: connecting.Databa
         assert fresh is not None and fresh.attempt == 2
         assert await jobs.report_progress(conn, stale, 50) is None
         assert not await jobs.complete(conn, stale, "late")
-        assert await jobs.fail(conn, stale, "late", retry_in=None) is None
+        assert await jobs.fail(conn, stale, "late", retry_in=None, stopped_message="late") is None
         assert await jobs.complete(conn, fresh, "on time")
 
     db.call(scenario)
@@ -163,9 +163,47 @@ def test_release_does_not_charge_an_attempt(database: connecting.DatabaseSetting
     worker = uuid.uuid4()
     claimed = db.call(lambda conn: jobs.claim(conn, worker, ["default"]))
     assert claimed is not None and claimed.attempt == 1
-    assert db.call(lambda conn: jobs.release(conn, claimed, "shutdown"))
+    assert db.call(lambda conn: jobs.release(conn, worker, [claimed.lease], "shutdown")) == {
+        job_id: JobState.PENDING
+    }
     released = db.job(job_id)
-    assert (released.state, released.attempt) == (JobState.PENDING, 0)
+    assert (released.state, released.attempt, released.message) == (JobState.PENDING, 0, "shutdown")
+
+
+def test_release_touches_only_this_workers_leases(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    db.enqueue("noop", count=2)
+    mine, theirs = uuid.uuid4(), uuid.uuid4()
+    my_job = db.call(lambda conn: jobs.claim(conn, mine, ["default"]))
+    their_job = db.call(lambda conn: jobs.claim(conn, theirs, ["default"]))
+    assert my_job is not None and their_job is not None
+    leases = [my_job.lease, their_job.lease]
+    assert db.call(lambda conn: jobs.release(conn, mine, leases, "x")) == {my_job.id: JobState.PENDING}
+    assert db.job(their_job.id).state is JobState.RUNNING
+
+
+@pytest.mark.parametrize("outcome", ["retry", "release"])
+def test_a_stop_requested_meanwhile_ends_the_job_stopped(
+    database: connecting.DatabaseSettings, outcome: str
+) -> None:
+    """A failed attempt with attempts left, or a hand-back, would run the job again: a stop
+    requested while it ran wins, as it does in the rescue sweep."""
+    db = Database(database)
+    [job_id] = db.enqueue("noop")
+    worker = uuid.uuid4()
+
+    async def scenario(conn: queries.Connection) -> JobState | None:
+        claimed = await jobs.claim(conn, worker, ["default"])
+        assert claimed is not None
+        assert await jobs.stop(conn, job_id)
+        if outcome == "retry":
+            return await jobs.fail(conn, claimed, "boom", retry_in=0, stopped_message="stopped, boom")
+        return (await jobs.release(conn, worker, [claimed.lease], "shutdown")).get(job_id)
+
+    assert db.call(scenario) is JobState.STOPPED
+    job = db.job(job_id)
+    assert job.state is JobState.STOPPED and job.finished_at is not None and not job.stop_requested
+    assert job.message == ("stopped, boom" if outcome == "retry" else "stopped on request")
 
 
 @pytest.mark.parametrize("text", ["'; DROP TABLE pgjobs.jobs; --", 'Robert"); --', "\\x00\u2603%s%(x)s"])

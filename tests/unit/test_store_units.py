@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pgjobs.store import connecting, migrating, queries, validation
+from pgjobs.store import connecting, migrating, queries, records, validation
 from pgjobs.store.records import MAX_ARGS_BYTES, ClaimedJob, InvalidJob, NewJob
 
 
@@ -41,6 +41,14 @@ def test_db_password_fills_a_missing_password_only() -> None:
     assert conninfo_to_dict(filled.conninfo())["password"] == "pw"
     own = connecting.DatabaseSettings.from_environment("postgresql://app:own@db/jobs", env)
     assert conninfo_to_dict(own.conninfo())["password"] == "own"
+
+
+def test_vanishing_connections_fail_fast_unless_the_url_says_otherwise() -> None:
+    default = conninfo_to_dict(connecting.DatabaseSettings(url="postgresql://app@db/jobs").conninfo())
+    assert (default["keepalives_idle"], default["tcp_user_timeout"]) == ("20", "30000")
+    url = "postgresql://app@db/jobs?tcp_user_timeout=0&keepalives=0"
+    own = conninfo_to_dict(connecting.DatabaseSettings(url=url).conninfo())
+    assert (own["tcp_user_timeout"], own["keepalives"]) == ("0", "0")
 
 
 def test_default_database_name_is_pgjobs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,3 +102,20 @@ def test_retry_delay_doubles_and_stops_at_the_last_attempt() -> None:
         return ClaimedJob(1, "noop", {}, attempt, 3, 10, None, 1, now, now)
 
     assert [claimed(attempt).retry_delay() for attempt in (1, 2, 3)] == [10.0, 20.0, None]
+
+
+def test_text_postgresql_refuses_is_found_anywhere_in_a_value() -> None:
+    lone = b"caf\xe9".decode("utf-8", "surrogateescape")
+    assert records.text_problem({"a": [1, {"b": "fine"}], "c": None}) is None
+    assert records.text_problem({"a": ["x", {"b": "a\x00b"}]}) == "it contains a NUL character (\\u0000)"
+    problem = records.text_problem({lone: 1})  # keys too
+    assert problem and "lone surrogate" in problem and "\\udce9" in problem
+    with pytest.raises(records.InvalidJob, match="lone surrogate"):
+        records.NewJob("noop", args={"name": lone}).args_json()
+
+
+def test_storable_text_keeps_what_it_cannot_store_visible() -> None:
+    lone = b"bad\xffbyte".decode("utf-8", "surrogateescape")
+    assert records.storable_text("a\x00b") == "a\\0b"
+    assert records.storable_text(lone) == "bad\\udcffbyte"
+    assert records.storable_text("caf\u00e9 \u2603") == "caf\u00e9 \u2603"
