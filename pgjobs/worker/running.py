@@ -213,18 +213,24 @@ class Worker:
         self._watchdog = asyncio.get_running_loop().call_later(max(remaining, 0.0), self._on_watchdog)
 
     def _on_watchdog(self) -> None:
-        silent_for = time.monotonic() - self._last_heartbeat
-        if silent_for < self.settings.stall_timeout:  # the loop may fire a timer a hair early
-            self._arm_watchdog()
-        else:
-            self._check_silence(silent_for)
+        self._check_silence(time.monotonic() - self._last_heartbeat)
+        # Again at the stall deadline (the loop may fire a timer a hair early), or, while silent,
+        # every interval: a job claimed during the silence becomes rescuable a stall timeout later.
+        remaining = self._last_heartbeat + self.settings.stall_timeout - time.monotonic()
+        delay = remaining if remaining > 0 else self.settings.heartbeat_interval
+        self._watchdog = asyncio.get_running_loop().call_later(delay, self._on_watchdog)
 
     def _check_silence(self, silent_for: float) -> None:
-        """A worker that cannot heartbeat past the stall timeout lets its jobs go: they are rescued."""
-        if silent_for < self.settings.stall_timeout:
+        """A worker that cannot heartbeat past the stall timeout lets its jobs go: they are rescued
+        (a job claimed less than a stall timeout ago is not, yet: the sweep spares a fresh claim)."""
+        stall = self.settings.stall_timeout
+        if silent_for < stall:
             return
+        # The claim's answer arrives a little after the database stamped started_at: a heartbeat
+        # interval of margin keeps us ahead of the sweep.
+        at_risk = time.monotonic() - (stall - self.settings.heartbeat_interval)
         for slot in self.slots:
-            if slot.execution:
+            if slot.execution and slot.claimed_at <= at_risk:
                 logger.warning(
                     "Job %s: no heartbeat for %.0fs, so it will be rescued elsewhere; letting it go",
                     slot.execution.job.id,

@@ -471,11 +471,16 @@ def test_a_heartbeat_that_hangs_still_lets_the_job_go_at_the_stall_timeout(datab
             # Blocks the heartbeat's FOR UPDATE, not the slots' claims (a foreign key's KEY SHARE).
             await conn.execute("SELECT 1 FROM pgjobs.workers WHERE id = %s FOR NO KEY UPDATE", [worker_id])
             deadline = time.monotonic() + 5.0  # the stall timeout is 2 s
-            while time.monotonic() < deadline:
-                if "letting it go" in worker.output():
-                    return True
-                await asyncio.sleep(0.1)
-            return False
+            while "letting it go" not in worker.output():
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
+            # Still silent for a while: the job handed back is claimed again at once, and that
+            # fresh claim is not taken away (the sweep spares it for a stall timeout).
+            await asyncio.sleep(1.0)
+            return True
 
     assert db.call(let_go_while_the_heartbeat_hangs), worker.output()
-    wait_for(lambda: ledger.count("start")[job_id] == 2, 20, what="the job to run again")
+    wait_for(lambda: db.job(job_id).state is JobState.RUNNING and ledger.count("start")[job_id] >= 2, 10)
+    time.sleep(1.0)
+    assert ledger.count("start")[job_id] == 2, worker.output()
