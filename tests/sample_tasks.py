@@ -55,6 +55,7 @@ def stubborn(context: pgjobs.TaskContext, seconds: float = 30.0) -> None:
 @pgjobs.task("progress")
 async def progress(context: pgjobs.TaskContext, updates: int = 100, seconds: float = 1.0) -> None:
     """Reports progress far more often than it is written."""
+    _record(context, "start")
     for step in range(1, updates + 1):
         context.progress(100 * step / updates, f"step {step}")
         await asyncio.sleep(seconds / updates)

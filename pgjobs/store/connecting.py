@@ -16,6 +16,8 @@ from psycopg import conninfo as libpq_conninfo
 from psycopg.rows import dict_row
 
 DEFAULT_DATABASE = "pgjobs"
+#: Seconds a connection may take to set up before it counts as failed.
+CONNECT_TIMEOUT = 10
 #: TCP settings unless the URL sets its own: a connection whose packets vanish (a dead node, a
 #: dropped NAT entry) fails within about half a minute instead of the kernel's 15 minutes (data
 #: unacknowledged) or 2 hours (idle, like a worker's LISTEN connection).
@@ -86,7 +88,7 @@ async def connect(
             settings.conninfo(dbname),
             autocommit=autocommit,
             row_factory=dict_row,
-            connect_timeout=10,
+            connect_timeout=CONNECT_TIMEOUT,
             application_name="pgjobs",
         )
     except psycopg.OperationalError as error:

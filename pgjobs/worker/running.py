@@ -63,22 +63,32 @@ class Worker:
         #: finished): one of those may have been about to learn of the job.
         self._suspects: dict[int, list[tuple[Slot, int]]] = {}
 
-    def in_contact(self) -> bool:
-        """Whether the last heartbeat is recent enough that nobody can have rescued our jobs."""
-        return time.monotonic() - self._last_heartbeat < self.settings.stall_timeout
+    def keeps(self, claimed_at: float) -> bool:
+        """Whether a job this worker claimed at `claimed_at` (monotonic) cannot have been rescued:
+        the last heartbeat is recent enough, or the claim is (the sweep spares a job whose
+        start is less than a stall timeout old). The claim's answer arrives a little after the
+        database stamped the start, hence a margin of two heartbeat intervals."""
+        return time.monotonic() < self._keep_until(claimed_at)
+
+    def _keep_until(self, claimed_at: float) -> float:
+        settings = self.settings
+        fresh_claim = claimed_at + settings.stall_timeout - 2 * settings.heartbeat_interval
+        return max(self._last_heartbeat + settings.stall_timeout, fresh_claim)
 
     async def run(self) -> None:
         await self._start()
         background = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         if self.listen:
             background.append(asyncio.create_task(self._listen_loop(), name="listen"))
+        slots_done = False
         try:
             await asyncio.gather(*(slot.run() for slot in self.slots))
+            slots_done = True
         finally:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._finish()
+            await self._finish(hand_back_leftovers=slots_done)
 
     async def _start(self) -> None:
         conn = await self._wait_for_database()
@@ -126,9 +136,14 @@ class Worker:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def _finish(self) -> None:
+    async def _finish(self, *, hand_back_leftovers: bool) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if hand_back_leftovers:
+            # Every slot has returned, so a job still held is run by nobody (a claim whose answer
+            # was lost while stopping, an outcome given up): back to Pending now, attempt
+            # refunded, rather than rescued a stall timeout later with the attempt charged.
+            await self._control.try_call(self._hand_back_all)
         await self._control.try_call(lambda conn: workers.deregister(conn, self.id))
         for link in [self._control, *(slot.link for slot in self.slots)]:
             with contextlib.suppress(psycopg.Error):
@@ -195,9 +210,11 @@ class Worker:
 
     async def _beat(self) -> Heartbeat | None:
         """One heartbeat, None when it failed. It may take until the stall deadline (at least an
-        interval); a connection that hangs is then dropped, so the next one starts afresh."""
+        interval), plus a connection's set-up; a connection that hangs is then dropped, so the
+        next one starts afresh. (Letting jobs go at the deadline is the watchdog's part.)"""
         deadline = self._last_heartbeat + self.settings.stall_timeout
         timeout = max(deadline - time.monotonic(), self.settings.heartbeat_interval)
+        timeout += connecting.CONNECT_TIMEOUT
         try:
             return await asyncio.wait_for(
                 self._control.try_call(lambda conn: workers.heartbeat(conn, self.id)), timeout
@@ -214,23 +231,22 @@ class Worker:
 
     def _on_watchdog(self) -> None:
         self._check_silence(time.monotonic() - self._last_heartbeat)
-        # Again at the stall deadline (the loop may fire a timer a hair early), or, while silent,
-        # every interval: a job claimed during the silence becomes rescuable a stall timeout later.
-        remaining = self._last_heartbeat + self.settings.stall_timeout - time.monotonic()
-        delay = remaining if remaining > 0 else self.settings.heartbeat_interval
+        # Again when the next job may become rescuable: the stall deadline, or while silent the
+        # time a job claimed during the silence stops being fresh (the loop may fire a hair early).
+        now = time.monotonic()
+        deadlines = [self._last_heartbeat + self.settings.stall_timeout]
+        deadlines += [self._keep_until(slot.claimed_at) for slot in self.slots if slot.execution]
+        upcoming = [deadline - now for deadline in deadlines if deadline > now]
+        delay = min(upcoming, default=self.settings.heartbeat_interval)
         self._watchdog = asyncio.get_running_loop().call_later(delay, self._on_watchdog)
 
     def _check_silence(self, silent_for: float) -> None:
         """A worker that cannot heartbeat past the stall timeout lets its jobs go: they are rescued
-        (a job claimed less than a stall timeout ago is not, yet: the sweep spares a fresh claim)."""
-        stall = self.settings.stall_timeout
-        if silent_for < stall:
+        (a job claimed during the silence only once it is no longer fresh: see `keeps`)."""
+        if silent_for < self.settings.stall_timeout:
             return
-        # The claim's answer arrives a little after the database stamped started_at: a heartbeat
-        # interval of margin keeps us ahead of the sweep.
-        at_risk = time.monotonic() - (stall - self.settings.heartbeat_interval)
         for slot in self.slots:
-            if slot.execution and slot.claimed_at <= at_risk:
+            if slot.execution and not self.keeps(slot.claimed_at):
                 logger.warning(
                     "Job %s: no heartbeat for %.0fs, so it will be rescued elsewhere; letting it go",
                     slot.execution.job.id,
@@ -277,6 +293,17 @@ class Worker:
             lease: self._suspects.get(lease, exchanging) for lease in unexplained if lease not in orphans
         }
         return orphans
+
+    async def _hand_back_all(self, conn: Connection) -> None:
+        beat = await workers.heartbeat(conn, self.id)
+        if beat.held_leases:
+            released = await jobs.release(
+                conn, self.id, beat.held_leases, "handed back by its worker on leaving"
+            )
+            for job_id, state in released.items():
+                logger.warning(
+                    "Job %s was held by this worker but run by none of its slots: now %s", job_id, state.phase
+                )
 
     async def _hand_back(self, leases: list[int]) -> None:
         message = "handed back: its worker holds it but lost track of it (a claim's answer was lost)"

@@ -114,13 +114,17 @@ class Slot:
         if job.attempt == 1:
             metrics.PICKUP_LATENCY.observe(max(0.0, waited))
 
+    def _kept(self) -> bool:
+        """Whether this slot's job cannot have been rescued (for the task's own checks)."""
+        return self.worker.keeps(self.claimed_at)
+
     def _exchange_ended(self) -> None:
         self.exchanging = False
         self.exchanges += 1
 
     async def _process(self, job: ClaimedJob) -> ClaimedJob | None:
         """Run one job and record its outcome; returns the next job when the record claimed one."""
-        self.execution = Execution(job, self.worker.settings, self.link, self.worker.in_contact)
+        self.execution = Execution(job, self.worker.settings, self.link, self._kept)
         try:
             outcome = await self.execution.run()
         finally:
@@ -134,8 +138,8 @@ class Slot:
             return await self._record(job, outcome, elapsed)
         except GaveUp:
             logger.warning(
-                "Job %s: outcome (%s) not recorded, the database stayed away; the job will be "
-                "handed back once it is reachable again",
+                "Job %s: outcome (%s) not recorded, the database stayed away; the job goes back "
+                "to Pending when it is reachable again (or is rescued if this worker stops first)",
                 job.id,
                 outcome.verdict.value,
             )

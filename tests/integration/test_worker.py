@@ -420,6 +420,19 @@ def _worker_id(db: Database) -> str:
     return wait_for(lambda: (found := db.call(read)) and found[0], 20, what="the worker's registration")
 
 
+def _claim_as_a_lost_answer(db: Database, job_id: int, worker_id: str) -> None:
+    """What a claim leaves when it commits and its answer is lost: the row Running for the worker."""
+
+    async def claim(conn):  # type: ignore[no-untyped-def]
+        await conn.execute(
+            "UPDATE pgjobs.jobs SET state = 'running', worker_id = %s, attempt = attempt + 1,"
+            " lease = nextval('pgjobs.lease_seq'), started_at = now() WHERE id = %s",
+            [worker_id, job_id],
+        )
+
+    db.call(claim)
+
+
 def test_a_claim_whose_answer_was_lost_is_handed_back(database, spawn) -> None:  # type: ignore[no-untyped-def]
     """A claim that committed but whose answer never reached the slot (the connection broke after
     the commit, and the slot claimed again) leaves a row Running for a live worker, which no
@@ -429,14 +442,7 @@ def test_a_claim_whose_answer_was_lost_is_handed_back(database, spawn) -> None: 
     worker_id = _worker_id(db)
     [job_id] = db.enqueue("record", queue="elsewhere")  # a queue this worker does not take
 
-    async def claim_as_the_lost_answer(conn):  # type: ignore[no-untyped-def]
-        await conn.execute(
-            "UPDATE pgjobs.jobs SET state = 'running', worker_id = %s, attempt = attempt + 1,"
-            " lease = nextval('pgjobs.lease_seq'), started_at = now() WHERE id = %s",
-            [worker_id, job_id],
-        )
-
-    db.call(claim_as_the_lost_answer)
+    _claim_as_a_lost_answer(db, job_id, worker_id)
     job = wait_for(lambda: (j := db.job(job_id)).state is JobState.PENDING and j, 10, what="the hand-back")
     assert (job.attempt, job.worker_id) == (0, None), "the lost claim charged no attempt"
     assert job.message and "handed back" in job.message
@@ -457,13 +463,21 @@ def test_a_stop_during_a_failing_attempt_wins_over_the_retry(database, database_
     assert ledger.count("start")[job_id] == 1, "the stopped job ran again"
 
 
-def test_a_heartbeat_that_hangs_still_lets_the_job_go_at_the_stall_timeout(database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("task", "args"),
+    [("record", {"seconds": 60}), ("progress", {"updates": 600, "seconds": 60})],  # sleeps / reports
+)
+def test_a_heartbeat_that_hangs_still_lets_the_job_go_at_the_stall_timeout(
+    database, spawn, ledger, task, args
+) -> None:  # type: ignore[no-untyped-def]
     """A heartbeat blocked for good (here: its worker row locked; in life, a connection whose
-    packets vanish) must not keep the worker running a job that others rescue at the stall timeout."""
+    packets vanish) must not keep the worker running a job that others rescue at the stall
+    timeout; and a job claimed again during the silence is kept while it is fresh, whether the
+    task checks its contact (progress reports) or not."""
     db = Database(database)
     worker = spawn()
     worker_id = _worker_id(db)
-    [job_id] = db.enqueue("record", args={"seconds": 60})
+    [job_id] = db.enqueue(task, args=args)
     wait_for(lambda: ledger.count("start")[job_id] == 1, 20, what="the job to start")
 
     async def let_go_while_the_heartbeat_hangs(conn) -> bool:  # type: ignore[no-untyped-def]
@@ -484,3 +498,18 @@ def test_a_heartbeat_that_hangs_still_lets_the_job_go_at_the_stall_timeout(datab
     wait_for(lambda: db.job(job_id).state is JobState.RUNNING and ledger.count("start")[job_id] >= 2, 10)
     time.sleep(1.0)
     assert ledger.count("start")[job_id] == 2, worker.output()
+
+
+def test_a_job_held_but_not_run_is_handed_back_when_the_worker_leaves(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    # Heartbeats too slow for the hand-back at the second one: only leaving can do it here.
+    worker = spawn("--heartbeat-interval", "5", "--stall-timeout", "30")
+    worker_id = _worker_id(db)
+    [job_id] = db.enqueue("record", queue="elsewhere")
+
+    _claim_as_a_lost_answer(db, job_id, worker_id)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()
+    job = db.job(job_id)
+    assert (job.state, job.attempt) == (JobState.PENDING, 0)
+    assert job.message == "handed back by its worker on leaving"
