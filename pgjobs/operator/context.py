@@ -83,7 +83,8 @@ class Context:
                 await task
         for database in (self.database, self.sync_database):
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(database.close(), 5)
+                async with asyncio.timeout(5):
+                    await database.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.kube.close()
 

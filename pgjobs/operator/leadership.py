@@ -60,7 +60,8 @@ async def _follow_then_lead(ctx: context.Context, conn: psycopg.AsyncConnection[
     try:
         while not task.done():
             await asyncio.sleep(ctx.options.leadership_interval)
-            await asyncio.wait_for(resources.ping(conn), PING_TIMEOUT)
+            async with asyncio.timeout(PING_TIMEOUT):
+                await resources.ping(conn)
         task.result()  # duties never return on their own: surface why they did
     finally:
         task.cancel()

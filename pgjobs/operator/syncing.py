@@ -255,7 +255,8 @@ class Syncer:
                 await self._low.wait()
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._low.wait(), self.ctx.options.sync_interval)
+                    async with asyncio.timeout(self.ctx.options.sync_interval):
+                        await self._low.wait()
 
     async def sync_once(self) -> bool:
         """Record what was copied, then queue rows to copy; True when it found as many as it wanted."""

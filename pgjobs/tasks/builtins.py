@@ -71,7 +71,8 @@ async def _terminate(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(signal.SIGTERM)
     try:
-        await asyncio.wait_for(process.wait(), SHELL_KILL_AFTER_SECONDS)
+        async with asyncio.timeout(SHELL_KILL_AFTER_SECONDS):
+            await process.wait()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()

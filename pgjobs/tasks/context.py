@@ -81,7 +81,8 @@ class TaskContext:
     async def asleep(self, seconds: float) -> bool:
         """Sleep in an async task; returns False early when a stop is requested."""
         try:
-            await asyncio.wait_for(self._async_stop_event().wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._async_stop_event().wait()
         except TimeoutError:
             return not self.stop_requested
         return False

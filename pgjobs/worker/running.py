@@ -206,7 +206,8 @@ class Worker:
                     await self._rescue()
             self._beat_now.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._beat_now.wait(), self.settings.heartbeat_interval)
+                async with asyncio.timeout(self.settings.heartbeat_interval):
+                    await self._beat_now.wait()
 
     async def _beat(self) -> Heartbeat | None:
         """One heartbeat, None when it failed. It may take until the stall deadline (at least an
@@ -216,9 +217,10 @@ class Worker:
         timeout = max(deadline - time.monotonic(), self.settings.heartbeat_interval)
         timeout += connecting.CONNECT_TIMEOUT
         try:
-            return await asyncio.wait_for(
-                self._control.try_call(lambda conn: workers.heartbeat(conn, self.id)), timeout
-            )
+            # asyncio.timeout, not wait_for: on 3.11, wait_for swallows a cancellation that comes
+            # as its inner call finishes, and the heartbeat loop then outlived the worker's end.
+            async with asyncio.timeout(timeout):
+                return await self._control.try_call(lambda conn: workers.heartbeat(conn, self.id))
         except TimeoutError:
             await self._control.drop(TimeoutError(f"a heartbeat got no answer within {timeout:.1f}s"))
             return None
