@@ -498,7 +498,7 @@ def prune_one(jobs: JobsApi, obj: Json, dry_run: bool) -> str:
 def cmd_prune(opts: argparse.Namespace, out: TextIO) -> int:
     jobs = connect(opts)
     with api_errors(f"cannot list PgJobs in namespace {jobs.namespace!r}"):
-        items = jobs.list_all(opts.selector).get("items", [])
+        items = jobs.list_all(opts.selector).get("items") or []
     now = dt.datetime.now(dt.UTC)
     chosen = [o for o in items if prunable(o, opts.phase, opts.older_than, now)]
     for obj in chosen:
@@ -622,7 +622,7 @@ def follow(jobs: JobsApi, tracker: Tracker, deadline: float | None) -> bool:
     while True:
         with api_errors(f"cannot list PgJobs in namespace {jobs.namespace!r}"):
             listing = jobs.list_all(selector)
-        for obj in listing.get("items", []):
+        for obj in listing.get("items") or []:
             tracker.apply("ADDED", obj, initial=True)
         if tracker.done():
             return True

@@ -151,7 +151,8 @@ class KubeApi:
             while True:
                 query = f"?limit={PAGE}" + (f"&continue={quote(token)}" if token else "")
                 page = await self.request("GET", path + query, accept=METADATA_ONLY)
-                found += [Identity.of(item["metadata"]) for item in page.get("items", [])]
+                # An empty metadata-only list comes back as `"items": null`.
+                found += [Identity.of(item["metadata"]) for item in page.get("items") or []]
                 token = (page.get("metadata") or {}).get("continue") or ""
                 if not token:
                     break

@@ -14,10 +14,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import kopf
+import psycopg
 
-from pgjobs.operator import context, handlers, metrics
-from pgjobs.store import horizon, jobs, resources, workers
+from pgjobs.operator import context, handlers, kube, metrics
+from pgjobs.store import connecting, horizon, jobs, resources, workers
 
 logger = logging.getLogger(__name__)
 
@@ -161,11 +163,23 @@ STEPS: tuple[Callable[[context.Context], Awaitable[None]], ...] = (
 )
 
 
+#: What an outage of the API server or the database raises: worth one line, not a traceback.
+UNREACHABLE = (
+    aiohttp.ClientError,
+    kube.KubeError,
+    psycopg.OperationalError,
+    connecting.DatabaseError,
+    TimeoutError,
+)
+
+
 async def run_once(ctx: context.Context) -> None:
     for step in STEPS:
         try:
             await step(ctx)
-        except Exception:  # reported, then retried next round
+        except UNREACHABLE as error:  # retried next round
+            logger.warning("maintenance step %s failed: %s", step.__name__, error)
+        except Exception:  # unexpected: the traceback says where
             logger.warning("maintenance step %s failed", step.__name__, exc_info=True)
 
 

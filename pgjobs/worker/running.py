@@ -15,6 +15,7 @@ import random
 import signal
 import time
 import uuid
+from collections.abc import Iterable
 
 import psycopg
 
@@ -299,18 +300,14 @@ class Worker:
     async def _hand_back_all(self, conn: Connection) -> None:
         beat = await workers.heartbeat(conn, self.id)
         if beat.held_leases:
-            released = await jobs.release(
-                conn, self.id, beat.held_leases, "handed back by its worker on leaving"
-            )
-            for job_id, state in released.items():
-                logger.warning(
-                    "Job %s was held by this worker but run by none of its slots: now %s", job_id, state.phase
-                )
+            await self._release_orphans(conn, beat.held_leases, "handed back by its worker on leaving")
 
     async def _hand_back(self, leases: list[int]) -> None:
         message = "handed back: its worker holds it but lost track of it (a claim's answer was lost)"
-        released = await self._control.try_call(lambda conn: jobs.release(conn, self.id, leases, message))
-        for job_id, state in (released or {}).items():
+        await self._control.try_call(lambda conn: self._release_orphans(conn, leases, message))
+
+    async def _release_orphans(self, conn: Connection, leases: Iterable[int], message: str) -> None:
+        for job_id, state in (await jobs.release(conn, self.id, leases, message)).items():
             metrics.ORPHANS_HANDED_BACK.inc()
             logger.warning(
                 "Job %s was held by this worker but run by none of its slots: now %s", job_id, state.phase

@@ -32,7 +32,8 @@ class PagedServer:
             }
             for i in range(start, end)
         ]
-        return {"items": items, "metadata": {"continue": str(end) if end < self.count else ""}}
+        # As the API server sends an empty metadata-only list: `"items": null`.
+        return {"items": items or None, "metadata": {"continue": str(end) if end < self.count else ""}}
 
 
 def test_every_page_is_read_and_only_identities_are_kept() -> None:
@@ -45,3 +46,9 @@ def test_every_page_is_read_and_only_identities_are_kept() -> None:
     assert all(f"limit={kube.PAGE}" in path for path, _ in server.calls)
     assert [p.deleting for p in found[:5]] == [False, False, False, True, False]
     assert found[0].created == datetime.datetime(2026, 11, 28, 20, 0, tzinfo=datetime.UTC)
+
+
+def test_an_empty_listing_is_empty() -> None:
+    api = object.__new__(kube.KubeApi)
+    api.request = PagedServer(count=0, page=kube.PAGE).request  # type: ignore[method-assign]
+    assert asyncio.run(api.list_identities(["ns"])) == []
