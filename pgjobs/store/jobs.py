@@ -80,11 +80,15 @@ async def acknowledge_stop(conn: Connection, job: ClaimedJob, message: str) -> b
 
 
 async def release(
-    conn: Connection, worker_id: uuid.UUID, leases: Iterable[int], message: str
+    conn: Connection, worker_id: uuid.UUID, leases: Iterable[int] | None, message: str
 ) -> dict[int, JobState]:
-    """Hand jobs this worker holds back to Pending without charging their attempt (Stopped when
-    a stop was requested); returns {job id: state} for those it still held."""
-    params = {"worker_id": worker_id, "leases": list(leases), "message": storable_text(message)}
+    """Hand jobs this worker holds (those `leases`; None: all) back to Pending without charging
+    their attempt (Stopped when a stop was requested); returns {job id: state} of those released."""
+    params = {
+        "worker_id": worker_id,
+        "leases": None if leases is None else list(leases),
+        "message": storable_text(message),
+    }
     return {int(row["id"]): JobState(row["state"]) for row in await fetch_all(conn, "job_release", params)}
 
 

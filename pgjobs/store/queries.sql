@@ -68,8 +68,9 @@ RETURNING id;
 -- name: job_release
 -- A worker hands jobs it holds back without charging the attempt: when it shuts down, and when
 -- it holds a job none of its slots runs (a claim committed but its answer was lost with the
--- connection, so the slot claimed again; an outcome it gave up writing). A stop requested
--- meanwhile is honoured: the job ends stopped.
+-- connection, so the slot claimed again; an outcome it gave up writing); %(leases)s NULL: all
+-- of them (a worker leaving with every slot done). A stop requested meanwhile is honoured: the
+-- job ends stopped.
 UPDATE pgjobs.jobs
 SET state = CASE WHEN stop_requested THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
     attempt = CASE WHEN stop_requested THEN attempt ELSE greatest(attempt - 1, 0) END,
@@ -80,7 +81,8 @@ SET state = CASE WHEN stop_requested THEN 'stopped' ELSE 'pending' END::pgjobs.j
     progress = CASE WHEN stop_requested THEN progress ELSE 0 END,
     message = CASE WHEN stop_requested THEN 'stopped on request' ELSE %(message)s END,
     stop_requested = false, change_count = change_count + 1
-WHERE worker_id = %(worker_id)s AND lease = ANY(%(leases)s) AND state = 'running'
+WHERE worker_id = %(worker_id)s AND state = 'running'
+  AND (%(leases)s::bigint[] IS NULL OR lease = ANY(%(leases)s::bigint[]))
 RETURNING id, state, CASE WHEN state = 'pending' THEN pg_notify('pgjobs_jobs', '') END AS notified;
 
 -- name: job_progress

@@ -227,21 +227,20 @@ class Worker:
             return None
 
     def _arm_watchdog(self) -> None:
+        """Fire when the next job may become rescuable: the stall deadline, or while silent the
+        time a job claimed during the silence stops being fresh (then every interval)."""
         if self._watchdog is not None:
             self._watchdog.cancel()
-        remaining = self._last_heartbeat + self.settings.stall_timeout - time.monotonic()
-        self._watchdog = asyncio.get_running_loop().call_later(max(remaining, 0.0), self._on_watchdog)
-
-    def _on_watchdog(self) -> None:
-        self._check_silence(time.monotonic() - self._last_heartbeat)
-        # Again when the next job may become rescuable: the stall deadline, or while silent the
-        # time a job claimed during the silence stops being fresh (the loop may fire a hair early).
         now = time.monotonic()
         deadlines = [self._last_heartbeat + self.settings.stall_timeout]
         deadlines += [self._keep_until(slot.claimed_at) for slot in self.slots if slot.execution]
         upcoming = [deadline - now for deadline in deadlines if deadline > now]
         delay = min(upcoming, default=self.settings.heartbeat_interval)
         self._watchdog = asyncio.get_running_loop().call_later(delay, self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        self._check_silence(time.monotonic() - self._last_heartbeat)  # may fire a hair early
+        self._arm_watchdog()
 
     def _check_silence(self, silent_for: float) -> None:
         """A worker that cannot heartbeat past the stall timeout lets its jobs go: they are rescued
@@ -298,15 +297,13 @@ class Worker:
         return orphans
 
     async def _hand_back_all(self, conn: Connection) -> None:
-        beat = await workers.heartbeat(conn, self.id)
-        if beat.held_leases:
-            await self._release_orphans(conn, beat.held_leases, "handed back by its worker on leaving")
+        await self._release_orphans(conn, None, "handed back by its worker on leaving")
 
     async def _hand_back(self, leases: list[int]) -> None:
         message = "handed back: its worker holds it but lost track of it (a claim's answer was lost)"
         await self._control.try_call(lambda conn: self._release_orphans(conn, leases, message))
 
-    async def _release_orphans(self, conn: Connection, leases: Iterable[int], message: str) -> None:
+    async def _release_orphans(self, conn: Connection, leases: Iterable[int] | None, message: str) -> None:
         for job_id, state in (await jobs.release(conn, self.id, leases, message)).items():
             metrics.ORPHANS_HANDED_BACK.inc()
             logger.warning(

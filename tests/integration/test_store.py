@@ -180,6 +180,8 @@ def test_release_touches_only_this_workers_leases(database: connecting.DatabaseS
     leases = [my_job.lease, their_job.lease]
     assert db.call(lambda conn: jobs.release(conn, mine, leases, "x")) == {my_job.id: JobState.PENDING}
     assert db.job(their_job.id).state is JobState.RUNNING
+    # No leases named: every job the worker holds (it is leaving).
+    assert db.call(lambda conn: jobs.release(conn, theirs, None, "x")) == {their_job.id: JobState.PENDING}
 
 
 @pytest.mark.parametrize("outcome", ["retry", "release"])
