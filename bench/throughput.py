@@ -100,6 +100,8 @@ def pgbench_script() -> str:
         "lease": ":next_lease",
         "worker_id": ":worker_id",
         "queues": ":queues",
+        # A draining worker's slot is busy, never counted idle.
+        "was_idle": "false",
         # A noop job completes with result NULL and message NULL, as in the worker.
         "result": "NULL",
         "message": "NULL",

@@ -47,6 +47,18 @@ def wait_for(
         time.sleep(interval)
 
 
+def pgjobs(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The `pgjobs` command line, run to its end with `env`; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "pgjobs.cli.main", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class Ledger:
     """The file sample tasks append their runs to: `event job_id attempt pid` lines."""
 

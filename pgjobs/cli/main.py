@@ -484,6 +484,7 @@ def _worker_json(worker: Worker) -> dict[str, Any]:
         "concurrency": worker.concurrency,
         "state": worker.state,
         "running_jobs": worker.running_jobs,
+        "idle_slots": worker.idle_slots,
         "started_at": worker.started_at.isoformat(),
         "heartbeat_at": worker.heartbeat_at.isoformat(),
     }
@@ -491,7 +492,7 @@ def _worker_json(worker: Worker) -> dict[str, Any]:
 
 def format_workers(found: Sequence[Worker], now: datetime.datetime | None = None) -> str:
     now = now or datetime.datetime.now(datetime.UTC)
-    rows = [["ID", "HOST", "PID", "STATE", "QUEUES", "RUNNING", "LAST HEARTBEAT", "AGE"]]
+    rows = [["ID", "HOST", "PID", "STATE", "QUEUES", "RUNNING", "IDLE", "LAST HEARTBEAT", "AGE"]]
     for worker in found:
         rows.append(
             [
@@ -501,6 +502,7 @@ def format_workers(found: Sequence[Worker], now: datetime.datetime | None = None
                 worker.state,
                 ",".join(worker.queues),
                 f"{worker.running_jobs}/{worker.concurrency}",
+                str(worker.idle_slots),
                 format_age(now - worker.heartbeat_at) + " ago",
                 format_age(now - worker.started_at),
             ]

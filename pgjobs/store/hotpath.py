@@ -36,7 +36,7 @@ STATEMENT_NAME = b"pgjobs_job_complete_and_claim"
 
 # Type OIDs of PostgreSQL's built-in types (fixed in pg_type.dat, the same on every server).
 _JSONB, _TEXT, _INT8, _UUID, _TEXT_ARRAY = 3802, 25, 20, 2950, 1009
-_INT4, _TIMESTAMPTZ = 23, 1184
+_INT4, _TIMESTAMPTZ, _BOOL = 23, 1184, 16
 PARAMETER_TYPES = {
     "result": _JSONB,
     "message": _TEXT,
@@ -44,6 +44,7 @@ PARAMETER_TYPES = {
     "lease": _INT8,
     "worker_id": _UUID,
     "queues": _TEXT_ARRAY,
+    "was_idle": _BOOL,
 }
 #: The answer's columns in order, as the parsing below reads them.
 COLUMNS = (
@@ -142,8 +143,11 @@ async def complete_and_claim(
     message: str | None,
     worker_id: uuid.UUID,
     queues: Sequence[str],
+    was_idle: bool | None = False,
 ) -> tuple[bool, ClaimedJob | None]:
-    """Complete job `job_id` (fenced by `lease`; None: complete nothing) and claim the next one."""
+    """Complete job `job_id` (fenced by `lease`; None: complete nothing) and claim the next one;
+    `was_idle`: the calling slot is counted among its worker's idle slots (None: not counted
+    either way, for a worker that does not listen for wake-ups)."""
     worker, queue_list = _identity(worker_id, queues)
     async with conn.lock:
         pgconn = _usable(conn)
@@ -157,6 +161,7 @@ async def complete_and_claim(
             "lease": None if lease is None else str(lease).encode(),
             "worker_id": worker,
             "queues": queue_list,
+            "was_idle": None if was_idle is None else b"t" if was_idle else b"f",
         }
         parameters = [values[name] for name in _STATEMENT.names]
         answer = await _round_trip(

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from pgjobs.states import JobState
 from pgjobs.store import hotpath, validation
-from pgjobs.store.queries import Connection, fetch_all, fetch_one
+from pgjobs.store.queries import QUERIES, Connection, fetch_all, fetch_one
 from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, Row, storable_text
 
 
@@ -28,9 +28,13 @@ async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
     return [int(row["id"]) for row in rows]
 
 
-async def claim(conn: Connection, worker_id: uuid.UUID, queues: Sequence[str]) -> ClaimedJob | None:
-    """Claim the next runnable job of `queues`, None when there is none."""
-    _, claimed = await hotpath.complete_and_claim(conn, None, None, None, None, worker_id, queues)
+async def claim(
+    conn: Connection, worker_id: uuid.UUID, queues: Sequence[str], *, was_idle: bool | None = False
+) -> ClaimedJob | None:
+    """Claim the next runnable job of `queues`, None when there is none. The worker's count of
+    idle slots follows: one fewer when an idle slot (`was_idle`) found work, one more when a busy
+    one found none (`was_idle` None: untouched)."""
+    _, claimed = await hotpath.complete_and_claim(conn, None, None, None, None, worker_id, queues, was_idle)
     return claimed
 
 
@@ -41,11 +45,26 @@ async def complete_and_claim(
     message: str | None,
     worker_id: uuid.UUID,
     queues: Sequence[str],
+    *,
+    counts_idle: bool = True,
 ) -> tuple[bool, ClaimedJob | None]:
-    """Complete a held job and claim the next in one round trip: (completed, next job)."""
+    """Complete a held job and claim the next in one round trip: (completed, next job). A slot
+    that finds no next job is counted idle in its worker's row (unless not `counts_idle`)."""
     return await hotpath.complete_and_claim(
-        conn, job.id, job.lease, result, storable_text(message), worker_id, queues
+        conn,
+        job.id,
+        job.lease,
+        result,
+        storable_text(message),
+        worker_id,
+        queues,
+        False if counts_idle else None,
     )
+
+
+async def announce(conn: Connection) -> None:
+    """Wake every worker (new-job notification with no worker named)."""
+    await conn.execute(QUERIES["job_announce"])
 
 
 async def complete(conn: Connection, job: ClaimedJob, result: Any, message: str | None = None) -> bool:

@@ -11,6 +11,7 @@ RETURNING id;
 -- name: job_complete_and_claim
 -- The hot path: finish one job and claim the next in a single round trip. With a NULL job id it
 -- only claims (the claim lives in this one statement, so there is one claim to get right).
+-- was_idle: whether the calling slot is counted idle in its worker's row (see idleness).
 WITH completed AS (
     UPDATE pgjobs.jobs
     SET state = 'completed', progress = 100, result = %(result)s, message = %(message)s,
@@ -31,9 +32,20 @@ WITH completed AS (
     )
     RETURNING id, task, args, attempt, max_attempts, backoff_seconds, timeout_seconds, lease,
               created_at, started_at
+), idleness AS (
+    -- The worker's idle slots, for the enqueue trigger's targeted wake-up: written only when
+    -- this slot's idleness changes (it was idle and found work, or was busy and found none), so
+    -- a draining worker never writes here.
+    UPDATE pgjobs.workers
+    SET idle_slots = least(greatest(idle_slots + CASE WHEN %(was_idle)s THEN -1 ELSE 1 END, 0), concurrency)
+    WHERE id = %(worker_id)s AND %(was_idle)s = EXISTS (SELECT FROM claimed)
 )
 SELECT (SELECT count(*) FROM completed) AS completed, claimed.*
 FROM (VALUES (1)) AS one (x) LEFT JOIN claimed ON true;
+
+-- name: job_announce
+-- Wake every worker: a worker named by a targeted wake-up with no slot free passes it on.
+SELECT pg_notify('pgjobs_jobs', '');
 
 -- name: job_complete
 UPDATE pgjobs.jobs
@@ -225,10 +237,14 @@ ON CONFLICT (id) DO UPDATE SET state = 'alive', heartbeat_at = now(), stopped_at
 -- name: worker_heartbeat
 -- The answer tells the worker which of its jobs were asked to stop and which it still holds
 -- (a job it runs but no longer holds was rescued, restarted or deleted: it must let go).
+-- It also sets the worker's idle slots as the worker counts them (NULL: leave as is), which
+-- mends any drift in what the hot statement keeps there (an answer lost with its connection).
 WITH previous AS (
     SELECT state FROM pgjobs.workers WHERE id = %(worker_id)s FOR UPDATE
 ), beat AS (
-    UPDATE pgjobs.workers SET heartbeat_at = now(), state = 'alive', stopped_at = NULL
+    UPDATE pgjobs.workers
+    SET heartbeat_at = now(), state = 'alive', stopped_at = NULL,
+        idle_slots = coalesce(%(idle_slots)s, idle_slots)
     WHERE id = %(worker_id)s
     RETURNING id
 )

@@ -202,6 +202,8 @@ class Worker:
     heartbeat_at: datetime.datetime
     stopped_at: datetime.datetime | None
     running_jobs: int
+    #: Slots counted waiting for work (what targeted wake-ups choose by; see migration 0004).
+    idle_slots: int
 
     @classmethod
     def from_row(cls, row: Row) -> Worker:

@@ -5,8 +5,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from psycopg import sql
+
 from pgjobs.store.queries import QUERIES, Connection
 from pgjobs.store.records import Heartbeat, Worker
+
+#: New jobs for any worker (a batch, a retry, a job no idle worker was found for).
+JOBS_CHANNEL = "pgjobs_jobs"
+#: Stop requests, the payload naming the worker whose job it is.
+CONTROL_CHANNEL = "pgjobs_control"
+
+
+def wake_channel(worker_id: uuid.UUID) -> str:
+    """The channel on which the enqueue trigger wakes this one worker (migration 0004)."""
+    return f"pgjobs_wake_{worker_id}"
+
+
+async def listen(conn: Connection, worker_id: uuid.UUID) -> None:
+    """Subscribe `conn` to every channel a worker is woken on."""
+    for channel in (JOBS_CHANNEL, CONTROL_CHANNEL, wake_channel(worker_id)):
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
 
 async def register(
@@ -24,8 +42,10 @@ async def register(
     )
 
 
-async def heartbeat(conn: Connection, worker_id: uuid.UUID) -> Heartbeat:
-    cursor = await conn.execute(QUERIES["worker_heartbeat"], {"worker_id": worker_id})
+async def heartbeat(conn: Connection, worker_id: uuid.UUID, idle_slots: int | None = None) -> Heartbeat:
+    """Mark the worker alive (and set its idle slots, unless None); what it must stop or let go."""
+    params = {"worker_id": worker_id, "idle_slots": idle_slots}
+    cursor = await conn.execute(QUERIES["worker_heartbeat"], params)
     row = await cursor.fetchone()
     assert row is not None
     previous = row["previous_state"]

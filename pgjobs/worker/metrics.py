@@ -40,6 +40,10 @@ ORPHANS_HANDED_BACK = Counter(
     "Jobs this worker held but none of its slots ran (a claim's answer lost with its connection),"
     " handed back to Pending",
 )
+WAKEUPS_PASSED_ON = Counter(
+    "pgjobs_worker_wakeups_passed_on_total",
+    "New-job wake-ups naming this worker when no slot was free, passed on to every worker",
+)
 RESCUED = Counter("pgjobs_worker_rescued_jobs_total", "Stalled jobs this worker's rescue sweeps recovered")
 
 

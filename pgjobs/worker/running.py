@@ -31,8 +31,6 @@ from pgjobs.worker.slots import Slot
 
 logger = logging.getLogger("pgjobs.worker")
 
-JOBS_CHANNEL = "pgjobs_jobs"
-CONTROL_CHANNEL = "pgjobs_control"
 #: Run the rescue sweep after this many heartbeats: every one, so a dead worker's job is running
 #: again within the stall timeout plus about one heartbeat (the sweep is one cheap indexed UPDATE).
 RESCUE_EVERY_HEARTBEATS = 1
@@ -63,6 +61,9 @@ class Worker:
         #: slots that were exchanging with the database then (and how many exchanges they had
         #: finished): one of those may have been about to learn of the job.
         self._suspects: dict[int, list[tuple[Slot, int]]] = {}
+        self._wake_channel = workers.wake_channel(self.id)
+        self._name = str(self.id)
+        self._passing_on: set[asyncio.Task[None]] = set()
 
     def keeps(self, claimed_at: float) -> bool:
         """Whether a job this worker claimed at `claimed_at` (monotonic) cannot have been rescued:
@@ -221,10 +222,19 @@ class Worker:
             # asyncio.timeout, not wait_for: on 3.11, wait_for swallows a cancellation that comes
             # as its inner call finishes, and the heartbeat loop then outlived the worker's end.
             async with asyncio.timeout(timeout):
-                return await self._control.try_call(lambda conn: workers.heartbeat(conn, self.id))
+                idle = self.idle_slots()
+                return await self._control.try_call(lambda conn: workers.heartbeat(conn, self.id, idle))
         except TimeoutError:
             await self._control.drop(TimeoutError(f"a heartbeat got no answer within {timeout:.1f}s"))
             return None
+
+    def idle_slots(self) -> int | None:
+        """How many slots the worker's row should count idle; None while a slot's claim or outcome
+        is on its way (its answer may change the count) or when the worker does not listen (it
+        could not be woken, so it is never counted)."""
+        if not self.listen or any(slot.exchanging for slot in self.slots):
+            return None
+        return sum(slot.counted_idle for slot in self.slots)
 
     def _arm_watchdog(self) -> None:
         """Fire when the next job may become rescuable: the stall deadline, or while silent the
@@ -345,18 +355,28 @@ class Worker:
                 await link.close()
 
     async def _listen(self, conn: Connection) -> None:
-        await conn.execute(f"LISTEN {JOBS_CHANNEL}")
-        await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+        await workers.listen(conn, self.id)
         self.wake_one_slot()  # anything announced while we were not listening
         await hotpath.receive_notifications(conn, self._notified)
 
     def _notified(self, channel: str, payload: str) -> None:
-        if channel == JOBS_CHANNEL:
+        if channel == workers.JOBS_CHANNEL:
             self.wake_one_slot()
-        elif payload == str(self.id):
+        elif channel == self._wake_channel:
+            if self.stopping or not self.wake_one_slot():
+                # Woken for a new job with no slot free (the row's idle count was behind):
+                # every other worker must hear of it instead.
+                self._pass_on()
+        elif payload == self._name:
             self._beat_now.set()
 
-    def wake_one_slot(self, besides: Slot | None = None) -> None:
+    def _pass_on(self) -> None:
+        metrics.WAKEUPS_PASSED_ON.inc()
+        task = asyncio.get_running_loop().create_task(self._control.try_call(jobs.announce))
+        self._passing_on.add(task)
+        task.add_done_callback(self._passing_on.discard)
+
+    def wake_one_slot(self, besides: Slot | None = None) -> bool:
         """Wake one slot free to claim: an idle one first, else one claiming now (it claims again,
         as its claim may have missed the new job). Waking every idle slot per notification made
         all but one claim nothing; a slot that finds work wakes the next (`Slot.run`), and every
@@ -365,7 +385,8 @@ class Worker:
         for slot in sorted(free, key=lambda slot: not slot.idle):
             if not slot.wake_pending:
                 slot.wake()
-                return
+                return True
+        return False
 
 
 async def run_worker(

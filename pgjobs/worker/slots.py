@@ -45,6 +45,11 @@ class Slot:
         #: job it does not know of yet (or not any more). `exchanges` counts those that ended.
         self.exchanging = False
         self.exchanges = 0
+        #: Whether the worker's row counts this slot idle, as the slot's last claim left it (the
+        #: enqueue trigger wakes a worker with idle slots; see `Worker.idle_slots`).
+        self.counted_idle = False
+        #: The last outcome's claim found no next job: claim again only after a wake-up or a poll.
+        self._found_none = False
 
     async def run(self) -> None:
         settings = self.worker.settings
@@ -53,12 +58,14 @@ class Slot:
             if job is None:
                 if self.worker.stopping:
                     return
-                self.wake_pending = False
-                job = await self._claim()
+                if not self._found_none:
+                    self.wake_pending = False
+                    job = await self._claim()
                 if job is None:
                     if settings.burst:
                         return
                     await self._idle(settings.poll_interval)
+                    self._found_none = False
                     continue
                 # One notification wakes one slot; having found work, it passes the wake-up on,
                 # so a batch spreads over the idle slots one claim at a time.
@@ -92,8 +99,10 @@ class Slot:
     async def _claim(self) -> ClaimedJob | None:
         worker = self.worker
 
+        was_idle = self.counted_idle if worker.listen else None
+
         async def claim(conn: Connection) -> ClaimedJob | None:
-            return await jobs.claim(conn, worker.id, worker.settings.queues)
+            return await jobs.claim(conn, worker.id, worker.settings.queues, was_idle=was_idle)
 
         started = time.perf_counter()
         self.exchanging = True
@@ -104,6 +113,7 @@ class Slot:
         finally:
             self._exchange_ended()
         metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
+        self.counted_idle = job is None and worker.listen
         if job is not None:
             self._claimed(job)
         return job
@@ -177,11 +187,22 @@ class Slot:
         async def complete(conn: Connection) -> tuple[bool, ClaimedJob | None]:
             if chain:
                 return await jobs.complete_and_claim(
-                    conn, job, outcome.result, None, worker.id, worker.settings.queues
+                    conn,
+                    job,
+                    outcome.result,
+                    None,
+                    worker.id,
+                    worker.settings.queues,
+                    counts_idle=worker.listen,
                 )
             return await jobs.complete(conn, job, outcome.result), None
 
+        if chain:
+            # A wake-up from here on may be for a job this claim misses: it makes the slot claim again.
+            self.wake_pending = False
         completed, next_job = await self.link.call(complete, give_up=self._give_up)
+        self._found_none = chain and next_job is None
+        self.counted_idle = self._found_none and worker.listen
         if completed:
             logger.info("Job %s completed in %.1fs", job.id, elapsed)
         elif await self._completed_by_us(job):

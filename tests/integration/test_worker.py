@@ -4,47 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from pgjobs.states import JobState
 from pgjobs.store import connecting
-from tests.processes import ROOT, Database, Ledger, WorkerProcess, wait_for
+from tests.processes import Database, WorkerProcess, pgjobs, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
-
-
-@pytest.fixture
-def spawn(database_env: dict[str, str], ledger: Ledger):  # type: ignore[no-untyped-def]
-    started: list[WorkerProcess] = []
-
-    def start(*extra: str) -> WorkerProcess:
-        worker = WorkerProcess(database_env, ledger, extra)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-def pgjobs(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pgjobs.cli.main", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def state_of(db: Database, job_id: int) -> JobState:

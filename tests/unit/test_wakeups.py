@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import uuid
+from typing import Any
 
+import pytest
+
+from pgjobs.store import jobs, workers
 from pgjobs.store.connecting import DatabaseSettings
+from pgjobs.store.records import ClaimedJob
+from pgjobs.tasks import registry
 from pgjobs.worker.running import Worker
 from pgjobs.worker.settings import WorkerSettings
 
@@ -35,5 +43,120 @@ def test_an_idle_slot_polls_without_a_wake_up_and_a_pending_wake_up_skips_the_wa
         slot.wake()
         await asyncio.wait_for(slot._idle(5), 0.1)
         assert not slot.idle
+
+    asyncio.run(run())
+
+
+class _Running:
+    job = None
+
+
+def _named_worker(concurrency: int = 1, *, listen: bool = True) -> tuple[Worker, list[str]]:
+    """A worker whose passing-on is recorded instead of sent."""
+    worker = Worker(DatabaseSettings(), WorkerSettings(concurrency=concurrency), listen=listen)
+    passed: list[str] = []
+    worker._pass_on = lambda: passed.append("passed on")  # type: ignore[method-assign]
+    return worker, passed
+
+
+def test_a_wake_up_naming_another_worker_is_ignored() -> None:
+    worker, passed = _named_worker()
+    worker._notified(workers.wake_channel(uuid.uuid4()), "")
+    assert not worker.slots[0].wake_pending and passed == []
+
+
+def test_a_wake_up_naming_this_worker_or_nobody_wakes_a_slot() -> None:
+    for own_channel in (False, True):
+        worker, passed = _named_worker()
+        worker._notified(workers.wake_channel(worker.id) if own_channel else workers.JOBS_CHANNEL, "")
+        assert worker.slots[0].wake_pending and passed == []
+
+
+def test_named_with_no_slot_free_or_while_stopping_passes_the_wake_up_on() -> None:
+    busy, passed = _named_worker()
+    busy.slots[0].execution = _Running()  # type: ignore[assignment]
+    busy._notified(workers.wake_channel(busy.id), "")
+    assert passed == ["passed on"]
+
+    stopping, passed = _named_worker()
+    stopping.stopping = True
+    stopping._notified(workers.wake_channel(stopping.id), "")
+    assert passed == ["passed on"]
+
+    woken_twice, passed = _named_worker()
+    woken_twice._notified(workers.wake_channel(woken_twice.id), "")
+    woken_twice._notified(workers.wake_channel(woken_twice.id), "")  # its one slot is already woken
+    assert passed == ["passed on"]
+
+
+def test_a_control_message_naming_this_worker_asks_for_a_heartbeat_not_a_claim() -> None:
+    worker, passed = _named_worker()
+    worker._notified(workers.CONTROL_CHANNEL, str(worker.id))
+    assert worker._beat_now.is_set() and not worker.slots[0].wake_pending and passed == []
+
+
+def test_the_heartbeat_reports_idle_slots_only_when_no_answer_can_change_them() -> None:
+    worker, _ = _named_worker(concurrency=3)
+    worker.slots[0].counted_idle = worker.slots[2].counted_idle = True
+    assert worker.idle_slots() == 2
+    worker.slots[1].exchanging = True  # its claim's answer may change the count
+    assert worker.idle_slots() is None
+    deaf, _ = _named_worker(listen=False)
+    deaf.slots[0].counted_idle = True
+    assert deaf.idle_slots() is None, "a worker that does not listen cannot be woken, so is not counted"
+
+
+class _DirectLink:
+    async def call(self, operation: Any, **_: Any) -> Any:
+        return await operation(None)
+
+
+def _recording_slot(monkeypatch: pytest.MonkeyPatch, *, burst: bool) -> tuple[Worker, list[tuple[str, Any]]]:
+    """A one-slot worker whose claims hand out one noop job, then nothing; every call recorded."""
+    calls: list[tuple[str, Any]] = []
+    now = datetime.datetime.now(datetime.UTC)
+    job = ClaimedJob(7, "noop", {}, 1, 3, 0, None, 41, now, now)
+
+    async def claim(conn: Any, worker_id: Any, queues: Any, *, was_idle: bool | None) -> ClaimedJob | None:
+        calls.append(("claim", was_idle))
+        return job if len(calls) == 1 else None
+
+    async def complete_and_claim(*_: Any, counts_idle: bool) -> tuple[bool, None]:
+        calls.append(("complete and claim", counts_idle))
+        return True, None
+
+    registry.load(["pgjobs.tasks.builtins"], entry_points=False)  # noop
+    monkeypatch.setattr(jobs, "claim", claim)
+    monkeypatch.setattr(jobs, "complete_and_claim", complete_and_claim)
+    worker = Worker(DatabaseSettings(), WorkerSettings(burst=burst, poll_interval=30))
+    worker.slots[0].link = _DirectLink()  # type: ignore[assignment]
+    return worker, calls
+
+
+def test_a_slot_whose_completion_found_no_next_job_does_not_claim_again_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker, calls = _recording_slot(monkeypatch, burst=True)
+    asyncio.run(asyncio.wait_for(worker.slots[0].run(), 5))
+    assert calls == [("claim", False), ("complete and claim", True)]
+    assert worker.slots[0].counted_idle
+
+
+def test_an_idle_slot_claims_as_counted_idle_when_woken(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker, calls = _recording_slot(monkeypatch, burst=False)
+    slot = worker.slots[0]
+
+    async def run() -> None:
+        running = asyncio.create_task(slot.run())
+        while not slot.idle:
+            await asyncio.sleep(0.001)
+        assert calls == [("claim", False), ("complete and claim", True)], "it waits for a wake-up"
+        slot.wake()
+        while len(calls) < 3:
+            await asyncio.sleep(0.001)
+        assert calls[2] == ("claim", True)
+        worker.stopping = True
+        slot.wake()
+        await asyncio.wait_for(running, 5)
 
     asyncio.run(run())
