@@ -32,7 +32,7 @@ class TaskContext:
         args: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
         on_progress: Callable[[], None],
-        in_contact: Callable[[], bool] = lambda: True,
+        still_held: Callable[[], bool] = lambda: True,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -40,9 +40,10 @@ class TaskContext:
         self.args = args
         self._loop = loop
         self._on_progress = on_progress
-        #: False once the worker has been out of touch with the database past the stall timeout:
-        #: the job may be running elsewhere by now, so it must not go on here.
-        self._in_contact = in_contact
+        #: False once the job may have been rescued (the worker out of touch with the database
+        #: past the stall timeout, and the claim no longer fresh): it may be running elsewhere
+        #: by now, so it must not go on here.
+        self._still_held = still_held
         # Most tasks never wait for a stop: the events are made on first use (a worker's per-job
         # cost), and `_stopped` alone answers the checks. `_EVENTS_LOCK` orders a thread making
         # `_stop` against the loop setting it, so a stop is never missed.
@@ -119,7 +120,7 @@ class TaskContext:
         return self._async_stop
 
     def _check_contact(self) -> None:
-        if not self._stopped and not self._in_contact():
+        if not self._stopped and not self._still_held():
             self.request_stop("the worker lost contact with the database")
             self._call_in_loop(self._on_progress)  # wakes the worker to notice the stop
 

@@ -62,10 +62,10 @@ _COMPLETED_EMPTY = Outcome(Verdict.COMPLETED)
 
 class Execution:
     def __init__(
-        self, job: ClaimedJob, settings: WorkerSettings, link: Link, in_contact: Callable[[], bool]
+        self, job: ClaimedJob, settings: WorkerSettings, link: Link, still_held: Callable[[], bool]
     ) -> None:
         self.job = job
-        self._in_contact = in_contact
+        self._still_held = still_held
         self.settings = settings
         self.link = link
         self.context = TaskContext(
@@ -75,7 +75,7 @@ class Execution:
             job.args,
             asyncio.get_running_loop(),
             self._progress_changed,
-            in_contact,
+            still_held,
         )
         self.started = time.monotonic()
         #: Resolved when the supervisor has something to look at: the task ended, a stop, the
@@ -234,7 +234,7 @@ class Execution:
     # Progress: the task only records it; these write it out at most once per interval.
 
     def _progress_changed(self) -> None:
-        if self._stop_reason is None and not self._in_contact():
+        if self._stop_reason is None and not self._still_held():
             self.request_stop(StopReason.SILENT)
         if self._flusher is None or self._flusher.done():
             delay = max(0.0, self._last_flush + self.settings.progress_interval - time.monotonic())
