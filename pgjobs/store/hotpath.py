@@ -361,7 +361,7 @@ async def receive_notifications(conn: Connection, deliver: Callable[[str, str], 
     itself; returns only by raising (OperationalError when the connection is lost).
 
     psycopg's `notifies()` costs a generator, a waiting task and a reader registration per
-    notification, and every worker process receives every notification; here the reader stays
+    notification, and every worker process receives every broadcast; here the reader stays
     registered and nothing but the delivery runs between the socket and the woken slot. The
     connection must serve nothing else meanwhile (we hold its lock): LISTEN first.
     """

@@ -133,12 +133,19 @@ async def _apply_missing(conn: psycopg.AsyncConnection[dict[str, object]]) -> li
         await check(conn)
     applied = []
     for migration in known_migrations()[have:]:
-        async with conn.transaction():
-            await conn.execute(migration.sql_text.encode())
-            await conn.execute(
-                "INSERT INTO pgjobs.migrations (version, name) VALUES (%s, %s)",
-                (migration.version, migration.name),
-            )
+        try:
+            async with conn.transaction():
+                await conn.execute(migration.sql_text.encode())
+                await conn.execute(
+                    "INSERT INTO pgjobs.migrations (version, name) VALUES (%s, %s)",
+                    (migration.version, migration.name),
+                )
+        except errors.LockNotAvailable as error:
+            raise connecting.DatabaseError(
+                f"migration {migration.version:04d}_{migration.name} gave up waiting for a lock "
+                f"({str(error).strip()}): a long transaction holds the table, and waiting would "
+                "stall every worker behind it; run `pgjobs migrate` again once it has ended"
+            ) from error
         logger.info("Applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration)
     return applied

@@ -36,9 +36,13 @@ WITH completed AS (
     -- The worker's idle slots, for the enqueue trigger's targeted wake-up: written only when
     -- this slot's idleness changes (it was idle and found work, or was busy and found none), so
     -- a draining worker never writes here.
+    -- SKIP LOCKED: never wait for the row (a heartbeat, a rescue sweep marking it dead; and a
+    -- sweep takes the row before this statement's jobs, the other order). A change skipped
+    -- is set right by the next heartbeat.
     UPDATE pgjobs.workers
     SET idle_slots = least(greatest(idle_slots + CASE WHEN %(was_idle)s THEN -1 ELSE 1 END, 0), concurrency)
-    WHERE id = %(worker_id)s AND %(was_idle)s = EXISTS (SELECT FROM claimed)
+    WHERE id = (SELECT id FROM pgjobs.workers WHERE id = %(worker_id)s FOR UPDATE SKIP LOCKED)
+      AND %(was_idle)s = EXISTS (SELECT FROM claimed)
 )
 SELECT (SELECT count(*) FROM completed) AS completed, claimed.*
 FROM (VALUES (1)) AS one (x) LEFT JOIN claimed ON true;
@@ -230,8 +234,8 @@ SELECT id, state, attempt, max_attempts, (SELECT count(*) FROM silent_workers) A
 FROM rescued;
 
 -- name: worker_register
-INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)
-VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s)
+INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, heartbeat_interval)
+VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(heartbeat_interval)s)
 ON CONFLICT (id) DO UPDATE SET state = 'alive', heartbeat_at = now(), stopped_at = NULL;
 
 -- name: worker_heartbeat

@@ -28,7 +28,13 @@ async def listen(conn: Connection, worker_id: uuid.UUID) -> None:
 
 
 async def register(
-    conn: Connection, worker_id: uuid.UUID, hostname: str, pid: int, queues: Sequence[str], concurrency: int
+    conn: Connection,
+    worker_id: uuid.UUID,
+    hostname: str,
+    pid: int,
+    queues: Sequence[str],
+    concurrency: int,
+    heartbeat_interval: float = 2.0,
 ) -> None:
     await conn.execute(
         QUERIES["worker_register"],
@@ -38,6 +44,7 @@ async def register(
             "pid": pid,
             "queues": list(queues),
             "concurrency": concurrency,
+            "heartbeat_interval": heartbeat_interval,
         },
     )
 

@@ -36,19 +36,25 @@ class Link:
         self.name = name
         self._conn: Connection | None = None
         self._outage_since: float | None = None
+        #: Tasks sharing a link (the heartbeat and a passed-on wake-up) connect once, not twice.
+        self._connecting = asyncio.Lock()
 
     async def connection(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = await connecting.connect(self.settings)
-            hotpath.keep_reader(self._conn)  # this connection serves many round trips
-            if self._outage_since is not None:
-                logger.info(
-                    "%s: database reachable again after %.1fs",
-                    self.name,
-                    time.monotonic() - self._outage_since,
-                )
-                self._outage_since = None
-        return self._conn
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            return conn
+        async with self._connecting:
+            if self._conn is None or self._conn.closed:
+                self._conn = await connecting.connect(self.settings)
+                hotpath.keep_reader(self._conn)  # this connection serves many round trips
+                if self._outage_since is not None:
+                    logger.info(
+                        "%s: database reachable again after %.1fs",
+                        self.name,
+                        time.monotonic() - self._outage_since,
+                    )
+                    self._outage_since = None
+            return self._conn
 
     async def call(
         self,

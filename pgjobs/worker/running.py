@@ -64,6 +64,11 @@ class Worker:
         self._wake_channel = workers.wake_channel(self.id)
         self._name = str(self.id)
         self._passing_on: set[asyncio.Task[None]] = set()
+        #: Whether the worker's row counts its idle slots for targeted wake-ups: only a worker
+        #: that listens can be woken, and a burst worker's slots leave once the queue is empty.
+        self.counts_idle = listen and not settings.burst
+        #: Whether the listener's LISTEN is in place now (a wake-up sent meanwhile is lost).
+        self._listening = False
 
     def keeps(self, claimed_at: float) -> bool:
         """Whether a job this worker claimed at `claimed_at` (monotonic) cannot have been rescued:
@@ -116,7 +121,13 @@ class Worker:
     async def _register(self, conn: Connection) -> None:
         settings = self.settings
         await workers.register(
-            conn, self.id, settings.hostname, os.getpid(), settings.queues, settings.concurrency
+            conn,
+            self.id,
+            settings.hostname,
+            os.getpid(),
+            settings.queues,
+            settings.concurrency,
+            settings.heartbeat_interval,
         )
 
     async def _wait_for_database(self) -> Connection:
@@ -146,6 +157,8 @@ class Worker:
             # was lost while stopping, an outcome given up): back to Pending now, attempt
             # refunded, rather than rescued a stall timeout later with the attempt charged.
             await self._control.try_call(self._hand_back_all)
+        if self._passing_on:
+            await asyncio.gather(*self._passing_on, return_exceptions=True)
         await self._control.try_call(lambda conn: workers.deregister(conn, self.id))
         for link in [self._control, *(slot.link for slot in self.slots)]:
             with contextlib.suppress(psycopg.Error):
@@ -176,6 +189,7 @@ class Worker:
         )
         for slot in self.slots:
             slot.wake()
+        self._beat_now.set()  # the row stops counting idle slots: no wake-up should come here
         loop = asyncio.get_running_loop()
         self._shutdown_timer = loop.call_later(self.settings.shutdown_grace, self._grace_over)
 
@@ -229,10 +243,15 @@ class Worker:
             return None
 
     def idle_slots(self) -> int | None:
-        """How many slots the worker's row should count idle; None while a slot's claim or outcome
-        is on its way (its answer may change the count) or when the worker does not listen (it
-        could not be woken, so it is never counted)."""
-        if not self.listen or any(slot.exchanging for slot in self.slots):
+        """How many slots the worker's row should count idle: none while it is shutting down or
+        its listener is not listening (a wake-up would be lost); None (leave the row as it is)
+        while a slot's claim or outcome is on its way (its answer may change the count), and
+        for a worker whose idle slots are never counted."""
+        if not self.counts_idle:
+            return None
+        if self.stopping or not self._listening:
+            return 0
+        if any(slot.exchanging for slot in self.slots):
             return None
         return sum(slot.counted_idle for slot in self.slots)
 
@@ -356,19 +375,32 @@ class Worker:
 
     async def _listen(self, conn: Connection) -> None:
         await workers.listen(conn, self.id)
-        self.wake_one_slot()  # anything announced while we were not listening
-        await hotpath.receive_notifications(conn, self._notified)
+        self._listening = True
+        try:
+            self.wake_one_slot()  # anything announced while we were not listening
+            await hotpath.receive_notifications(conn, self._notified)
+        finally:
+            self._listening = False
+            self._beat_now.set()  # the row stops counting idle slots until we listen again
 
     def _notified(self, channel: str, payload: str) -> None:
         if channel == workers.JOBS_CHANNEL:
             self.wake_one_slot()
         elif channel == self._wake_channel:
-            if self.stopping or not self.wake_one_slot():
-                # Woken for a new job with no slot free (the row's idle count was behind):
-                # every other worker must hear of it instead.
+            if self.stopping or not self._wake_waiting_slot():
+                # Chosen for a new job with no slot waiting (the row's idle count was behind,
+                # or a slot claiming now may come back with another job): every other worker
+                # must hear of it instead.
                 self._pass_on()
         elif payload == self._name:
             self._beat_now.set()
+
+    def _wake_waiting_slot(self) -> bool:
+        for slot in self.slots:
+            if slot.idle and not slot.wake_pending:
+                slot.wake()
+                return True
+        return False
 
     def _pass_on(self) -> None:
         metrics.WAKEUPS_PASSED_ON.inc()

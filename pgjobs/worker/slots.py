@@ -99,7 +99,7 @@ class Slot:
     async def _claim(self) -> ClaimedJob | None:
         worker = self.worker
 
-        was_idle = self.counted_idle if worker.listen else None
+        was_idle = self.counted_idle if worker.counts_idle else None
 
         async def claim(conn: Connection) -> ClaimedJob | None:
             return await jobs.claim(conn, worker.id, worker.settings.queues, was_idle=was_idle)
@@ -113,7 +113,7 @@ class Slot:
         finally:
             self._exchange_ended()
         metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
-        self.counted_idle = job is None and worker.listen
+        self.counted_idle = job is None and worker.counts_idle
         if job is not None:
             self._claimed(job)
         return job
@@ -193,7 +193,7 @@ class Slot:
                     None,
                     worker.id,
                     worker.settings.queues,
-                    counts_idle=worker.listen,
+                    counts_idle=worker.counts_idle,
                 )
             return await jobs.complete(conn, job, outcome.result), None
 
@@ -202,7 +202,7 @@ class Slot:
             self.wake_pending = False
         completed, next_job = await self.link.call(complete, give_up=self._give_up)
         self._found_none = chain and next_job is None
-        self.counted_idle = self._found_none and worker.listen
+        self.counted_idle = self._found_none and worker.counts_idle
         if completed:
             logger.info("Job %s completed in %.1fs", job.id, elapsed)
         elif await self._completed_by_us(job):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 
+import psycopg
 import pytest
 
 from pgjobs.states import JobState, Priority
@@ -250,6 +251,40 @@ def test_migrate_from_four_processes_at_once(postgres_server, database_env) -> N
     assert all(code == 0 for code, _ in results), results
     settings = connecting.DatabaseSettings(env["PGJOBS_DATABASE_URL"], env["DB_PASSWORD"])
     assert Database(settings).call(migrating.current_version) == migrating.latest_version()
+
+
+def test_an_upgrade_waits_for_no_long_transaction_and_then_goes_through(postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0004 takes the jobs table's strongest lock: behind a long reader it gives up with
+    what to do, instead of stalling every worker; run again, it upgrades a database in use."""
+    settings = connecting.DatabaseSettings(
+        postgres_server.url_without_password("upgrade_from_3"), password=postgres_server.password
+    )
+    asyncio.run(migrating.ensure_database(settings))
+    db = Database(settings)
+
+    async def apply_up_to_3(conn: queries.Connection) -> None:
+        await conn.execute("CREATE SCHEMA pgjobs")
+        await conn.execute(
+            "CREATE TABLE pgjobs.migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in migrating.known_migrations()[:3]:
+            await conn.execute(migration.sql_text.encode())
+            await conn.execute(
+                "INSERT INTO pgjobs.migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+
+    db.call(apply_up_to_3)
+    [waiting] = db.enqueue("noop")
+    with psycopg.connect(settings.conninfo()) as reader:
+        reader.execute("SELECT count(*) FROM pgjobs.jobs")  # a transaction that keeps reading
+        with pytest.raises(connecting.DatabaseError, match="run `pgjobs migrate` again"):
+            asyncio.run(migrating.migrate(settings))
+    assert [m.version for m in asyncio.run(migrating.migrate(settings))] == [4]
+    worker = uuid.uuid4()
+    claimed = db.call(lambda conn: jobs.claim(conn, worker, ["default"]))
+    assert claimed is not None and claimed.id == waiting
 
 
 def test_code_refuses_a_newer_schema(database: connecting.DatabaseSettings) -> None:

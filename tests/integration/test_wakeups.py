@@ -16,6 +16,7 @@ import pytest
 from pgjobs.devenv.postgres import free_port
 from pgjobs.states import JobState
 from pgjobs.store import connecting, jobs, queries, workers
+from pgjobs.store.records import NewJob
 from tests.processes import Database, pgjobs, wait_for
 
 pytestmark = pytest.mark.integration
@@ -112,6 +113,14 @@ def set_worker(
     db.call(update)
 
 
+def listened_idle_worker(db: Database, listener: Listener, idle: int) -> uuid.UUID:
+    """A registered worker counting `idle` idle slots, its channel listened to by `listener`."""
+    worker = register(db)
+    set_worker(db, worker, idle=idle, heartbeat_age=0)
+    listener.listen_for(worker)
+    return worker
+
+
 def test_one_new_job_names_the_idle_worker_that_heartbeated_last(
     database: connecting.DatabaseSettings, listener: Listener
 ) -> None:
@@ -128,15 +137,32 @@ def test_one_new_job_names_the_idle_worker_that_heartbeated_last(
     assert listener.channels() == [workers.wake_channel(newer)]
     db.enqueue("noop", queue="other")
     assert listener.channels() == [workers.wake_channel(elsewhere)]
+    set_worker(db, newer, idle=1, heartbeat_age=4.5)  # missed two of its 2 s heartbeats: maybe dead
+    db.enqueue("noop")
+    assert listener.channels() == ["pgjobs_jobs"], "only workers with a recent heartbeat are chosen"
+
+
+def test_jobs_added_one_by_one_in_a_transaction_each_wake_the_worker(
+    database: connecting.DatabaseSettings, listener: Listener
+) -> None:
+    db = Database(database)
+    worker = listened_idle_worker(db, listener, idle=1)
+
+    async def three_inserts(conn: queries.Connection) -> list[int]:
+        async with conn.transaction():
+            return [(await jobs.enqueue(conn, NewJob("noop")))[0] for _ in range(3)]
+
+    ids = db.call(three_inserts)
+    notified = list(listener.conn.notifies(timeout=0.5, stop_after=10))
+    # Identical notifications would be delivered once: each names its job.
+    assert [(n.channel, n.payload) for n in notified] == [(workers.wake_channel(worker), str(i)) for i in ids]
 
 
 def test_a_batch_or_a_job_no_idle_worker_serves_wakes_everyone(
     database: connecting.DatabaseSettings, listener: Listener
 ) -> None:
     db = Database(database)
-    worker = register(db)
-    set_worker(db, worker, idle=2, heartbeat_age=0)
-    listener.listen_for(worker)
+    worker = listened_idle_worker(db, listener, idle=2)
     db.enqueue("noop", 2)
     assert listener.channels() == ["pgjobs_jobs"]
     db.enqueue("noop", queue="nobody-serves-this")
@@ -144,6 +170,9 @@ def test_a_batch_or_a_job_no_idle_worker_serves_wakes_everyone(
     set_worker(db, worker, idle=0, heartbeat_age=0)
     db.enqueue("noop")
     assert listener.channels() == ["pgjobs_jobs"]
+
+
+CLAIMS = "pgjobs_worker_claim_duration_seconds_count"
 
 
 def metric(port: int, name: str) -> float:
@@ -160,13 +189,16 @@ def test_idle_workers_claim_once_per_job_not_once_each(database, spawn) -> None:
     for port in ports:
         spawn("--metrics-port", str(port), "--poll-interval", "60")
     wait_for(lambda: db.call(count_idle) == 3, 20, what="three idle workers counted in the database")
-    time.sleep(0.5)  # each worker's claim on starting to listen has been made
-    before = sum(metric(port, "pgjobs_worker_claim_duration_seconds_count") for port in ports)
+    # Each worker claims on starting and again once it listens; nothing more without a wake-up.
+    wait_for(
+        lambda: all(metric(port, CLAIMS) >= 2 for port in ports), 20, what="each worker's two first claims"
+    )
+    before = sum(metric(port, CLAIMS) for port in ports)
     for _ in range(10):
         [job_id] = db.enqueue("noop")
         wait_for(lambda job_id=job_id: db.job(job_id).state is JobState.COMPLETED, 10, 0.02, what="the job")
         wait_for(lambda: db.call(count_idle) == 3, 10, 0.02, what="the worker to be counted idle again")
-    after = sum(metric(port, "pgjobs_worker_claim_duration_seconds_count") for port in ports)
+    after = sum(metric(port, CLAIMS) for port in ports)
     # Waking every listener would make 30 claims (3 per job).
     assert after - before == 10
 
@@ -182,13 +214,15 @@ async def count_idle(conn: queries.Connection) -> int:
 def test_a_worker_named_while_busy_passes_the_wake_up_on(database, spawn) -> None:  # type: ignore[no-untyped-def]
     db = Database(database)
     busy_port = free_port()
-    # Slow heartbeats on the busy worker leave a window in which its row wrongly says idle.
-    busy = spawn("--metrics-port", str(busy_port), "--heartbeat-interval", "10", "--stall-timeout", "60")
+    # Slow heartbeats leave a window in which the busy worker's row wrongly says idle (and keep
+    # the other worker's rescue sweep away from it).
+    slow = ("--heartbeat-interval", "10", "--stall-timeout", "60", "--poll-interval", "60")
+    busy = spawn("--metrics-port", str(busy_port), *slow)
     [long_job] = db.enqueue("record", args={"seconds": 30})
     wait_for(lambda: db.job(long_job).state is JobState.RUNNING, 20, what="the long job to start")
     holder = db.job(long_job).worker_id
     assert holder is not None and str(holder) == worker_id_of(db, busy.pid)
-    spawn("--poll-interval", "60")  # idle, and it would find the job only by a wake-up
+    spawn(*slow)  # idle, and it would find the job only by a wake-up
     wait_for(lambda: db.call(count_idle) == 1, 20, what="the second worker counted idle")
     set_worker(db, holder, idle=1, heartbeat_age=-60)  # named first, as if idle
     [job_id] = db.enqueue("noop")

@@ -51,42 +51,68 @@ class _Running:
     job = None
 
 
-def _named_worker(concurrency: int = 1, *, listen: bool = True) -> tuple[Worker, list[str]]:
+def _named_worker(
+    concurrency: int = 1, *, listen: bool = True, burst: bool = False
+) -> tuple[Worker, list[str]]:
     """A worker whose passing-on is recorded instead of sent."""
-    worker = Worker(DatabaseSettings(), WorkerSettings(concurrency=concurrency), listen=listen)
+    settings = WorkerSettings(concurrency=concurrency, burst=burst)
+    worker = Worker(DatabaseSettings(), settings, listen=listen)
     passed: list[str] = []
     worker._pass_on = lambda: passed.append("passed on")  # type: ignore[method-assign]
     return worker, passed
 
 
-def test_a_wake_up_naming_another_worker_is_ignored() -> None:
+async def _waiting(worker: Worker) -> list[asyncio.Task[None]]:
+    """Every slot of `worker` waiting for work, as an idle slot does."""
+    waits = [asyncio.create_task(slot._idle(5)) for slot in worker.slots]
+    await asyncio.sleep(0)
+    return waits
+
+
+def test_a_wake_up_for_another_worker_is_ignored() -> None:
     worker, passed = _named_worker()
-    worker._notified(workers.wake_channel(uuid.uuid4()), "")
+    worker._notified(workers.wake_channel(uuid.uuid4()), "7")
     assert not worker.slots[0].wake_pending and passed == []
 
 
-def test_a_wake_up_naming_this_worker_or_nobody_wakes_a_slot() -> None:
-    for own_channel in (False, True):
-        worker, passed = _named_worker()
-        worker._notified(workers.wake_channel(worker.id) if own_channel else workers.JOBS_CHANNEL, "")
-        assert worker.slots[0].wake_pending and passed == []
+def test_a_wake_up_for_this_worker_or_for_all_wakes_a_waiting_slot() -> None:
+    async def run() -> None:
+        for own_channel in (False, True):
+            worker, passed = _named_worker()
+            waits = await _waiting(worker)
+            worker._notified(workers.wake_channel(worker.id) if own_channel else workers.JOBS_CHANNEL, "7")
+            async with asyncio.timeout(1):
+                await waits[0]
+            assert passed == []
+
+    asyncio.run(run())
 
 
-def test_named_with_no_slot_free_or_while_stopping_passes_the_wake_up_on() -> None:
-    busy, passed = _named_worker()
-    busy.slots[0].execution = _Running()  # type: ignore[assignment]
-    busy._notified(workers.wake_channel(busy.id), "")
-    assert passed == ["passed on"]
+def test_chosen_with_no_slot_waiting_or_while_stopping_passes_the_wake_up_on() -> None:
+    async def run() -> None:
+        busy, passed = _named_worker()
+        busy.slots[0].execution = _Running()  # type: ignore[assignment]
+        busy._notified(workers.wake_channel(busy.id), "7")
+        assert passed == ["passed on"]
 
-    stopping, passed = _named_worker()
-    stopping.stopping = True
-    stopping._notified(workers.wake_channel(stopping.id), "")
-    assert passed == ["passed on"]
+        # A slot claiming now may come back with another job: the wake-up must not stop there.
+        claiming, passed = _named_worker()
+        claiming._notified(workers.wake_channel(claiming.id), "7")
+        assert passed == ["passed on"]
 
-    woken_twice, passed = _named_worker()
-    woken_twice._notified(workers.wake_channel(woken_twice.id), "")
-    woken_twice._notified(workers.wake_channel(woken_twice.id), "")  # its one slot is already woken
-    assert passed == ["passed on"]
+        stopping, passed = _named_worker()
+        await _waiting(stopping)
+        stopping.stopping = True
+        stopping._notified(workers.wake_channel(stopping.id), "7")
+        assert passed == ["passed on"]
+
+        twice, passed = _named_worker()
+        await _waiting(twice)
+        twice._notified(workers.wake_channel(twice.id), "7")
+        twice._notified(workers.wake_channel(twice.id), "8")  # its one slot is already woken
+        assert passed == ["passed on"]
+
+    asyncio.run(run())
 
 
 def test_a_control_message_naming_this_worker_asks_for_a_heartbeat_not_a_claim() -> None:
@@ -95,15 +121,22 @@ def test_a_control_message_naming_this_worker_asks_for_a_heartbeat_not_a_claim()
     assert worker._beat_now.is_set() and not worker.slots[0].wake_pending and passed == []
 
 
-def test_the_heartbeat_reports_idle_slots_only_when_no_answer_can_change_them() -> None:
+def test_the_heartbeat_reports_idle_slots_only_when_a_wake_up_could_be_answered() -> None:
     worker, _ = _named_worker(concurrency=3)
     worker.slots[0].counted_idle = worker.slots[2].counted_idle = True
+    assert worker.idle_slots() == 0, "not listening yet: a wake-up would be lost"
+    worker._listening = True
     assert worker.idle_slots() == 2
     worker.slots[1].exchanging = True  # its claim's answer may change the count
     assert worker.idle_slots() is None
-    deaf, _ = _named_worker(listen=False)
-    deaf.slots[0].counted_idle = True
-    assert deaf.idle_slots() is None, "a worker that does not listen cannot be woken, so is not counted"
+    worker.slots[1].exchanging = False
+    worker.stopping = True
+    assert worker.idle_slots() == 0, "shutting down: no new work should come here"
+    for never_counted in (_named_worker(listen=False)[0], _named_worker(burst=True)[0]):
+        never_counted._listening = True
+        never_counted.slots[0].counted_idle = True
+        assert never_counted.idle_slots() is None
+        assert not never_counted.counts_idle
 
 
 class _DirectLink:
@@ -138,8 +171,9 @@ def test_a_slot_whose_completion_found_no_next_job_does_not_claim_again_at_once(
 ) -> None:
     worker, calls = _recording_slot(monkeypatch, burst=True)
     asyncio.run(asyncio.wait_for(worker.slots[0].run(), 5))
-    assert calls == [("claim", False), ("complete and claim", True)]
-    assert worker.slots[0].counted_idle
+    # A burst worker leaves once the queue is empty, so it is never counted idle (None, False).
+    assert calls == [("claim", None), ("complete and claim", False)]
+    assert not worker.slots[0].counted_idle
 
 
 def test_an_idle_slot_claims_as_counted_idle_when_woken(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,12 +182,15 @@ def test_an_idle_slot_claims_as_counted_idle_when_woken(monkeypatch: pytest.Monk
 
     async def run() -> None:
         running = asyncio.create_task(slot.run())
-        while not slot.idle:
-            await asyncio.sleep(0.001)
+        async with asyncio.timeout(5):
+            while not slot.idle:
+                await asyncio.sleep(0.001)
         assert calls == [("claim", False), ("complete and claim", True)], "it waits for a wake-up"
+        assert slot.counted_idle
         slot.wake()
-        while len(calls) < 3:
-            await asyncio.sleep(0.001)
+        async with asyncio.timeout(5):
+            while len(calls) < 3:
+                await asyncio.sleep(0.001)
         assert calls[2] == ("claim", True)
         worker.stopping = True
         slot.wake()
