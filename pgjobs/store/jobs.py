@@ -46,19 +46,12 @@ async def complete_and_claim(
     worker_id: uuid.UUID,
     queues: Sequence[str],
     *,
-    counts_idle: bool = True,
+    was_idle: bool | None = False,
 ) -> tuple[bool, ClaimedJob | None]:
-    """Complete a held job and claim the next in one round trip: (completed, next job). A slot
-    that finds no next job is counted idle in its worker's row (unless not `counts_idle`)."""
+    """Complete a held job and claim the next in one round trip: (completed, next job). The
+    idle count follows as in `claim` (a slot holding a job is busy: `was_idle` False, or None)."""
     return await hotpath.complete_and_claim(
-        conn,
-        job.id,
-        job.lease,
-        result,
-        storable_text(message),
-        worker_id,
-        queues,
-        False if counts_idle else None,
+        conn, job.id, job.lease, result, storable_text(message), worker_id, queues, was_idle
     )
 
 

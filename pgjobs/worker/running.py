@@ -387,7 +387,7 @@ class Worker:
         if channel == workers.JOBS_CHANNEL:
             self.wake_one_slot()
         elif channel == self._wake_channel:
-            if self.stopping or not self._wake_waiting_slot():
+            if not self.wake_one_slot(waiting_only=True):
                 # Chosen for a new job with no slot waiting (the row's idle count was behind,
                 # or a slot claiming now may come back with another job): every other worker
                 # must hear of it instead.
@@ -395,27 +395,23 @@ class Worker:
         elif payload == self._name:
             self._beat_now.set()
 
-    def _wake_waiting_slot(self) -> bool:
-        for slot in self.slots:
-            if slot.idle and not slot.wake_pending:
-                slot.wake()
-                return True
-        return False
-
     def _pass_on(self) -> None:
         metrics.WAKEUPS_PASSED_ON.inc()
         task = asyncio.get_running_loop().create_task(self._control.try_call(jobs.announce))
         self._passing_on.add(task)
         task.add_done_callback(self._passing_on.discard)
 
-    def wake_one_slot(self, besides: Slot | None = None) -> bool:
-        """Wake one slot free to claim: an idle one first, else one claiming now (it claims again,
-        as its claim may have missed the new job). Waking every idle slot per notification made
-        all but one claim nothing; a slot that finds work wakes the next (`Slot.run`), and every
-        idle slot still polls."""
+    def wake_one_slot(self, besides: Slot | None = None, *, waiting_only: bool = False) -> bool:
+        """Wake one slot free to claim: an idle one first, else (unless `waiting_only`) one
+        claiming now (it claims again, as its claim may have missed the new job); False when
+        none was woken, or the worker is shutting down (no slot claims any more). Waking every
+        idle slot per notification made all but one claim nothing; a slot that finds work wakes
+        the next (`Slot.run`), and every idle slot still polls."""
+        if self.stopping:
+            return False
         free = [slot for slot in self.slots if slot.execution is None and slot is not besides]
         for slot in sorted(free, key=lambda slot: not slot.idle):
-            if not slot.wake_pending:
+            if not slot.wake_pending and (slot.idle or not waiting_only):
                 slot.wake()
                 return True
         return False

@@ -45,11 +45,9 @@ class Slot:
         #: job it does not know of yet (or not any more). `exchanges` counts those that ended.
         self.exchanging = False
         self.exchanges = 0
-        #: Whether the worker's row counts this slot idle, as the slot's last claim left it (the
-        #: enqueue trigger wakes a worker with idle slots; see `Worker.idle_slots`).
-        self.counted_idle = False
-        #: The last outcome's claim found no next job: claim again only after a wake-up or a poll.
-        self._found_none = False
+        #: The slot's last claim (alone or with an outcome) found no job: it claims again only
+        #: after a wake-up or a poll, and its worker's row counts it idle.
+        self.found_none = False
 
     async def run(self) -> None:
         settings = self.worker.settings
@@ -58,19 +56,31 @@ class Slot:
             if job is None:
                 if self.worker.stopping:
                     return
-                if not self._found_none:
-                    self.wake_pending = False
-                    job = await self._claim()
-                if job is None:
+                if self.found_none:
                     if settings.burst:
                         return
                     await self._idle(settings.poll_interval)
-                    self._found_none = False
+                    if self.worker.stopping:
+                        return
+                self.wake_pending = False
+                job = await self._claim()
+                if job is None:
                     continue
                 # One notification wakes one slot; having found work, it passes the wake-up on,
                 # so a batch spreads over the idle slots one claim at a time.
                 self.worker.wake_one_slot(besides=self)
             job = await self._process(job)
+
+    @property
+    def counted_idle(self) -> bool:
+        """Whether the worker's row counts this slot idle (the enqueue trigger wakes a worker
+        with idle slots; see `Worker.idle_slots`)."""
+        return self.found_none and self.worker.counts_idle
+
+    def _was_idle(self) -> bool | None:
+        """What the hot statement needs to keep the row's count: whether the slot is counted
+        idle now, None for a worker whose idle slots are never counted."""
+        return self.found_none if self.worker.counts_idle else None
 
     @property
     def idle(self) -> bool:
@@ -98,8 +108,7 @@ class Slot:
 
     async def _claim(self) -> ClaimedJob | None:
         worker = self.worker
-
-        was_idle = self.counted_idle if worker.counts_idle else None
+        was_idle = self._was_idle()
 
         async def claim(conn: Connection) -> ClaimedJob | None:
             return await jobs.claim(conn, worker.id, worker.settings.queues, was_idle=was_idle)
@@ -113,7 +122,7 @@ class Slot:
         finally:
             self._exchange_ended()
         metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
-        self.counted_idle = job is None and worker.counts_idle
+        self.found_none = job is None
         if job is not None:
             self._claimed(job)
         return job
@@ -183,17 +192,12 @@ class Slot:
     ) -> ClaimedJob | None:
         worker = self.worker
         chain = not worker.stopping
+        was_idle = self._was_idle()  # False: the slot is busy (None: not counted)
 
         async def complete(conn: Connection) -> tuple[bool, ClaimedJob | None]:
             if chain:
                 return await jobs.complete_and_claim(
-                    conn,
-                    job,
-                    outcome.result,
-                    None,
-                    worker.id,
-                    worker.settings.queues,
-                    counts_idle=worker.counts_idle,
+                    conn, job, outcome.result, None, worker.id, worker.settings.queues, was_idle=was_idle
                 )
             return await jobs.complete(conn, job, outcome.result), None
 
@@ -201,8 +205,7 @@ class Slot:
             # A wake-up from here on may be for a job this claim misses: it makes the slot claim again.
             self.wake_pending = False
         completed, next_job = await self.link.call(complete, give_up=self._give_up)
-        self._found_none = chain and next_job is None
-        self.counted_idle = self._found_none and worker.counts_idle
+        self.found_none = chain and next_job is None
         if completed:
             logger.info("Job %s completed in %.1fs", job.id, elapsed)
         elif await self._completed_by_us(job):

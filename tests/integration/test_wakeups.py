@@ -23,13 +23,15 @@ pytestmark = pytest.mark.integration
 
 
 def idle_slots(db: Database, worker_id: uuid.UUID) -> int:
-    async def read(conn: queries.Connection) -> int:
-        cursor = await conn.execute("SELECT idle_slots FROM pgjobs.workers WHERE id = %s", [worker_id])
-        row = await cursor.fetchone()
-        assert row is not None
-        return int(row["idle_slots"])
+    [found] = [
+        w for w in db.call(lambda conn: workers.list_workers(conn, include_gone=True)) if w.id == worker_id
+    ]
+    return found.idle_slots
 
-    return db.call(read)
+
+def count_idle(db: Database) -> int:
+    """Idle slots counted over every alive worker."""
+    return sum(worker.idle_slots for worker in db.call(workers.list_workers))
 
 
 def register(db: Database, queues: tuple[str, ...] = ("default",), concurrency: int = 2) -> uuid.UUID:
@@ -188,7 +190,7 @@ def test_idle_workers_claim_once_per_job_not_once_each(database, spawn) -> None:
     # A long poll, so that every claim counted below answers a wake-up.
     for port in ports:
         spawn("--metrics-port", str(port), "--poll-interval", "60")
-    wait_for(lambda: db.call(count_idle) == 3, 20, what="three idle workers counted in the database")
+    wait_for(lambda: count_idle(db) == 3, 20, what="three idle workers counted in the database")
     # Each worker claims on starting and again once it listens; nothing more without a wake-up.
     wait_for(
         lambda: all(metric(port, CLAIMS) >= 2 for port in ports), 20, what="each worker's two first claims"
@@ -197,18 +199,10 @@ def test_idle_workers_claim_once_per_job_not_once_each(database, spawn) -> None:
     for _ in range(10):
         [job_id] = db.enqueue("noop")
         wait_for(lambda job_id=job_id: db.job(job_id).state is JobState.COMPLETED, 10, 0.02, what="the job")
-        wait_for(lambda: db.call(count_idle) == 3, 10, 0.02, what="the worker to be counted idle again")
+        wait_for(lambda: count_idle(db) == 3, 10, 0.02, what="the worker to be counted idle again")
     after = sum(metric(port, CLAIMS) for port in ports)
     # Waking every listener would make 30 claims (3 per job).
     assert after - before == 10
-
-
-async def count_idle(conn: queries.Connection) -> int:
-    cursor = await conn.execute(
-        "SELECT coalesce(sum(idle_slots), 0) AS idle FROM pgjobs.workers WHERE state = 'alive'"
-    )
-    row = await cursor.fetchone()
-    return int(row["idle"]) if row else 0
 
 
 def test_a_worker_named_while_busy_passes_the_wake_up_on(database, spawn) -> None:  # type: ignore[no-untyped-def]
@@ -223,7 +217,7 @@ def test_a_worker_named_while_busy_passes_the_wake_up_on(database, spawn) -> Non
     holder = db.job(long_job).worker_id
     assert holder is not None and str(holder) == worker_id_of(db, busy.pid)
     spawn(*slow)  # idle, and it would find the job only by a wake-up
-    wait_for(lambda: db.call(count_idle) == 1, 20, what="the second worker counted idle")
+    wait_for(lambda: count_idle(db) == 1, 20, what="the second worker counted idle")
     set_worker(db, holder, idle=1, heartbeat_age=-60)  # named first, as if idle
     [job_id] = db.enqueue("noop")
     started = time.monotonic()
@@ -242,7 +236,7 @@ def worker_id_of(db: Database, pid: int) -> str:
 def test_pgjobs_workers_shows_the_idle_slots(database, database_env, spawn) -> None:  # type: ignore[no-untyped-def]
     db = Database(database)
     spawn("--concurrency", "3")
-    wait_for(lambda: db.call(count_idle) == 3, 20, what="three idle slots counted")
+    wait_for(lambda: count_idle(db) == 3, 20, what="three idle slots counted")
     listed = pgjobs(database_env, "workers", "--json")
     assert listed.returncode == 0, listed.stderr
     [shown] = json.loads(listed.stdout)

@@ -123,7 +123,7 @@ def test_a_control_message_naming_this_worker_asks_for_a_heartbeat_not_a_claim()
 
 def test_the_heartbeat_reports_idle_slots_only_when_a_wake_up_could_be_answered() -> None:
     worker, _ = _named_worker(concurrency=3)
-    worker.slots[0].counted_idle = worker.slots[2].counted_idle = True
+    worker.slots[0].found_none = worker.slots[2].found_none = True
     assert worker.idle_slots() == 0, "not listening yet: a wake-up would be lost"
     worker._listening = True
     assert worker.idle_slots() == 2
@@ -134,7 +134,7 @@ def test_the_heartbeat_reports_idle_slots_only_when_a_wake_up_could_be_answered(
     assert worker.idle_slots() == 0, "shutting down: no new work should come here"
     for never_counted in (_named_worker(listen=False)[0], _named_worker(burst=True)[0]):
         never_counted._listening = True
-        never_counted.slots[0].counted_idle = True
+        never_counted.slots[0].found_none = True
         assert never_counted.idle_slots() is None
         assert not never_counted.counts_idle
 
@@ -154,8 +154,8 @@ def _recording_slot(monkeypatch: pytest.MonkeyPatch, *, burst: bool) -> tuple[Wo
         calls.append(("claim", was_idle))
         return job if len(calls) == 1 else None
 
-    async def complete_and_claim(*_: Any, counts_idle: bool) -> tuple[bool, None]:
-        calls.append(("complete and claim", counts_idle))
+    async def complete_and_claim(*_: Any, was_idle: bool | None) -> tuple[bool, None]:
+        calls.append(("complete and claim", was_idle))
         return True, None
 
     registry.load(["pgjobs.tasks.builtins"], entry_points=False)  # noop
@@ -171,8 +171,8 @@ def test_a_slot_whose_completion_found_no_next_job_does_not_claim_again_at_once(
 ) -> None:
     worker, calls = _recording_slot(monkeypatch, burst=True)
     asyncio.run(asyncio.wait_for(worker.slots[0].run(), 5))
-    # A burst worker leaves once the queue is empty, so it is never counted idle (None, False).
-    assert calls == [("claim", None), ("complete and claim", False)]
+    # A burst worker leaves once the queue is empty, so it is never counted idle (None).
+    assert calls == [("claim", None), ("complete and claim", None)]
     assert not worker.slots[0].counted_idle
 
 
@@ -185,7 +185,7 @@ def test_an_idle_slot_claims_as_counted_idle_when_woken(monkeypatch: pytest.Monk
         async with asyncio.timeout(5):
             while not slot.idle:
                 await asyncio.sleep(0.001)
-        assert calls == [("claim", False), ("complete and claim", True)], "it waits for a wake-up"
+        assert calls == [("claim", False), ("complete and claim", False)], "it waits for a wake-up"
         assert slot.counted_idle
         slot.wake()
         async with asyncio.timeout(5):
