@@ -6,12 +6,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps controlplane helm manifests demo test test-unit test-integration test-e2e lint bench soak kind-up kind-e2e clean
+.PHONY: help setup system-deps node-deps controlplane helm coredns image cluster cluster-down cluster-demo manifests demo test test-unit test-integration test-e2e test-cluster lint bench soak kind-up kind-e2e clean
 
 help:
 	@echo "make demo        start PostgreSQL, a local Kubernetes control plane, the operator and two workers;"
 	@echo "                 run the five demo jobs and show their progress (KEEP=1 keeps it running)"
-	@echo "make test        lint, type-check and run every test suite (unit, integration, e2e, faults)"
+	@echo "make test        lint, type-check and run every test suite (unit, integration, e2e, faults, cluster)"
+	@echo "make cluster-demo  the same five jobs on real pods: a single-node cluster here, the image,"
+	@echo "                 helm install of the chart (KEEP=1 keeps it running)"
+	@echo "make cluster     start a single-node Kubernetes (containerd + kubelet, needs root); prints KUBECONFIG"
+	@echo "make cluster-down  stop it and remove everything it left on the host"
+	@echo "make image       build the pgjobs image (and the dev PostgreSQL and pause images) with buildah"
 	@echo "make test-unit   unit tests only (no services)"
 	@echo "make controlplane  build kube-apiserver, etcd and kubectl (~10 min the first time, cached in ~/.cache/pgjobs)"
 	@echo "make helm        build helm from the Go module proxy (cached)"
@@ -35,8 +40,35 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
 	else echo "PostgreSQL server binaries are missing: install postgresql-15 (or set PGJOBS_PG_BINDIR)" >&2; exit 1; fi
 
+# The node's runtime (containerd, runc, CNI plugins, iptables) and image tools, from Debian.
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack kmod buildah mmdebstrap
+node-deps:
+	@missing=""; for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing$$missing (Debian packages)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "as root, install the Debian packages:$$missing" >&2; exit 1; fi
+
 controlplane:
 	deploy/controlplane/build.sh
+
+coredns:
+	deploy/coredns/build.sh
+
+image: node-deps
+	deploy/image/build.sh
+
+# The cluster's processes outlive make; `make cluster-down` stops them.
+cluster: setup node-deps controlplane coredns image
+	$(PY) -m pgjobs.devenv.cluster up --coredns "$$(deploy/coredns/build.sh --bin)" \
+		$$(deploy/image/build.sh --archives | awk '{print "--image", $$2}')
+
+cluster-down: $(STAMP)
+	$(PY) -m pgjobs.devenv.cluster down
+
+cluster-demo: cluster helm
+	$(PY) -m pgjobs.devenv.clusterdemo --helm "$$(deploy/helm/build.sh --bin)" $(if $(KEEP),--keep,)
 
 helm:
 	deploy/helm/build.sh
@@ -51,7 +83,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check pgjobs tests $(wildcard bench)
 	$(VENV)/bin/mypy
 
-test: setup controlplane helm lint
+# tests/cluster uses a running `make cluster`, or starts one for the session and stops it after.
+test: setup controlplane helm coredns image lint
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -62,6 +95,9 @@ test-integration: setup
 
 test-e2e: setup controlplane helm
 	$(VENV)/bin/pytest -ra tests/e2e $(PYTEST_ARGS)
+
+test-cluster: setup controlplane helm coredns image
+	$(VENV)/bin/pytest -ra tests/cluster $(PYTEST_ARGS)
 
 bench: setup controlplane
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

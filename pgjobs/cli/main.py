@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_migrate(commands)
     _add_worker(commands)
     _add_operator(commands)
+    _add_release_pgjobs(commands)
     _add_enqueue(commands)
     _add_jobs(commands)
     _add_admin(commands)
@@ -194,6 +195,13 @@ def _add_worker(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--health-port",
+        default=None,
+        type=int,
+        help="serve /healthz (event loop alive) and /readyz (in contact with PostgreSQL) for probes",
+    )
+    options.add(
+        parser,
         "--name",
         default=socket.gethostname(),
         help="name shown for this worker in listings (default: the host name; in Kubernetes, the pod name)",
@@ -222,6 +230,7 @@ def _worker(args: argparse.Namespace) -> int:
         hostname=args.name,
         enable_shell=args.enable_shell,
         metrics_port=args.metrics_port,
+        health_port=args.health_port,
     )
     asyncio.run(running.run_worker(_settings(args), settings, listen=not args.no_listen))
     return 0
@@ -286,6 +295,44 @@ def _operator(args: argparse.Namespace) -> int:
     from pgjobs.operator import running
 
     return running.main(_settings(args), args)
+
+
+def _add_release_pgjobs(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "release-pgjobs",
+        "stop the operator's Deployment and remove its finalizer from every PgJob it watched"
+        " (the chart's pre-delete hook, so that no PgJob is left undeletable after helm uninstall)",
+        _release_pgjobs,
+    )
+    parser.add_argument("--operator-namespace", required=True, help="namespace of the operator's Deployment")
+    parser.add_argument("--operator-deployment", required=True, help="name of the operator's Deployment")
+    options.add_list(
+        parser, "--namespace", default=[], metavar="NS", help="namespace the operator watched (default: all)"
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster)")
+
+
+def _release_pgjobs(args: argparse.Namespace) -> int:
+    from pgjobs.operator import kube, running, uninstalling
+
+    target = uninstalling.Target(
+        namespace=args.operator_namespace,
+        deployment=args.operator_deployment,
+        watched=tuple(options.resolved_list(args, "--namespace")),
+        finalizer=running.FINALIZER,
+    )
+
+    async def run() -> int:
+        api = kube.KubeApi.load(args.kubeconfig)
+        try:
+            return await uninstalling.release_pgjobs(api, target)
+        finally:
+            await api.close()
+
+    released = asyncio.run(run())
+    print(f"released {released} PgJob(s); the operator is stopped")
+    return 0
 
 
 # enqueue

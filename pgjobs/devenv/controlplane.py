@@ -22,8 +22,6 @@ import atexit
 import base64
 import contextlib
 import dataclasses
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -41,10 +39,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pgjobs.devenv import pki
 
 # Must match k8s.io/kubernetes in deploy/controlplane/go.mod (a test checks).
 K8S_VERSION = "1.36.3"
@@ -116,90 +111,8 @@ def go_available() -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Keypair:
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    def key_pem(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-
-def _new_cert(
-    subject: x509.Name,
-    issuer: _Keypair | None,
-    *,
-    ca: bool = False,
-    server: bool = False,
-    client: bool = False,
-) -> _Keypair:
-    # EC keys: generating RSA keys would dominate the start-up time.
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        # Backdated a little: tolerate clock skew between us and the server.
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    usages = []
-    if server:
-        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    if client:
-        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
-    if usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    signing_key = issuer.key if issuer else key
-    return _Keypair(builder.sign(signing_key, hashes.SHA256()), key)
-
-
-def _client_subject(user: str, groups: Sequence[str]) -> x509.Name:
-    # kube-apiserver maps CN to the user name and each O to a group.
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
-    return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, user)])
-
-
-def _write(path: Path, data: bytes, mode: int = 0o600) -> Path:
-    path.write_bytes(data)
-    path.chmod(mode)
-    return path
-
-
-@dataclasses.dataclass(frozen=True)
 class _PKI:
-    ca: _Keypair
+    ca: pki.Keypair
     ca_file: Path
     serving_cert: Path
     serving_key: Path
@@ -209,31 +122,18 @@ class _PKI:
 
 def _make_pki(directory: Path) -> _PKI:
     directory.mkdir(mode=0o700)
-    ca = _new_cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pgjobs-dev-ca")]), None, ca=True)
-    serving = _new_cert(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), ca, server=True
+    ca = pki.new_ca("pgjobs-dev-ca")
+    serving_cert, serving_key = pki.write_keypair(
+        directory, "apiserver", pki.new_cert(pki.common_name("kube-apiserver"), ca, server=True)
     )
-    sa = ec.generate_private_key(ec.SECP256R1())
+    sa = pki.new_signing_key()
     return _PKI(
         ca=ca,
-        ca_file=_write(directory / "ca.crt", ca.cert_pem(), 0o644),
-        serving_cert=_write(directory / "apiserver.crt", serving.cert_pem(), 0o644),
-        serving_key=_write(directory / "apiserver.key", serving.key_pem()),
-        sa_key=_write(
-            directory / "sa-signer.key",
-            sa.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        ),
-        sa_pub=_write(
-            directory / "sa-signer.pub",
-            sa.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-            0o644,
-        ),
+        ca_file=pki.write_file(directory / "ca.crt", ca.cert_pem(), 0o644),
+        serving_cert=serving_cert,
+        serving_key=serving_key,
+        sa_key=pki.write_file(directory / "sa-signer.key", pki.private_key_pem(sa)),
+        sa_pub=pki.write_file(directory / "sa-signer.pub", pki.public_key_pem(sa), 0o644),
     )
 
 
@@ -241,7 +141,7 @@ def _make_pki(directory: Path) -> _PKI:
 # Kubeconfigs
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
@@ -253,7 +153,7 @@ def write_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, credenti
     """
     cluster = {"server": server}
     if ca_pem:  # empty when an existing cluster's server has a publicly trusted cert
-        cluster["certificate-authority-data"] = _b64(ca_pem)
+        cluster["certificate-authority-data"] = b64(ca_pem)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -267,7 +167,7 @@ def write_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, credenti
         "contexts": [{"name": user, "context": {"cluster": "pgjobs-dev", "user": user}}],
         "current-context": user,
     }
-    return _write(path, json.dumps(config, indent=2).encode())
+    return pki.write_file(path, json.dumps(config, indent=2).encode())
 
 
 def run_kubectl(
@@ -429,7 +329,7 @@ def _wait_until(ready: Callable[[], bool], proc: _Process, timeout: float, what:
     )
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
             return bool(response.status == 200)
@@ -581,15 +481,15 @@ class ControlPlane(_ServiceAccounts):
         The user has no rights until RoleBindings grant them: the way to test
         that RBAC manifests suffice.
         """
-        cert = _new_cert(_client_subject(user, groups), self._pki.ca, client=True)
+        cert = pki.client_cert(self._pki.ca, user, groups)
         return write_kubeconfig(
             self.dir / f"{name or user.replace(':', '_')}.kubeconfig",
             self.server,
             self._pki.ca.cert_pem(),
             user,
             {
-                "client-certificate-data": _b64(cert.cert_pem()),
-                "client-key-data": _b64(cert.key_pem()),
+                "client-certificate-data": b64(cert.cert_pem()),
+                "client-key-data": b64(cert.key_pem()),
             },
         )
 
@@ -658,19 +558,18 @@ class ControlPlane(_ServiceAccounts):
         _wait_until(self._apiserver_ready, self._apiserver, self.ready_timeout, "kube-apiserver")
 
     def _etcd_healthy(self) -> bool:
-        return _http_ok(f"{self.etcd_url}/health")
+        return http_ok(f"{self.etcd_url}/health")
 
     def _admin_ssl_context(self) -> ssl.SSLContext:
         # /readyz details need an authenticated caller; ssl wants files.
-        cert = _new_cert(_client_subject(ADMIN_USER, [MASTERS_GROUP]), self._pki.ca, client=True)
-        crt = _write(self.dir / "pki" / "readyz-client.crt", cert.cert_pem())
-        key = _write(self.dir / "pki" / "readyz-client.key", cert.key_pem())
+        cert = pki.client_cert(self._pki.ca, ADMIN_USER, [MASTERS_GROUP])
+        crt, key = pki.write_keypair(self.dir / "pki", "readyz-client", cert)
         context = ssl.create_default_context(cafile=str(self._pki.ca_file))
         context.load_cert_chain(str(crt), str(key))
         return context
 
     def _apiserver_ready(self) -> bool:
-        return _http_ok(f"{self.server}/readyz", self._readyz_context)
+        return http_ok(f"{self.server}/readyz", self._readyz_context)
 
 
 class ExistingCluster(_ServiceAccounts):

@@ -112,7 +112,7 @@ class KubeApi:
         # The uid in the patch is a precondition: a new PgJob that reuses the name of a deleted
         # one is refused (409) instead of receiving the old job's status.
         body: Json = {"metadata": {"uid": uid}, "status": status} if uid else {"status": status}
-        path = f"{_pgjobs_path(namespace)}/{quote(name)}/status"
+        path = f"{pgjobs_path(namespace)}/{quote(name)}/status"
         try:
             await self.request("PATCH", path, body, "application/merge-patch+json")
         except KubeError as error:
@@ -144,7 +144,7 @@ class KubeApi:
     async def list_identities(self, namespaces: Iterable[str]) -> list[Identity]:
         """Who every PgJob is (in the given namespaces; none given: in all), read as metadata
         only and a page at a time, so tens of thousands of PgJobs never sit in memory at once."""
-        paths = [_pgjobs_path(namespace) for namespace in namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+        paths = [pgjobs_path(namespace) for namespace in namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
         found: list[Identity] = []
         for path in paths:
             token = ""
@@ -161,7 +161,7 @@ class KubeApi:
     async def get_pgjob(self, namespace: str, name: str) -> Json | None:
         """One PgJob, None when it is gone."""
         try:
-            return await self.request("GET", f"{_pgjobs_path(namespace)}/{quote(name)}")
+            return await self.request("GET", f"{pgjobs_path(namespace)}/{quote(name)}")
         except KubeError as error:
             if error.status == 404:
                 return None
@@ -176,7 +176,7 @@ class KubeApi:
             "propagationPolicy": "Background",
         }
         try:
-            await self.request("DELETE", f"{_pgjobs_path(namespace)}/{quote(name)}", options)
+            await self.request("DELETE", f"{pgjobs_path(namespace)}/{quote(name)}", options)
         except KubeError as error:
             if error.status in (404, 409):  # gone, or a new PgJob with the same name
                 return False
@@ -211,7 +211,7 @@ PAGE = 500
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 
 
-def _pgjobs_path(namespace: str) -> str:
+def pgjobs_path(namespace: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}"
 
 

@@ -23,7 +23,7 @@ from pgjobs.store import connecting, hotpath, jobs, migrating, workers
 from pgjobs.store.queries import Connection
 from pgjobs.store.records import Heartbeat
 from pgjobs.tasks import registry
-from pgjobs.worker import metrics
+from pgjobs.worker import health, metrics
 from pgjobs.worker.execution import StopReason
 from pgjobs.worker.links import Link
 from pgjobs.worker.settings import WorkerSettings
@@ -51,6 +51,7 @@ class Worker:
         self._control = Link(database, "heartbeat")
         self._beat_now = asyncio.Event()
         self._shutdown_timer: asyncio.TimerHandle | None = None
+        self._health_server: asyncio.Server | None = None
         self._last_heartbeat = time.monotonic()
         #: Start of the current unbroken run of heartbeats (reset by every failed one).
         self._in_contact_since = time.monotonic()
@@ -105,6 +106,8 @@ class Worker:
         metrics.BUSY_SLOTS.set_function(lambda: sum(slot.execution is not None for slot in self.slots))
         if self.settings.metrics_port is not None:
             metrics.serve(self.settings.metrics_port)
+        if self.settings.health_port is not None:
+            self._health_server = await health.serve(self.settings.health_port, self.not_ready_reason)
         logger.info(
             "pgjobs worker %s on %s (pid %s): queues %s, %s slot(s), tasks: %s",
             self.id,
@@ -117,6 +120,15 @@ class Worker:
         logger.info(
             "This worker runs %s job(s) at a time. To scale, run more workers.", self.settings.concurrency
         )
+
+    def not_ready_reason(self) -> str | None:
+        """Why the worker should get no new work from a rollout's point of view, or None."""
+        if self.stopping:
+            return "shutting down"
+        silent = time.monotonic() - self._last_heartbeat
+        if silent > self.settings.stall_timeout:
+            return f"no heartbeat reached PostgreSQL for {silent:.0f}s"
+        return None
 
     async def _register(self, conn: Connection) -> None:
         settings = self.settings
@@ -152,6 +164,8 @@ class Worker:
     async def _finish(self, *, hand_back_leftovers: bool) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._health_server is not None:
+            self._health_server.close()
         if hand_back_leftovers:
             # Every slot has returned, so a job still held is run by nobody (a claim whose answer
             # was lost while stopping, an outcome given up): back to Pending now, attempt

@@ -33,6 +33,8 @@ class WorkerSettings:
     #: Minimum seconds between two progress writes of one job (the final value is always written).
     progress_interval: float = 1.0
     metrics_port: int | None = None
+    #: Serve /healthz and /readyz for the kubelet's probes on this port (pgjobs.worker.health).
+    health_port: int | None = None
     hostname: str = dataclasses.field(default_factory=socket.gethostname)
 
     def __post_init__(self) -> None:

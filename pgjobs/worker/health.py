@@ -1,0 +1,67 @@
+"""The worker's probe endpoints for the kubelet, served by the worker's own event loop.
+
+- ``/healthz`` (liveness) answers whenever the event loop runs. It is served by that loop, not a
+  thread, so a loop blocked by a task that never yields stops answering and the kubelet
+  restarts the pod; its running jobs are rescued after the stall timeout. It does not depend
+  on the database: an outage must not restart every worker at once.
+- ``/readyz`` (readiness) answers 200 while the worker is in contact with PostgreSQL (its last
+  heartbeat is younger than the stall timeout) and not shutting down, else 503. A rollout
+  with ``maxUnavailable: 0`` waits for new pods to be ready before it stops old ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+_REQUEST_LINE_LIMIT = 1024
+_READ_TIMEOUT = 5.0
+
+
+def _response(status: int, body: str) -> bytes:
+    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+    payload = body.encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+def answer(path: str, ready: Callable[[], str | None]) -> bytes:
+    """The response to GET `path`; `ready` gives None when ready, else the reason it is not."""
+    if path == "/healthz":
+        return _response(200, "ok\n")
+    if path == "/readyz":
+        reason = ready()
+        return _response(200, "ok\n") if reason is None else _response(503, reason + "\n")
+    return _response(404, "not found\n")
+
+
+async def _serve_one(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ready: Callable[[], str | None]
+) -> None:
+    try:
+        async with asyncio.timeout(_READ_TIMEOUT):
+            line = await reader.readline()
+        parts = line[:_REQUEST_LINE_LIMIT].decode("latin-1").split()
+        path = parts[1].split("?")[0] if len(parts) >= 2 else ""
+        writer.write(answer(path, ready))
+        await writer.drain()
+    except (TimeoutError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def serve(port: int, ready: Callable[[], str | None]) -> asyncio.Server:
+    """Listen on every interface (the kubelet probes the pod's address)."""
+    return await asyncio.start_server(
+        lambda r, w: _serve_one(r, w, ready),
+        host="0.0.0.0",  # noqa: S104
+        port=port,
+        limit=_REQUEST_LINE_LIMIT,
+    )

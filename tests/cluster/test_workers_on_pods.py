@@ -1,0 +1,118 @@
+"""Worker pods under the things Kubernetes does to them: scaling, deletion, SIGKILL.
+
+The chart runs as a user installs it; only the shutdown grace is short (2 s, so the pod's
+termination grace is 12 s) to make hand-backs happen within these tests' jobs. Outcomes are
+checked in the PgJob statuses and in the job rows of the release's PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from tests.cluster.helpers import FINISHED, Release, sleep_jobs, wait_for
+
+SHUTDOWN_GRACE = 2
+TERMINATION_GRACE = SHUTDOWN_GRACE + 10  # the chart's default terminationGraceMargin
+STALL_TIMEOUT = 15  # the chart's default
+HEARTBEAT = 2  # the chart's default
+#: Status sync and polling add a little on top of the rescue itself.
+STATUS_SLACK = 5
+CHART_VALUES = {"worker": {"replicas": 2, "shutdownGrace": SHUTDOWN_GRACE}}
+
+
+def _finished(release: Release, prefix: str, count: int) -> dict[str, str] | None:
+    phases = release.phases(prefix)
+    return phases if len(phases) == count and set(phases.values()) <= FINISHED else None
+
+
+def _running_on(release: Release, prefix: str) -> dict[str, str]:
+    """PgJob name → worker pod, for the jobs Running now."""
+    return {
+        name: status.get("worker", "")
+        for name, status in release.statuses(prefix).items()
+        if status.get("phase") == "Running"
+    }
+
+
+def test_scaling_2_4_1_loses_nothing_and_charges_no_attempt(release: Release) -> None:
+    prefix = f"scale-{uuid.uuid4().hex[:5]}"
+    count = 10
+    release.apply(sleep_jobs(prefix, count, seconds=8, maxAttempts=3))
+    wait_for(lambda: len(_running_on(release, prefix)) == 2, 120, "2 jobs Running on 2 workers")
+
+    release.scale_workers(4)
+    wait_for(lambda: len(release.ready_worker_pods()) == 4, 120, "4 ready worker pods")
+    running = wait_for(
+        lambda: (r := _running_on(release, prefix)) and len(set(r.values())) >= 3 and r, 60, "jobs on 3+ pods"
+    )
+
+    before = set(release.worker_pods())
+    release.scale_workers(1)
+    scaled_at = time.monotonic()
+    survivor = wait_for(lambda: len(p := release.worker_pods()) == 1 and p[0], 30, "one worker left")
+    removed = before - {survivor}
+    handed_back = {job for job, pod in running.items() if pod in removed}
+    wait_for(
+        lambda: (
+            not (
+                set(p["metadata"]["name"] for p in release.pods("worker", include_terminating=True)) & removed
+            )
+        ),
+        TERMINATION_GRACE + 10,
+        "the removed pods gone",
+    )
+    gone_after = time.monotonic() - scaled_at
+
+    final = wait_for(lambda: _finished(release, prefix, count), 300, "every job finished", interval=2)
+    assert set(final.values()) == {"Completed"}, final
+    rows = release.job_rows(list(final))
+    assert {row["state"] for row in rows.values()} == {"completed"}
+    # A job taken from a removed pod was handed back, not rescued: its attempt was refunded.
+    assert {name: row["attempt"] for name, row in rows.items()} == dict.fromkeys(final, 1)
+    assert handed_back, f"no job was running on a removed pod ({running}, removed {removed})"
+    statuses = release.statuses(prefix)
+    assert all(statuses[job]["worker"] == survivor for job in handed_back), statuses
+    assert gone_after < TERMINATION_GRACE + 5, f"removed pods took {gone_after:.0f}s to go"
+    release.scale_workers(2)
+
+
+def _delete_worker_mid_job(release: Release, *flags: str) -> tuple[str, dict[str, object], float]:
+    wait_for(lambda: len(release.ready_worker_pods()) == 2, 120, "2 ready worker pods")
+    name = f"del-{uuid.uuid4().hex[:5]}-0"
+    release.apply(sleep_jobs(name[:-2], 1, seconds=30, maxAttempts=3))
+    pod = wait_for(lambda: _running_on(release, name).get(name), 60, "the job Running")
+    assert pod in release.worker_pods()
+    release.kubectl("delete", "pod", pod, "--wait=false", *flags)
+    deleted_at = time.monotonic()
+    elsewhere = wait_for(
+        lambda: (w := _running_on(release, name).get(name)) and w != pod and w,
+        STALL_TIMEOUT + 2 * HEARTBEAT + STATUS_SLACK + 10,
+        "the job Running on another worker",
+        interval=0.5,
+    )
+    moved_after = time.monotonic() - deleted_at
+    final = wait_for(
+        lambda: (s := release.statuses(name)[name]).get("phase") in FINISHED and s, 120, "the job done"
+    )
+    assert final["phase"] == "Completed", final
+    assert final["worker"] == elsewhere
+    row = release.job_rows([name])[name]
+    assert row["state"] == "completed"
+    return pod, {"attempt": row["attempt"], "status_attempts": final.get("attempts")}, moved_after
+
+
+def test_deleting_a_worker_pod_gracefully_hands_its_job_back(release: Release) -> None:
+    _, attempts, moved_after = _delete_worker_mid_job(release)
+    # SIGTERM: the worker hands the job back within its shutdown grace, attempt refunded.
+    assert attempts == {"attempt": 1, "status_attempts": 1}
+    assert moved_after < TERMINATION_GRACE + STATUS_SLACK, f"{moved_after:.1f}s"
+
+
+def test_force_deleting_a_worker_pod_gets_its_job_rescued(release: Release) -> None:
+    _, attempts, moved_after = _delete_worker_mid_job(release, "--grace-period=0", "--force")
+    # Killed: either the worker still handed the job back (attempt 1) or the rescue sweep took
+    # it after the stall timeout (attempt 2); never lost, never completed twice.
+    assert attempts["attempt"] in (1, 2), attempts
+    assert attempts["attempt"] == attempts["status_attempts"]
+    assert moved_after < STALL_TIMEOUT + 2 * HEARTBEAT + STATUS_SLACK, f"{moved_after:.1f}s"
