@@ -69,10 +69,6 @@ class TokenBucket:
             return 0.0
         return (1 - self._tokens) / self.rate
 
-    def give_back(self, count: int) -> None:
-        """Return tokens taken but not used (fewer rows to write than tokens taken)."""
-        self._tokens = min(self.burst, self._tokens + count)
-
     async def take(self) -> None:
         async with self._lock:  # first come, first served
             while (wait := self.try_take()) > 0:

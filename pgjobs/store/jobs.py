@@ -155,11 +155,6 @@ async def get(conn: Connection, job_id: int) -> Job | None:
     return Job.from_row(row) if row else None
 
 
-async def get_resource(conn: Connection, resource_uid: str) -> Job | None:
-    row = await fetch_one(conn, "job_get_resource", {"resource_uid": resource_uid})
-    return Job.from_row(row) if row else None
-
-
 async def list_jobs(
     conn: Connection, states: Sequence[JobState] | None = None, limit: int = 100
 ) -> list[Job]:

@@ -166,11 +166,6 @@ SELECT j.*, w.hostname AS worker_name
 FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
 WHERE j.id = %(job_id)s;
 
--- name: job_get_resource
-SELECT j.*, w.hostname AS worker_name
-FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
-WHERE j.resource_uid = %(resource_uid)s;
-
 -- name: job_list
 SELECT j.*, w.hostname AS worker_name
 FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
@@ -353,9 +348,6 @@ WHERE change_count <> synced_count AND resource_uid IS NOT NULL;
 
 -- name: leader_try_lock
 SELECT pg_try_advisory_lock(%(key)s) AS acquired;
-
--- name: leader_unlock
-SELECT pg_advisory_unlock(%(key)s) AS released;
 
 -- name: leader_ping
 SELECT 1 AS alive;

@@ -125,13 +125,9 @@ async def count_unsynced(conn: Connection) -> int:
 
 
 async def try_lock(conn: Connection, key: int) -> bool:
-    """Take the session advisory lock `key` if free; it lasts until unlock or the session ends."""
+    """Take the session advisory lock `key` if free; it lasts until the session ends."""
     rows = await fetch_all(conn, "leader_try_lock", {"key": key})
     return bool(rows and rows[0]["acquired"])
-
-
-async def unlock(conn: Connection, key: int) -> None:
-    await fetch_all(conn, "leader_unlock", {"key": key})
 
 
 async def ping(conn: Connection) -> None:

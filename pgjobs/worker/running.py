@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import time
 import uuid
@@ -30,10 +29,6 @@ from pgjobs.worker.settings import WorkerSettings
 from pgjobs.worker.slots import Slot
 
 logger = logging.getLogger("pgjobs.worker")
-
-#: Run the rescue sweep after this many heartbeats: every one, so a dead worker's job is running
-#: again within the stall timeout plus about one heartbeat (the sweep is one cheap indexed UPDATE).
-RESCUE_EVERY_HEARTBEATS = 1
 
 
 class Worker:
@@ -218,7 +213,6 @@ class Worker:
     # Heartbeats (and the rescue sweep, which any worker may run)
 
     async def _heartbeat_loop(self) -> None:
-        beats = random.randrange(RESCUE_EVERY_HEARTBEATS)  # noqa: S311 - spreads sweeps, not security
         self._arm_watchdog()
         while True:
             sent_at = time.monotonic()
@@ -231,8 +225,9 @@ class Worker:
                 self._last_heartbeat = sent_at
                 self._arm_watchdog()
                 await self._answer(beat, sent_at)
-                beats += 1
-                if beats % RESCUE_EVERY_HEARTBEATS == 0 and self._may_rescue():
+                # Every heartbeat, so a dead worker's job is running again within the stall
+                # timeout plus about one heartbeat (the sweep is one cheap indexed UPDATE).
+                if self._may_rescue():
                     await self._rescue()
             self._beat_now.clear()
             with contextlib.suppress(TimeoutError):
