@@ -53,6 +53,10 @@ class JobState(enum.StrEnum):
 
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.STOPPED})
 
+#: Seconds a Running job's worker may stay silent before the rescue sweep moves the job on (to
+#: Pending, or Failed without attempts left). Workers, the operator and `pgjobs rescue` share it.
+STALL_TIMEOUT = 15.0
+
 
 class Priority(enum.IntEnum):
     """Claim order: higher first, FIFO within one priority. Stored as a small integer."""

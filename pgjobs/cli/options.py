@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from pgjobs import states
+
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: printed as one line, exit status 2."""
 
 
 def env_name(option: str) -> str:
@@ -53,3 +61,36 @@ def resolved_list(args: argparse.Namespace, option: str) -> list[str]:
 
 def _dest(option: str) -> str:
     return option.lstrip("-").replace("-", "_")
+
+
+def command(
+    commands: Any, name: str, help: str, handler: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """A subcommand of `pgjobs` that calls `handler` with the parsed arguments."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
+    parser.set_defaults(handler=handler)
+    # The global options are accepted after the command too; SUPPRESS keeps the global value
+    # unless they are given here.
+    parser.add_argument(
+        "--database-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="PostgreSQL connection URL [env PGJOBS_DATABASE_URL]",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=LOG_LEVELS,
+        help="log level [env PGJOBS_LOG_LEVEL]",
+    )
+    return parser
+
+
+def add_stall_timeout(parser: argparse.ArgumentParser) -> None:
+    add(
+        parser,
+        "--stall-timeout",
+        default=states.STALL_TIMEOUT,
+        type=float,
+        help="seconds without heartbeat after which a worker is presumed dead and its jobs rescued",
+    )

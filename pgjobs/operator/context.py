@@ -1,59 +1,21 @@
-"""What every part of the operator shares: its options, the database pool and the Kubernetes API."""
+"""What every part of the operator shares: its settings, the database pool and the Kubernetes API."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
 from typing import Any
 
-from pgjobs.cli import options as cli_options
 from pgjobs.operator import kube
 from pgjobs.operator.database import Database
+from pgjobs.operator.settings import OperatorSettings
 from pgjobs.store import connecting
-
-
-@dataclasses.dataclass(frozen=True)
-class OperatorOptions:
-    namespaces: tuple[str, ...] = ()
-    stall_timeout: float = 15.0
-    status_writes_per_second: float = 50.0
-    #: Writes allowed at once above the rate (a token bucket's size, as client-go's QPS/Burst).
-    status_write_burst: int = 500
-    sync_interval: float = 0.2
-    maintenance_interval: float = 5.0
-    liveness_port: int = 8080
-    metrics_port: int = 9090
-    kubeconfig: str | None = None
-    #: How long deleting a PgJob waits for the worker to stop its running job.
-    delete_wait: float = 10.0
-    #: Dead or stopped workers are forgotten this long after their last heartbeat.
-    worker_retention: float = 3600.0
-    #: Followers try to take the leadership this often; the leader checks its lock as often.
-    leadership_interval: float = 1.0
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> OperatorOptions:
-        return cls(
-            namespaces=tuple(cli_options.resolved_list(args, "--namespace")),
-            stall_timeout=float(args.stall_timeout),
-            status_writes_per_second=float(args.status_writes_per_second),
-            status_write_burst=int(args.status_write_burst),
-            sync_interval=float(args.sync_interval),
-            maintenance_interval=float(args.maintenance_interval),
-            liveness_port=int(args.liveness_port),
-            metrics_port=int(args.metrics_port),
-            kubeconfig=args.kubeconfig or None,
-        )
-
-    def watches(self, namespace: str) -> bool:
-        return not self.namespaces or namespace in self.namespaces
 
 
 @dataclasses.dataclass
 class Context:
-    options: OperatorOptions
+    settings: OperatorSettings
     database_settings: connecting.DatabaseSettings
     database: Database
     kube: kube.KubeApi

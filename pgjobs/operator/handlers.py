@@ -16,13 +16,14 @@ from typing import Any
 
 import kopf
 
+from pgjobs import crd
 from pgjobs.operator import context, kube
 from pgjobs.states import FINISHED_STATES, JobState, Priority
 from pgjobs.store import jobs, queries, resources
 from pgjobs.store.records import InvalidJob, NewJob, ResourceJob
 
 registry = kopf.OperatorRegistry()
-RESOURCE = (kube.GROUP, kube.VERSION, kube.PLURAL)
+RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,10 @@ def resource_job(body: Mapping[str, Any]) -> ResourceJob:
     job = NewJob(
         task=spec["task"],
         args=spec.get("args") or {},
-        priority=Priority.parse(spec.get("priority", "Regular")),
-        queue=spec.get("queue", "default"),
-        max_attempts=int(spec.get("maxAttempts", 3)),
-        backoff_seconds=int(spec.get("backoffSeconds", 10)),
+        priority=Priority.parse(spec.get("priority", NewJob.priority.label)),
+        queue=spec.get("queue", NewJob.queue),
+        max_attempts=int(spec.get("maxAttempts", NewJob.max_attempts)),
+        backoff_seconds=int(spec.get("backoffSeconds", NewJob.backoff_seconds)),
         timeout_seconds=spec.get("timeoutSeconds"),
     )
     return ResourceJob(
@@ -55,7 +56,7 @@ def resource_job(body: Mapping[str, Any]) -> ResourceJob:
 def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """--kubeconfig, else in-cluster, else KUBECONFIG: the same credentials as our own client."""
     # A registry of our own does not get kopf's default login handlers.
-    return kube.connection_info(context.of(memo).options.kubeconfig, settings.networking.trust_env)
+    return kube.connection_info(context.of(memo).settings.kubeconfig, settings.networking.trust_env)
 
 
 @kopf.on.cleanup(registry=registry)
@@ -137,7 +138,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Stop a running job (bounded wait for its worker), then remove the row."""
     ctx = context.of(memo)
     uid = body["metadata"]["uid"]
-    deadline = time.monotonic() + ctx.options.delete_wait
+    deadline = time.monotonic() + ctx.settings.delete_wait
     while True:
         async with ctx.database.connection() as conn:
             row = await resources.get_state(conn, uid)

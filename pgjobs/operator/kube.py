@@ -24,10 +24,8 @@ import aiohttp
 import kopf
 import kubernetes
 
-GROUP = "pgjobs.dev"
-VERSION = "v1alpha1"
-PLURAL = "pgjobs"
-KIND = "PgJob"
+from pgjobs import crd
+
 COMPONENT = "pgjobs-operator"
 #: Connections at once: the status sync's 16 writers plus room for Events and maintenance.
 CONNECTIONS = 24
@@ -128,12 +126,12 @@ class KubeApi:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, **involved},
+            "involvedObject": {"apiVersion": crd.API_VERSION, "kind": crd.KIND, **involved},
             "type": kind,
             "reason": reason,
             "message": message[:1024],
             "source": {"component": COMPONENT},
-            "reportingComponent": f"{GROUP}/operator",
+            "reportingComponent": f"{crd.GROUP}/operator",
             "reportingInstance": self._instance,
             "firstTimestamp": now,
             "lastTimestamp": now,
@@ -144,7 +142,9 @@ class KubeApi:
     async def list_identities(self, namespaces: Iterable[str]) -> list[Identity]:
         """Who every PgJob is (in the given namespaces; none given: in all), read as metadata
         only and a page at a time, so tens of thousands of PgJobs never sit in memory at once."""
-        paths = [pgjobs_path(namespace) for namespace in namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+        paths = [pgjobs_path(namespace) for namespace in namespaces] or [
+            f"/apis/{crd.API_VERSION}/{crd.PLURAL}"
+        ]
         found: list[Identity] = []
         for path in paths:
             token = ""
@@ -212,7 +212,7 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.i
 
 
 def pgjobs_path(namespace: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}"
+    return f"/apis/{crd.API_VERSION}/namespaces/{quote(namespace)}/{crd.PLURAL}"
 
 
 def ssl_context(configuration: Any) -> ssl.SSLContext:

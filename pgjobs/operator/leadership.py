@@ -37,7 +37,7 @@ async def run(ctx: context.Context, duties: Duties) -> None:
             conn = await connecting.connect(ctx.database_settings)
         except connecting.DatabaseError as error:
             logger.warning("leadership: %s", error)
-            await asyncio.sleep(ctx.options.leadership_interval)
+            await asyncio.sleep(ctx.settings.leadership_interval)
             continue
         try:
             await _follow_then_lead(ctx, conn, duties)
@@ -49,17 +49,17 @@ async def run(ctx: context.Context, duties: Duties) -> None:
             _set_leading(ctx, False)
             with contextlib.suppress(Exception):
                 await conn.close()
-        await asyncio.sleep(ctx.options.leadership_interval)
+        await asyncio.sleep(ctx.settings.leadership_interval)
 
 
 async def _follow_then_lead(ctx: context.Context, conn: psycopg.AsyncConnection[Any], duties: Duties) -> None:
     while not await resources.try_lock(conn, LOCK_KEY):
-        await asyncio.sleep(ctx.options.leadership_interval)
+        await asyncio.sleep(ctx.settings.leadership_interval)
     _set_leading(ctx, True)
     task = asyncio.create_task(duties(), name="pgjobs-leader-duties")
     try:
         while not task.done():
-            await asyncio.sleep(ctx.options.leadership_interval)
+            await asyncio.sleep(ctx.settings.leadership_interval)
             async with asyncio.timeout(PING_TIMEOUT):
                 await resources.ping(conn)
         task.result()  # duties never return on their own: surface why they did

@@ -39,10 +39,10 @@ async def remove_orphans(ctx: context.Context) -> int:
     other order would delete the rows of PgJobs created between the two reads.)
     """
     async with ctx.database.connection() as conn:
-        keys = [(uid, ns) for uid, ns in await resources.list_keys(conn) if ctx.options.watches(ns)]
+        keys = [(uid, ns) for uid, ns in await resources.list_keys(conn) if ctx.settings.watches(ns)]
     if not keys:
         return 0
-    present = {pgjob.uid for pgjob in await ctx.kube.list_identities(ctx.options.namespaces)}
+    present = {pgjob.uid for pgjob in await ctx.kube.list_identities(ctx.settings.namespaces)}
     gone = [uid for uid, _ in keys if uid not in present]
     if not gone:
         return 0
@@ -71,7 +71,7 @@ async def adopt_missing(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
         rows = {uid for uid, _ in await resources.list_keys(conn)}
     cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=ADOPT_AFTER)
-    for pgjob in await ctx.kube.list_identities(ctx.options.namespaces):
+    for pgjob in await ctx.kube.list_identities(ctx.settings.namespaces):
         if pgjob.uid in rows or pgjob.deleting or pgjob.created > cutoff:
             continue
         body = await ctx.kube.get_pgjob(pgjob.namespace, pgjob.name)
@@ -97,10 +97,10 @@ async def rescue(ctx: context.Context) -> None:
     """The sweep, once this replica has led for a full stall timeout: a new leader may just have
     come back from a database outage, and workers need that long to reconnect and heartbeat
     before their jobs can be called stalled."""
-    if time.monotonic() - ctx.leading_since < ctx.options.stall_timeout:
+    if time.monotonic() - ctx.leading_since < ctx.settings.stall_timeout:
         return
     async with ctx.database.connection() as conn:
-        rescued = await jobs.rescue(conn, ctx.options.stall_timeout)
+        rescued = await jobs.rescue(conn, ctx.settings.stall_timeout)
     for job in rescued:
         metrics.RESCUES.labels(job.state.phase).inc()
         logger.info("rescued job %d from a silent worker: now %s", job.id, job.state.phase)
@@ -123,8 +123,8 @@ async def delete_expired(ctx: context.Context) -> None:
 
 async def prune_workers(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
-        pruned = await workers.prune(conn, ctx.options.worker_retention)
-        alive = await workers.count_alive(conn, ctx.options.stall_timeout)
+        pruned = await workers.prune(conn, ctx.settings.worker_retention)
+        alive = await workers.count_alive(conn, ctx.settings.stall_timeout)
     metrics.WORKERS_ALIVE.set(alive)
     if pruned:
         logger.info("forgot %d workers that stopped or died long ago", pruned)
@@ -187,4 +187,4 @@ async def run(ctx: context.Context) -> None:
     """Rounds until cancelled (when this replica stops leading)."""
     while True:
         await run_once(ctx)
-        await asyncio.sleep(ctx.options.maintenance_interval)
+        await asyncio.sleep(ctx.settings.maintenance_interval)

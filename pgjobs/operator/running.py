@@ -7,7 +7,6 @@ in the replica that holds the PostgreSQL advisory lock.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
 import logging
@@ -18,6 +17,7 @@ import kopf
 
 from pgjobs.operator import context, handlers, kube, leadership, maintenance, metrics, syncing
 from pgjobs.operator.database import Database
+from pgjobs.operator.settings import OperatorSettings
 from pgjobs.store import connecting, migrating
 
 logger = logging.getLogger(__name__)
@@ -82,23 +82,22 @@ def quiet_kopf_successes() -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
-def main(database_settings: connecting.DatabaseSettings, args: argparse.Namespace) -> int:
-    options = context.OperatorOptions.from_args(args)
+def main(database_settings: connecting.DatabaseSettings, settings: OperatorSettings) -> int:
     quiet_kopf_successes()
-    asyncio.run(run(database_settings, options))
+    asyncio.run(run(database_settings, settings))
     return 0
 
 
-async def run(database_settings: connecting.DatabaseSettings, options: context.OperatorOptions) -> None:
+async def run(database_settings: connecting.DatabaseSettings, settings: OperatorSettings) -> None:
     await _check_schema(database_settings)
     database = Database(database_settings)
     sync_database = Database(database_settings, max_size=SYNC_CONNECTIONS)
     await database.open()
     await sync_database.open()
     ctx = context.Context(
-        options, database_settings, database, kube.KubeApi.load(options.kubeconfig), sync_database
+        settings, database_settings, database, kube.KubeApi.load(settings.kubeconfig), sync_database
     )
-    metrics.serve(options.metrics_port)
+    metrics.serve(settings.metrics_port)
     ctx.background.append(
         asyncio.create_task(leadership.run(ctx, lambda: lead(ctx)), name="pgjobs-leadership")
     )
@@ -107,10 +106,10 @@ async def run(database_settings: connecting.DatabaseSettings, options: context.O
             registry=handlers.registry,
             settings=kopf_settings(),
             standalone=True,
-            clusterwide=not options.namespaces,
-            namespaces=list(options.namespaces),
-            liveness_endpoint=f"http://0.0.0.0:{options.liveness_port}/healthz"
-            if options.liveness_port
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz"
+            if settings.liveness_port
             else None,
             memo=kopf.Memo(context=ctx),
         )
@@ -133,7 +132,7 @@ async def _until_done(step: Any, what: str, ctx: context.Context) -> None:
             return
         except Exception as error:
             logger.warning("%s failed, retrying: %s", what, error)
-            await asyncio.sleep(ctx.options.maintenance_interval)
+            await asyncio.sleep(ctx.settings.maintenance_interval)
 
 
 async def _check_schema(settings: connecting.DatabaseSettings) -> None:

@@ -216,12 +216,12 @@ class Syncer:
         # A burst allowance: 1,000 PgJobs applied at once need a status each, faster than any
         # polite steady rate; the rate still bounds what the operator writes over time.
         self.bucket = TokenBucket(
-            ctx.options.status_writes_per_second,
-            max(ctx.options.status_writes_per_second, ctx.options.status_write_burst),
+            ctx.settings.status_writes_per_second,
+            max(ctx.settings.status_writes_per_second, ctx.settings.status_write_burst),
         )
         # Events have a budget and a queue of their own: a status must not wait behind the
         # Events of other jobs, and under a burst the statuses are what users look at.
-        self.event_bucket = TokenBucket(ctx.options.status_writes_per_second)
+        self.event_bucket = TokenBucket(ctx.settings.status_writes_per_second)
         self.events: asyncio.Queue[tuple[SyncRow, str, str, str]] = asyncio.Queue(EVENT_BACKLOG)
         self.queue: asyncio.Queue[SyncRow] = asyncio.Queue()
         #: Ids of rows queued or being written: not read again until their copy is recorded.
@@ -251,7 +251,7 @@ class Syncer:
                 await self._low.wait()
             else:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.ctx.options.sync_interval):
+                    async with asyncio.timeout(self.ctx.settings.sync_interval):
                         await self._low.wait()
 
     async def sync_once(self) -> bool:

@@ -1,10 +1,16 @@
-"""Worker settings, with the defaults every entry point shares."""
+"""The worker's settings: one typed object, each default defined here once.
+
+The `pgjobs worker` command fills it from its options; the chart's values and the docs are
+checked against these defaults by a test.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 import socket
+
+from pgjobs import states
 
 
 class OnShutdown(enum.StrEnum):
@@ -16,25 +22,33 @@ class OnShutdown(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
+    #: Queues to take jobs from.
     queues: tuple[str, ...] = ("default",)
+    #: Jobs run at the same time (one slot each).
     concurrency: int = 1
+    #: Seconds between heartbeats.
     heartbeat_interval: float = 2.0
     #: A worker silent this long is presumed dead and its jobs are rescued.
-    stall_timeout: float = 15.0
+    stall_timeout: float = states.STALL_TIMEOUT
     #: How often idle slots look for work when no notification arrives.
     poll_interval: float = 2.0
     #: How long a stopped or timed-out task may take to end by itself before it is cancelled.
     stop_grace: float = 5.0
+    #: On SIGTERM, seconds running jobs get to finish before they are handed back.
     shutdown_grace: float = 25.0
+    #: What happens to jobs still running when the shutdown grace is over.
     on_shutdown: OnShutdown = OnShutdown.REQUEUE
     #: Drain the queues, then exit.
     burst: bool = False
+    #: Allow the `shell` task, which runs commands from job args.
     enable_shell: bool = False
     #: Minimum seconds between two progress writes of one job (the final value is always written).
     progress_interval: float = 1.0
+    #: Serve Prometheus metrics on this port.
     metrics_port: int | None = None
     #: Serve /healthz and /readyz for the kubelet's probes on this port (pgjobs.worker.health).
     health_port: int | None = None
+    #: The name shown for this worker in listings (in Kubernetes, the pod name).
     hostname: str = dataclasses.field(default_factory=socket.gethostname)
 
     def __post_init__(self) -> None:

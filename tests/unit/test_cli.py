@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from pgjobs.cli import main, options
+from pgjobs.cli import listings, main, options, queue
 from pgjobs.states import JobState, Priority
 from pgjobs.store.records import Job
 
@@ -40,8 +40,8 @@ def test_help_mentions_environment_variables(capsys: pytest.CaptureFixture[str])
 
 @pytest.mark.parametrize(("text", "message"), [("{", "not valid JSON"), ("3", "must be a JSON object")])
 def test_args_json_errors(text: str, message: str) -> None:
-    with pytest.raises(main.UserError, match=message):
-        main._parse_args_json(text)
+    with pytest.raises(options.UserError, match=message):
+        queue.parse_args_json(text)
 
 
 def test_user_errors_are_one_line_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,7 +78,7 @@ def test_jobs_table() -> None:
         ttl_seconds_after_finished=None,
         change_count=1,
     )
-    lines = main.format_jobs([job], now=now).splitlines()
+    lines = listings.format_jobs([job], now=now).splitlines()
     assert lines[0].split() == ["ID", "TASK", "STATE", "PRIORITY", "PROGRESS", "WORKER", "ATTEMPTS", "AGE"]
     assert lines[1].split() == ["7", "sleep", "Running", "High", "40%", "worker-a", "1/3", "5m"]
     assert job.as_json()["state"] == "Running"
@@ -86,4 +86,4 @@ def test_jobs_table() -> None:
 
 @pytest.mark.parametrize(("seconds", "text"), [(5, "5s"), (90, "1m"), (7200, "2h"), (200000, "2d")])
 def test_age_format(seconds: int, text: str) -> None:
-    assert main.format_age(datetime.timedelta(seconds=seconds)) == text
+    assert listings.format_age(datetime.timedelta(seconds=seconds)) == text

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pgjobs.operator import context, syncing
+from pgjobs.operator import syncing
+from pgjobs.operator.settings import OperatorSettings
 from pgjobs.states import JobState, Priority
 from pgjobs.store.resources import SyncRow
 
@@ -141,8 +142,8 @@ def run_syncer(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run a Syncer against the fake until every row is copied and recorded."""
     monkeypatch.setattr(syncing.resources, "list_unsynced", fake.list_unsynced)
     monkeypatch.setattr(syncing.resources, "mark_synced", fake.mark_synced)
-    options = context.OperatorOptions(status_writes_per_second=1000.0, sync_interval=0.01)
-    ctx = types.SimpleNamespace(options=options, kube=fake, sync_database=fake)
+    settings = OperatorSettings(status_writes_per_second=1000.0, sync_interval=0.01)
+    ctx = types.SimpleNamespace(settings=settings, kube=fake, sync_database=fake)
 
     async def until_copied() -> None:
         task = asyncio.create_task(syncing.Syncer(ctx).run())  # type: ignore[arg-type]
@@ -171,8 +172,8 @@ def test_syncer_retries_a_failed_write(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_normal_events_are_skipped_under_a_backlog_warnings_are_not() -> None:
-    options = context.OperatorOptions(status_writes_per_second=50.0)
-    syncer = syncing.Syncer(types.SimpleNamespace(options=options))  # type: ignore[arg-type]
+    settings = OperatorSettings(status_writes_per_second=50.0)
+    syncer = syncing.Syncer(types.SimpleNamespace(settings=settings))  # type: ignore[arg-type]
     for _ in range(syncing.NORMAL_EVENT_BACKLOG):
         syncer._queue_event(row(), "Normal", "Completed", "")
     syncer._queue_event(row(), "Normal", "Completed", "")
@@ -182,7 +183,7 @@ def test_normal_events_are_skipped_under_a_backlog_warnings_are_not() -> None:
 
 
 def test_statuses_may_burst_above_the_rate_and_events_may_not() -> None:
-    options = context.OperatorOptions(status_writes_per_second=50.0, status_write_burst=500)
-    syncer = syncing.Syncer(types.SimpleNamespace(options=options))  # type: ignore[arg-type]
+    settings = OperatorSettings(status_writes_per_second=50.0, status_write_burst=500)
+    syncer = syncing.Syncer(types.SimpleNamespace(settings=settings))  # type: ignore[arg-type]
     assert syncer.bucket.rate == 50.0 and syncer.bucket.burst == 500
     assert syncer.event_bucket.burst == 50.0

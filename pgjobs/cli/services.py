@@ -1,0 +1,283 @@
+"""The `pgjobs` commands that run pgjobs itself: migrate, worker, operator, release-pgjobs.
+
+Each parses its options into the settings object of the package it starts (`WorkerSettings`,
+`OperatorSettings`) and hands it over; the defaults come from those objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+from typing import Any
+
+from pgjobs.cli import database, options
+from pgjobs.operator.settings import OperatorSettings
+from pgjobs.store import migrating
+from pgjobs.worker.settings import OnShutdown, WorkerSettings
+
+
+def add(commands: Any) -> None:
+    _add_migrate(commands)
+    _add_worker(commands)
+    _add_operator(commands)
+    _add_release_pgjobs(commands)
+
+
+# migrate
+
+
+def _add_migrate(commands: Any) -> None:
+    options.command(
+        commands, "migrate", "create the database if needed and bring its schema up to date", _migrate
+    )
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = database.settings(args)
+    applied = asyncio.run(migrating.migrate(settings))
+    where = settings.describe()
+    if applied:
+        print(f"{where}: applied {', '.join(f'{m.version:04d}_{m.name}' for m in applied)}")
+    else:
+        print(f"{where}: schema is up to date (version {migrating.latest_version()})")
+    return 0
+
+
+# worker
+
+
+def _add_worker(commands: Any) -> None:
+    parser = options.command(commands, "worker", "claim and run jobs, one at a time per slot", _worker)
+    defaults = WorkerSettings
+    options.add_list(
+        parser, "--queue", default=list(defaults.queues), metavar="QUEUE", help="queue to take jobs from"
+    )
+    options.add_list(
+        parser,
+        "--tasks",
+        default=[],
+        metavar="MODULE",
+        help="Python module that registers tasks (entry points of group pgjobs.tasks load too)",
+    )
+    options.add(
+        parser, "--concurrency", default=defaults.concurrency, type=int, help="jobs run at the same time"
+    )
+    options.add(
+        parser,
+        "--heartbeat-interval",
+        default=defaults.heartbeat_interval,
+        type=float,
+        help="seconds between heartbeats",
+    )
+    options.add_stall_timeout(parser)
+    options.add(
+        parser,
+        "--poll-interval",
+        default=defaults.poll_interval,
+        type=float,
+        help="seconds between looks for work when no notification arrives",
+    )
+    options.add(
+        parser,
+        "--stop-grace",
+        default=defaults.stop_grace,
+        type=float,
+        help="seconds a stopped or timed-out task gets to end before it is cancelled",
+    )
+    options.add(
+        parser,
+        "--shutdown-grace",
+        default=defaults.shutdown_grace,
+        type=float,
+        help="on SIGTERM, seconds running jobs get to finish before they are handed back",
+    )
+    options.add(
+        parser,
+        "--on-shutdown",
+        default=defaults.on_shutdown.value,
+        choices=[choice.value for choice in OnShutdown],
+        help="what happens to jobs still running when the shutdown grace is over",
+    )
+    options.add(
+        parser,
+        "--metrics-port",
+        default=defaults.metrics_port,
+        type=int,
+        help="serve Prometheus metrics on this port",
+    )
+    options.add(
+        parser,
+        "--health-port",
+        default=defaults.health_port,
+        type=int,
+        help="serve /healthz (event loop alive) and /readyz (in contact with PostgreSQL) for probes",
+    )
+    options.add(
+        parser,
+        "--name",
+        default=socket.gethostname(),
+        help="name shown for this worker in listings (default: the host name; in Kubernetes, the pod name)",
+    )
+    options.add_flag(parser, "--burst", help="drain the queues, then exit")
+    options.add_flag(parser, "--enable-shell", help="allow the `shell` task (runs commands from job args)")
+    options.add_flag(parser, "--no-listen", help="poll only, no LISTEN/NOTIFY (e.g. behind PgBouncer)")
+
+
+def worker_settings(args: argparse.Namespace) -> WorkerSettings:
+    return WorkerSettings(
+        queues=tuple(options.resolved_list(args, "--queue")),
+        concurrency=args.concurrency,
+        heartbeat_interval=args.heartbeat_interval,
+        stall_timeout=args.stall_timeout,
+        poll_interval=args.poll_interval,
+        stop_grace=args.stop_grace,
+        shutdown_grace=args.shutdown_grace,
+        on_shutdown=OnShutdown(args.on_shutdown),
+        burst=args.burst,
+        hostname=args.name,
+        enable_shell=args.enable_shell,
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from pgjobs.tasks import registry
+    from pgjobs.worker import running
+
+    registry.load(options.resolved_list(args, "--tasks"))
+    settings = worker_settings(args)
+    asyncio.run(running.run_worker(database.settings(args), settings, listen=not args.no_listen))
+    return 0
+
+
+# operator
+
+
+def _add_operator(commands: Any) -> None:
+    parser = options.command(
+        commands,
+        "operator",
+        "run the Kubernetes operator (PgJob → PostgreSQL, status sync, rescue)",
+        _operator,
+    )
+    defaults = OperatorSettings
+    options.add_list(
+        parser,
+        "--namespace",
+        default=list(defaults.namespaces),
+        metavar="NS",
+        help="namespace to watch (default: all)",
+    )
+    options.add_stall_timeout(parser)
+    options.add(
+        parser,
+        "--status-writes-per-second",
+        default=defaults.status_writes_per_second,
+        type=float,
+        help="PgJob status writes per second towards the API server (Events: a budget of the same size)",
+    )
+    options.add(
+        parser,
+        "--status-write-burst",
+        default=defaults.status_write_burst,
+        type=int,
+        help="status writes allowed at once above that rate, so a burst of new PgJobs shows at once"
+        " (the rate refills it)",
+    )
+    options.add(
+        parser,
+        "--sync-interval",
+        default=defaults.sync_interval,
+        type=float,
+        help="seconds between looks for rows whose status must be copied to Kubernetes",
+    )
+    options.add(
+        parser,
+        "--maintenance-interval",
+        default=defaults.maintenance_interval,
+        type=float,
+        help="seconds between rescue sweeps, TTL cleanups and worker pruning (leader only)",
+    )
+    options.add(
+        parser,
+        "--liveness-port",
+        default=defaults.liveness_port,
+        type=int,
+        help="port of the /healthz liveness endpoint",
+    )
+    options.add(
+        parser,
+        "--metrics-port",
+        default=defaults.metrics_port,
+        type=int,
+        help="port of the Prometheus metrics",
+    )
+    options.add(
+        parser,
+        "--kubeconfig",
+        default=defaults.kubeconfig,
+        help="kubeconfig file (default: in-cluster, then ~/.kube/config)",
+    )
+
+
+def operator_settings(args: argparse.Namespace) -> OperatorSettings:
+    return OperatorSettings(
+        namespaces=tuple(options.resolved_list(args, "--namespace")),
+        stall_timeout=float(args.stall_timeout),
+        status_writes_per_second=float(args.status_writes_per_second),
+        status_write_burst=int(args.status_write_burst),
+        sync_interval=float(args.sync_interval),
+        maintenance_interval=float(args.maintenance_interval),
+        liveness_port=int(args.liveness_port),
+        metrics_port=int(args.metrics_port),
+        kubeconfig=args.kubeconfig or None,
+    )
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from pgjobs.operator import running
+
+    return running.main(database.settings(args), operator_settings(args))
+
+
+# release-pgjobs
+
+
+def _add_release_pgjobs(commands: Any) -> None:
+    parser = options.command(
+        commands,
+        "release-pgjobs",
+        "stop the operator's Deployment and remove its finalizer from every PgJob it watched"
+        " (the chart's pre-delete hook, so that no PgJob is left undeletable after helm uninstall)",
+        _release_pgjobs,
+    )
+    parser.add_argument("--operator-namespace", required=True, help="namespace of the operator's Deployment")
+    parser.add_argument("--operator-deployment", required=True, help="name of the operator's Deployment")
+    options.add_list(
+        parser, "--namespace", default=[], metavar="NS", help="namespace the operator watched (default: all)"
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster)")
+
+
+def _release_pgjobs(args: argparse.Namespace) -> int:
+    from pgjobs.operator import kube, running, uninstalling
+
+    target = uninstalling.Target(
+        namespace=args.operator_namespace,
+        deployment=args.operator_deployment,
+        watched=tuple(options.resolved_list(args, "--namespace")),
+        finalizer=running.FINALIZER,
+    )
+
+    async def run() -> int:
+        api = kube.KubeApi.load(args.kubeconfig)
+        try:
+            return await uninstalling.release_pgjobs(api, target)
+        finally:
+            await api.close()
+
+    released = asyncio.run(run())
+    print(f"released {released} PgJob(s); the operator is stopped")
+    return 0

@@ -1,0 +1,42 @@
+"""The operator's settings: one typed object, each default defined here once.
+
+The `pgjobs operator` command fills it from its options; the chart's values and the docs are
+checked against these defaults by a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pgjobs import states
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    #: Namespaces whose PgJobs this operator handles; empty: all.
+    namespaces: tuple[str, ...] = ()
+    #: A worker silent this long is presumed dead and its jobs are rescued.
+    stall_timeout: float = states.STALL_TIMEOUT
+    #: PgJob status writes per second towards the API server (Events get a budget of the same size).
+    status_writes_per_second: float = 50.0
+    #: Writes allowed at once above the rate (a token bucket's size, as client-go's QPS/Burst).
+    status_write_burst: int = 500
+    #: Seconds between looks for rows whose status must be copied to Kubernetes.
+    sync_interval: float = 0.2
+    #: Seconds between rescue sweeps, TTL cleanups and worker pruning (leader only).
+    maintenance_interval: float = 5.0
+    #: Port of the /healthz liveness endpoint (0: off).
+    liveness_port: int = 8080
+    #: Port of the Prometheus metrics (0: off).
+    metrics_port: int = 9090
+    #: Kubeconfig file; None: in-cluster, then KUBECONFIG / ~/.kube/config.
+    kubeconfig: str | None = None
+    #: How long deleting a PgJob waits for the worker to stop its running job.
+    delete_wait: float = 10.0
+    #: Dead or stopped workers are forgotten this long after their last heartbeat.
+    worker_retention: float = 3600.0
+    #: Followers try to take the leadership this often; the leader checks its lock as often.
+    leadership_interval: float = 1.0
+
+    def watches(self, namespace: str) -> bool:
+        return not self.namespaces or namespace in self.namespaces

@@ -1,0 +1,80 @@
+"""The packages of pgjobs import one way: states ← store ← tasks/worker/operator ← cli ← devenv.
+
+Read from the source with `ast`, so an import inside a function counts as much as one at the
+top of a module.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "pgjobs"
+
+#: What each part of pgjobs may import besides itself. `pgjobs` is the package's own
+#: `__init__` (the task authors' API), `crd` the PgJob resource's name.
+ALLOWED: dict[str, set[str]] = {
+    "states": set(),
+    "crd": set(),
+    "store": {"states"},
+    "tasks": {"states", "store"},
+    "worker": {"states", "store", "tasks"},
+    "operator": {"states", "crd", "store"},
+    "cli": {"states", "crd", "store", "tasks", "worker", "operator"},
+    "devenv": {"states", "crd", "store", "tasks", "worker", "operator", "cli"},
+    "pgjobs": {"tasks"},
+}
+
+
+def part_of(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    if relative == Path("__init__.py"):
+        return "pgjobs"
+    return relative.parts[0].removesuffix(".py")
+
+
+def imported_parts(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, part) for every import of a pgjobs module in `tree`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "pgjobs":
+                names = [f"pgjobs.{alias.name}" for alias in node.names]
+            else:
+                names = [node.module]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "pgjobs":
+                continue
+            target = parts[1] if len(parts) > 1 else "pgjobs"
+            known = (PACKAGE / target).is_dir() or (PACKAGE / f"{target}.py").is_file()
+            yield node.lineno, target if known else "pgjobs"
+
+
+def test_no_relative_imports() -> None:
+    relative = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level
+    ]
+    assert relative == [], "the layer check reads absolute imports only"
+
+
+def test_every_part_has_a_layer() -> None:
+    parts = {part_of(path) for path in PACKAGE.rglob("*.py")}
+    assert parts <= set(ALLOWED), f"add {sorted(parts - set(ALLOWED))} to ALLOWED"
+
+
+def test_imports_point_down_the_layers() -> None:
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        importer = part_of(path)
+        for line, imported in imported_parts(ast.parse(path.read_text())):
+            if imported != importer and imported not in ALLOWED[importer]:
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line} ({importer}) imports pgjobs.{imported}")
+    assert wrong == []
