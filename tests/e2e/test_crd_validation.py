@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
-from pgjobs.cli import kubectl as plugin
+from pgjobs import crd
+from pgjobs.cli.kubectl import errors
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "pgjobs.dev_pgjobs.yaml"
-CRD_NAME = f"{plugin.PLURAL}.{plugin.GROUP}"
+CRD_NAME = f"{crd.PLURAL}.{crd.GROUP}"
 SPEC_FIELDS = sorted(
     yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
         "spec"
@@ -55,8 +56,8 @@ def crd(kube: Any) -> None:
 
 def pgjob(name: str, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": f"{plugin.GROUP}/{plugin.VERSION}",
-        "kind": plugin.KIND,
+        "apiVersion": f"{crd.GROUP}/{crd.VERSION}",
+        "kind": crd.KIND,
         "metadata": {"name": name},
         "spec": {"task": "sleep", **spec},
     }
@@ -87,7 +88,7 @@ def get(kube: Any, namespace: str, name: str) -> dict[str, Any]:
 def set_status(kube: Any, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
     """Write status as the operator does: through the status subresource."""
     result: dict[str, Any] = kube.custom.patch_namespaced_custom_object_status(
-        plugin.GROUP, plugin.VERSION, namespace, plugin.PLURAL, name, {"status": status}
+        crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, {"status": status}
     )
     return result
 
@@ -439,5 +440,5 @@ def test_plugin_watch_exits_when_jobs_finish(kube: Any, crd: None, namespace: st
 def test_plugin_watch_times_out(kube: Any, crd: None, namespace: str) -> None:
     assert create(kube, namespace, pgjob("forever")).returncode == 0
     result = run_plugin(kube, namespace, "watch", "forever", "--timeout", "2s")
-    assert result.returncode == plugin.EXIT_TIMEOUT
+    assert result.returncode == errors.EXIT_TIMEOUT
     assert result.stdout.splitlines()[-1] == "timed out after 2s; not finished: forever"

@@ -16,11 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from pgjobs.cli import kubectl
+import pgjobs.crd
+from pgjobs.cli.kubectl import objects
+from pgjobs.states import JobState
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "pgjobs.dev_pgjobs.yaml"
 EXAMPLES = ROOT / "deploy" / "examples"
+PHASES = tuple(state.phase for state in JobState)
 
 Schema = dict[str, Any]
 
@@ -64,11 +67,11 @@ def resolve(root: Schema, json_path: str) -> Schema | None:
 
 def test_names_and_version(crd: dict[str, Any], version: dict[str, Any]) -> None:
     names = crd["spec"]["names"]
-    assert crd["metadata"]["name"] == f"{kubectl.PLURAL}.{kubectl.GROUP}"
-    assert crd["spec"]["group"] == kubectl.GROUP
-    assert (names["kind"], names["plural"], names["singular"]) == (kubectl.KIND, "pgjobs", "pgjob")
+    assert crd["metadata"]["name"] == f"{pgjobs.crd.PLURAL}.{pgjobs.crd.GROUP}"
+    assert crd["spec"]["group"] == pgjobs.crd.GROUP
+    assert (names["kind"], names["plural"], names["singular"]) == (pgjobs.crd.KIND, "pgjobs", "pgjob")
     assert names["shortNames"] == ["pgj"] and names["categories"] == ["pgjobs"]
-    assert version["name"] == kubectl.VERSION and version["served"] and version["storage"]
+    assert version["name"] == pgjobs.crd.VERSION and version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}
 
 
@@ -147,9 +150,9 @@ def test_status_declares_every_operator_field(root: Schema) -> None:
 def test_enums_agree_with_the_plugin(root: Schema) -> None:
     spec = root["properties"]["spec"]["properties"]
     status = root["properties"]["status"]["properties"]
-    assert tuple(spec["priority"]["enum"]) == kubectl.PRIORITIES
-    assert tuple(status["phase"]["enum"]) == kubectl.PHASES
-    assert set(kubectl.PHASES) > kubectl.FINISHED_PHASES
+    assert tuple(spec["priority"]["enum"]) == objects.PRIORITIES
+    assert tuple(status["phase"]["enum"]) == PHASES
+    assert set(PHASES) > objects.FINISHED_PHASES
 
 
 @pytest.mark.parametrize(
@@ -258,8 +261,8 @@ def example_docs() -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize(("where", "doc"), example_docs(), ids=[w for w, _ in example_docs()])
 def test_examples_are_valid(root: Schema, where: str, doc: dict[str, Any]) -> None:
-    assert doc["apiVersion"] == f"{kubectl.GROUP}/{kubectl.VERSION}"
-    assert doc["kind"] == kubectl.KIND
+    assert doc["apiVersion"] == f"{pgjobs.crd.GROUP}/{pgjobs.crd.VERSION}"
+    assert doc["kind"] == pgjobs.crd.KIND
     assert check_value(".spec", root["properties"]["spec"], doc["spec"]) == []
 
 

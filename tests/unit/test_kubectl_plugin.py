@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 
 from pgjobs.cli import kubectl
+from pgjobs.cli.kubectl import api, arguments, errors, objects, verbs, watching
 
 NOW = dt.datetime(2026, 1, 2, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -48,43 +49,43 @@ def api_exception(status: int, message: str) -> ApiException:
     [("30s", 30), ("10m", 600), ("1h", 3600), ("2d", 172800), ("1h30m", 5400), ("45", 45)],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
-    assert kubectl.parse_duration(text) == seconds
+    assert arguments.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "1x", "h", "1.5h", "-1h", "1h 30m", "1hh"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
-        kubectl.parse_duration(text)
+        arguments.parse_duration(text)
 
 
 @given(st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from("smhd")), min_size=1, max_size=4))
 def test_parse_duration_sums_parts(parts: list[tuple[int, str]]) -> None:
     text = "".join(f"{n}{u}" for n, u in parts)
     unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    assert kubectl.parse_duration(text) == sum(n * unit[u] for n, u in parts)
+    assert arguments.parse_duration(text) == sum(n * unit[u] for n, u in parts)
 
 
 def test_parse_args_json() -> None:
-    assert kubectl.parse_args_json('{"seconds": 10}') == {"seconds": 10}
-    with pytest.raises(kubectl.PluginError, match="not valid JSON") as bad:
-        kubectl.parse_args_json("{seconds: 10}")
-    assert bad.value.code == kubectl.EXIT_USAGE
-    with pytest.raises(kubectl.PluginError, match="must be a JSON object"):
-        kubectl.parse_args_json("[1, 2]")
+    assert objects.parse_args_json('{"seconds": 10}') == {"seconds": 10}
+    with pytest.raises(errors.PluginError, match="not valid JSON") as bad:
+        objects.parse_args_json("{seconds: 10}")
+    assert bad.value.code == errors.EXIT_USAGE
+    with pytest.raises(errors.PluginError, match="must be a JSON object"):
+        objects.parse_args_json("[1, 2]")
 
 
 def test_parse_phases() -> None:
-    assert kubectl.parse_phases("Completed, Failed") == {"Completed", "Failed"}
+    assert arguments.parse_phases("Completed, Failed") == {"Completed", "Failed"}
     for bad in ("Running", "", "Completed,Nope"):
         with pytest.raises(ValueError, match="invalid phase list"):
-            kubectl.parse_phases(bad)
+            arguments.parse_phases(bad)
 
 
 # -- manifests and patches ---------------------------------------------------
 
 
 def test_build_manifest_leaves_unset_options_to_crd_defaults() -> None:
-    body = kubectl.build_manifest("sleep", args={"seconds": 1})
+    body = objects.build_manifest("sleep", args={"seconds": 1})
     assert body == {
         "apiVersion": "pgjobs.dev/v1alpha1",
         "kind": "PgJob",
@@ -94,7 +95,7 @@ def test_build_manifest_leaves_unset_options_to_crd_defaults() -> None:
 
 
 def test_build_manifest_maps_every_option() -> None:
-    body = kubectl.build_manifest(
+    body = objects.build_manifest(
         "sleep",
         args={},
         priority="High",
@@ -121,28 +122,28 @@ def test_build_manifest_maps_every_option() -> None:
     [("sleep", "sleep-"), ("Reports.Nightly:v2", "reports-nightly-v2-"), ("__", "pgjob-")],
 )
 def test_generate_name_for(task: str, prefix: str) -> None:
-    assert kubectl.generate_name_for(task) == prefix
+    assert objects.generate_name_for(task) == prefix
 
 
 @given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}", fullmatch=True))
 def test_generate_name_is_always_a_valid_prefix(task: str) -> None:
-    prefix = kubectl.generate_name_for(task)
+    prefix = objects.generate_name_for(task)
     # The API server appends 5 characters and requires a DNS-1123 subdomain.
     assert len(prefix) <= 58
     assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?-", prefix), prefix
 
 
 def test_restart_patch_tests_the_old_value() -> None:
-    assert kubectl.restart_patch(2) == [
+    assert objects.restart_patch(2) == [
         {"op": "test", "path": "/spec/restarts", "value": 2},
         {"op": "replace", "path": "/spec/restarts", "value": 3},
     ]
-    assert kubectl.restart_patch(None) == [{"op": "add", "path": "/spec/restarts", "value": 1}]
+    assert objects.restart_patch(None) == [{"op": "add", "path": "/spec/restarts", "value": 1}]
 
 
 def test_stopped_patch() -> None:
-    assert kubectl.stopped_patch(True) == {"spec": {"stopped": True}}
-    assert kubectl.stopped_patch(False) == {"spec": {"stopped": False}}
+    assert objects.stopped_patch(True) == {"spec": {"stopped": True}}
+    assert objects.stopped_patch(False) == {"spec": {"stopped": False}}
 
 
 # -- prune filter -------------------------------------------------------------
@@ -155,80 +156,80 @@ def finished(name: str, phase: str, ago: dt.timedelta | None) -> dict[str, Any]:
 
 def test_prunable_by_phase() -> None:
     phases = frozenset({"Completed", "Failed"})
-    assert kubectl.prunable(finished("a", "Completed", None), phases, None, NOW)
-    assert kubectl.prunable(finished("b", "Failed", None), phases, None, NOW)
-    assert not kubectl.prunable(finished("c", "Stopped", None), phases, None, NOW)
-    assert not kubectl.prunable(job("d", "Running"), phases, None, NOW)
-    assert not kubectl.prunable(job("e"), phases, None, NOW)
+    assert objects.prunable(finished("a", "Completed", None), phases, None, NOW)
+    assert objects.prunable(finished("b", "Failed", None), phases, None, NOW)
+    assert not objects.prunable(finished("c", "Stopped", None), phases, None, NOW)
+    assert not objects.prunable(job("d", "Running"), phases, None, NOW)
+    assert not objects.prunable(job("e"), phases, None, NOW)
 
 
 def test_prunable_by_age() -> None:
     phases = frozenset({"Completed"})
     hour = 3600.0
-    assert kubectl.prunable(finished("old", "Completed", dt.timedelta(hours=2)), phases, hour, NOW)
-    assert kubectl.prunable(finished("edge", "Completed", dt.timedelta(hours=1)), phases, hour, NOW)
-    assert not kubectl.prunable(finished("new", "Completed", dt.timedelta(minutes=59)), phases, hour, NOW)
+    assert objects.prunable(finished("old", "Completed", dt.timedelta(hours=2)), phases, hour, NOW)
+    assert objects.prunable(finished("edge", "Completed", dt.timedelta(hours=1)), phases, hour, NOW)
+    assert not objects.prunable(finished("new", "Completed", dt.timedelta(minutes=59)), phases, hour, NOW)
     # Age unknown: keep rather than guess.
-    assert not kubectl.prunable(finished("unknown", "Completed", None), phases, hour, NOW)
+    assert not objects.prunable(finished("unknown", "Completed", None), phases, hour, NOW)
 
 
 def test_parse_time() -> None:
-    assert kubectl.parse_time("2026-01-02T12:00:00Z") == NOW
-    assert kubectl.parse_time("2026-01-02T12:00:00") == NOW
-    assert kubectl.parse_time("yesterday") is None
-    assert kubectl.parse_time(None) is None
+    assert objects.parse_time("2026-01-02T12:00:00Z") == NOW
+    assert objects.parse_time("2026-01-02T12:00:00") == NOW
+    assert objects.parse_time("yesterday") is None
+    assert objects.parse_time(None) is None
 
 
 # -- watch output -------------------------------------------------------------
 
 
 def test_snapshot_of_a_job_the_operator_has_not_seen() -> None:
-    snap = kubectl.snapshot_of(job("fresh"))
+    snap = watching.snapshot_of(job("fresh"))
     assert (snap.phase, snap.progress, snap.worker, snap.finished) == ("Pending", 0, "", False)
 
 
 def test_format_line() -> None:
-    running = kubectl.snapshot_of(job("demo-high-1", "Running", progress=40, worker="w-1", attempts=1))
-    assert kubectl.format_line(running).split() == [
+    running = watching.snapshot_of(job("demo-high-1", "Running", progress=40, worker="w-1", attempts=1))
+    assert watching.format_line(running).split() == [
         "demo-high-1",
         "Running",
         "40%",
         "worker=w-1",
         "attempts=1",
     ]
-    failed = kubectl.snapshot_of(job("x", "Failed", progress=0, message="boom: no such task"))
-    assert kubectl.format_line(failed).endswith("Failed      0% boom: no such task")
+    failed = watching.snapshot_of(job("x", "Failed", progress=0, message="boom: no such task"))
+    assert watching.format_line(failed).endswith("Failed      0% boom: no such task")
 
 
 def test_summarize() -> None:
-    done = [kubectl.snapshot_of(job(n, "Completed")) for n in ("a", "b")]
-    assert kubectl.summarize(done) == ("2 Completed", 0)
-    mixed = [*done, kubectl.snapshot_of(job("c", "Failed")), kubectl.snapshot_of(job("d", "Stopped"))]
-    assert kubectl.summarize(mixed) == ("2 Completed, 1 Failed (c), 1 Stopped (d)", 1)
-    assert kubectl.summarize([]) == ("no PgJobs to watch", 0)
+    done = [watching.snapshot_of(job(n, "Completed")) for n in ("a", "b")]
+    assert watching.summarize(done) == ("2 Completed", 0)
+    mixed = [*done, watching.snapshot_of(job("c", "Failed")), watching.snapshot_of(job("d", "Stopped"))]
+    assert watching.summarize(mixed) == ("2 Completed, 1 Failed (c), 1 Stopped (d)", 1)
+    assert watching.summarize([]) == ("no PgJobs to watch", 0)
 
 
 def test_line_display_prints_only_changes() -> None:
     out = io.StringIO()
-    display = kubectl.LineDisplay(out)
+    display = watching.LineDisplay(out)
     for progress in (10, 10, 20):
-        display.update(kubectl.snapshot_of(job("a", "Running", progress=progress)))
+        display.update(watching.snapshot_of(job("a", "Running", progress=progress)))
     assert [line.split()[2] for line in out.getvalue().splitlines()] == ["10%", "20%"]
 
 
 def test_selection() -> None:
-    done = kubectl.snapshot_of(job("old", "Completed"))
-    unnamed = kubectl.Selection(include_finished=False)
+    done = watching.snapshot_of(job("old", "Completed"))
+    unnamed = watching.Selection(include_finished=False)
     assert not unnamed.wants(done, initial=True)
     assert unnamed.wants(done, initial=False)  # finished while we watched
-    assert kubectl.Selection(include_finished=True).wants(done, initial=True)
-    named = kubectl.Selection(names=frozenset({"x"}))
+    assert watching.Selection(include_finished=True).wants(done, initial=True)
+    named = watching.Selection(names=frozenset({"x"}))
     assert not named.wants(done, initial=True)
 
 
 def test_tracker_done_waits_for_named_jobs_to_appear() -> None:
-    tracker = kubectl.Tracker(
-        kubectl.Selection(names=frozenset({"a", "b"})), kubectl.LineDisplay(io.StringIO())
+    tracker = watching.Tracker(
+        watching.Selection(names=frozenset({"a", "b"})), watching.LineDisplay(io.StringIO())
     )
     tracker.apply("ADDED", job("a", "Completed"))
     assert not tracker.done()
@@ -239,11 +240,11 @@ def test_tracker_done_waits_for_named_jobs_to_appear() -> None:
 
 
 def test_tracker_counts_a_deleted_job_as_not_completed() -> None:
-    tracker = kubectl.Tracker(kubectl.Selection(), kubectl.LineDisplay(io.StringIO()))
+    tracker = watching.Tracker(watching.Selection(), watching.LineDisplay(io.StringIO()))
     tracker.apply("ADDED", job("a", "Running"))
     tracker.apply("DELETED", job("a", "Running"))
     assert tracker.done()
-    assert kubectl.summarize(tracker.jobs.values()) == ("1 Deleted (a)", 1)
+    assert watching.summarize(tracker.jobs.values()) == ("1 Deleted (a)", 1)
 
 
 # -- verbs against a fake API ----------------------------------------------------
@@ -298,16 +299,16 @@ TEST_FAILED = "the server rejected our request due to an error in our request"
 def test_restart_retries_when_someone_else_restarted_first() -> None:
     jobs = FakeJobs()
     jobs.patch_failures = [api_exception(422, TEST_FAILED)]
-    assert kubectl.restart_one(jobs, "a") == 2
+    assert verbs.restart_one(jobs, "a") == 2
     tested = [p[0]["value"] for p in jobs.json_patches]
     assert tested == [0, 1]
 
 
 def test_restart_gives_up_after_bounded_retries() -> None:
     jobs = FakeJobs()
-    jobs.patch_failures = [api_exception(422, TEST_FAILED)] * (kubectl.RESTART_ATTEMPTS + 1)
-    with pytest.raises(kubectl.PluginError, match="kept changing"):
-        kubectl.restart_one(jobs, "a")
+    jobs.patch_failures = [api_exception(422, TEST_FAILED)] * (verbs.RESTART_ATTEMPTS + 1)
+    with pytest.raises(errors.PluginError, match="kept changing"):
+        verbs.restart_one(jobs, "a")
 
 
 class RefusingJobs(FakeJobs):
@@ -320,31 +321,31 @@ class RefusingJobs(FakeJobs):
 
 def test_restart_does_not_retry_a_real_refusal() -> None:
     jobs = RefusingJobs()
-    with pytest.raises(kubectl.PluginError, match=r"spec\.restarts: Invalid value"):
-        kubectl.restart_one(jobs, "a")
+    with pytest.raises(errors.PluginError, match=r"spec\.restarts: Invalid value"):
+        verbs.restart_one(jobs, "a")
     assert len(jobs.json_patches) == 1
 
 
 def test_restart_reports_other_errors_with_the_servers_message() -> None:
     jobs = FakeJobs()
     jobs.patch_failures = [api_exception(404, 'pgjobs.pgjobs.dev "a" not found')]
-    with pytest.raises(kubectl.PluginError) as err:
-        kubectl.restart_one(jobs, "a")
+    with pytest.raises(errors.PluginError) as err:
+        verbs.restart_one(jobs, "a")
     assert str(err.value) == "cannot restart PgJob 'a': pgjobs.pgjobs.dev \"a\" not found"
 
 
 def test_prune_one_deletes_with_preconditions() -> None:
     jobs = FakeJobs()
-    line = kubectl.prune_one(jobs, job("a", "Completed"), dry_run=False)
+    line = verbs.prune_one(jobs, job("a", "Completed"), dry_run=False)
     assert jobs.deleted == [("a", "uid-a", "7")]
     assert line == "pgjob.pgjobs.dev/a deleted (Completed)"
 
 
 def test_prune_one_keeps_a_job_that_changed_and_dry_run_deletes_nothing() -> None:
     jobs = FakeJobs()
-    assert "would be deleted" in kubectl.prune_one(jobs, job("a", "Failed"), dry_run=True)
+    assert "would be deleted" in verbs.prune_one(jobs, job("a", "Failed"), dry_run=True)
     jobs.delete_error = api_exception(409, "Precondition failed")
-    assert "changed since listed, kept" in kubectl.prune_one(jobs, job("a", "Failed"), dry_run=False)
+    assert "changed since listed, kept" in verbs.prune_one(jobs, job("a", "Failed"), dry_run=False)
     assert jobs.deleted == []
 
 
@@ -356,8 +357,8 @@ def test_run_watch_follows_events_and_relists_after_410() -> None:
     # One stream with an update; the next watch call gets 410 Gone -> re-list.
     jobs.events = [[{"type": "MODIFIED", "object": job("a", "Running", progress=50, worker="w")}]]
     out = io.StringIO()
-    code = kubectl.run_watch(
-        jobs, kubectl.Selection(include_finished=False), None, out, display_factory=kubectl.LineDisplay
+    code = watching.run_watch(
+        jobs, watching.Selection(include_finished=False), None, out, display_factory=watching.LineDisplay
     )
     lines = out.getvalue().splitlines()
     # b had finished before watch started, so it is not shown.
@@ -374,8 +375,8 @@ def test_run_watch_times_out() -> None:
     jobs = FakeJobs([job("a", "Running")])
     jobs.events = [[] for _ in range(1000)]
     out = io.StringIO()
-    code = kubectl.run_watch(jobs, kubectl.Selection(), 0.05, out, display_factory=kubectl.LineDisplay)
-    assert code == kubectl.EXIT_TIMEOUT
+    code = watching.run_watch(jobs, watching.Selection(), 0.05, out, display_factory=watching.LineDisplay)
+    assert code == errors.EXIT_TIMEOUT
     assert out.getvalue().splitlines()[-1] == "timed out after 0.05s; not finished: a"
 
 
@@ -383,12 +384,12 @@ def test_run_watch_times_out() -> None:
 
 
 def test_parser_global_options_and_verbs() -> None:
-    opts = kubectl.build_parser().parse_args(
+    opts = arguments.build_parser().parse_args(
         ["--kubeconfig", "k", "-n", "ns", "prune", "--phase", "Stopped", "--older-than", "2d"]
     )
     assert (opts.kubeconfig, opts.namespace, opts.verb) == ("k", "ns", "prune")
     assert opts.phase == {"Stopped"} and opts.older_than == 172800
-    assert kubectl.build_parser().parse_args(["prune"]).phase == {"Completed", "Failed"}
+    assert arguments.build_parser().parse_args(["prune"]).phase == {"Completed", "Failed"}
 
 
 @pytest.mark.parametrize(
@@ -404,14 +405,14 @@ def test_parser_global_options_and_verbs() -> None:
 )
 def test_parser_refuses(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        kubectl.build_parser().parse_args(argv)
+        arguments.build_parser().parse_args(argv)
     assert exit_.value.code == 2
 
 
 def test_every_verb_help_shows_the_kubectl_equivalent() -> None:
-    for verb, (_, details) in kubectl.VERB_HELP.items():
+    for verb, (_, details) in arguments.VERB_HELP.items():
         assert "kubectl " in details.split("equivalent", 1)[1], verb
-    assert "kubectl get pgjobs" in kubectl.DESCRIPTION
+    assert "kubectl get pgjobs" in arguments.DESCRIPTION
 
 
 def test_submit_with_bad_json_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -445,18 +446,16 @@ contexts:
 current-context: with-ns
 """
     )
-    assert kubectl.kube_namespace(str(config), None) == "jobs"
-    assert kubectl.kube_namespace(str(config), "without") == "default"
-    with pytest.raises(kubectl.PluginError, match="not found"):
-        kubectl.kube_namespace(str(config), "nope")
+    assert api.kube_namespace(str(config), None) == "jobs"
+    assert api.kube_namespace(str(config), "without") == "default"
+    with pytest.raises(errors.PluginError, match="not found"):
+        api.kube_namespace(str(config), "nope")
 
 
 def test_api_error_message() -> None:
     message = 'PgJob.pgjobs.dev "x" is invalid: spec.priority: Unsupported value: "Urgent"'
-    assert kubectl.api_error_message(api_exception(422, message)) == message
-    missing = kubectl.api_error_message(
-        api_exception(404, "the server could not find the requested resource")
-    )
+    assert api.api_error_message(api_exception(422, message)) == message
+    missing = api.api_error_message(api_exception(404, "the server could not find the requested resource"))
     assert "is the PgJob CRD installed?" in missing
     no_body = ApiException(status=503, reason="Service Unavailable")
-    assert kubectl.api_error_message(no_body) == "503 Service Unavailable"
+    assert api.api_error_message(no_body) == "503 Service Unavailable"

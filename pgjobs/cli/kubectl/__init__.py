@@ -1,0 +1,37 @@
+"""The `kubectl-pgjobs` plugin: thin, documented verbs over the PgJob API.
+
+Installed as the console script `kubectl-pgjobs`, so kubectl finds it as
+`kubectl pgjobs ...`. Every verb is one or two plain Kubernetes API calls on
+`pgjobs.dev/v1alpha1` PgJob objects, and each verb's --help shows the plain
+kubectl command that does the same: the plugin is a convenience, never the
+only way. It never talks to PostgreSQL; the operator turns spec changes into
+actions and reports back in the status.
+
+`arguments` parses the command line and holds the help; `verbs` runs each verb through `api`
+(a typed wrapper over the official client) on the JSON of `objects`; `watching` is the live
+watch; `errors` has the one-line error and the exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from pgjobs.cli.kubectl.api import connect
+from pgjobs.cli.kubectl.arguments import build_parser
+from pgjobs.cli.kubectl.errors import PluginError
+from pgjobs.cli.kubectl.watching import Selection, run_watch
+
+__all__ = ["Selection", "connect", "main", "run_watch"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kubectl-pgjobs` console script."""
+    opts = build_parser().parse_args(argv)
+    try:
+        return int(opts.func(opts, sys.stdout))
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130

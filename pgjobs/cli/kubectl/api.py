@@ -1,0 +1,159 @@
+"""Kubernetes access for the plugin: a small typed wrapper over the untyped official client."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from pgjobs import crd
+from pgjobs.cli.kubectl.errors import PluginError
+from pgjobs.cli.kubectl.objects import Json
+
+
+def default_kubeconfig() -> str:
+    return os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+
+
+def api_error_message(exc: Exception) -> str:
+    """One line from an ApiException: the API server's own message when it has one."""
+    body = getattr(exc, "body", None)
+    message = ""
+    if isinstance(body, str | bytes):
+        with contextlib.suppress(ValueError):
+            decoded = json.loads(body)
+            if isinstance(decoded, dict):
+                message = str(decoded.get("message") or "")
+    status = getattr(exc, "status", None)
+    if not message:
+        message = f"{status} {getattr(exc, 'reason', '') or ''}".strip()
+    if status == 404 and "could not find the requested resource" in message:
+        message += " (is the PgJob CRD installed? kubectl apply -f crds/pgjobs.dev_pgjobs.yaml)"
+    return message.replace("\n", " ")
+
+
+@contextlib.contextmanager
+def api_errors(what: str) -> Iterator[None]:
+    """Turn client exceptions into PluginError('<what>: <server message>')."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except ApiException as exc:
+        raise PluginError(f"{what}: {api_error_message(exc)}") from None
+    except HTTPError as exc:
+        raise PluginError(f"{what}: cannot reach the API server: {exc}") from None
+
+
+class PgJobApi:
+    """PgJob calls of one namespace, returning plain JSON dicts."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self._api = api  # kubernetes.client.CustomObjectsApi
+        self.namespace = namespace
+
+    def _where(self) -> tuple[str, str, str, str]:
+        return crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL
+
+    def create(self, body: Json) -> Json:
+        return cast(Json, self._api.create_namespaced_custom_object(*self._where(), body))
+
+    def get(self, name: str) -> Json:
+        return cast(Json, self._api.get_namespaced_custom_object(*self._where(), name))
+
+    def list_all(self, selector: str | None = None) -> Json:
+        return cast(Json, self._api.list_namespaced_custom_object(*self._where(), label_selector=selector))
+
+    def merge_patch(self, name: str, patch: Json) -> Json:
+        return cast(Json, self._api.patch_namespaced_custom_object(*self._where(), name, patch))
+
+    def json_patch(self, name: str, patch: list[Json]) -> Json:
+        return cast(
+            Json,
+            self._api.patch_namespaced_custom_object(
+                *self._where(), name, patch, _content_type="application/json-patch+json"
+            ),
+        )
+
+    def delete_exact(self, name: str, uid: str, resource_version: str) -> None:
+        """Delete only if the object is still the version we looked at."""
+        from kubernetes.client import V1DeleteOptions, V1Preconditions
+
+        options = V1DeleteOptions(preconditions=V1Preconditions(uid=uid, resource_version=resource_version))
+        self._api.delete_namespaced_custom_object(*self._where(), name, body=options)
+
+    def watch(self, selector: str | None, resource_version: str, timeout: int) -> Iterator[Json]:
+        """Raw watch events (dicts with 'type' and 'object') from a resourceVersion."""
+        from kubernetes import watch
+
+        untyped: Any = watch  # the client's watch module is not annotated
+        watcher = untyped.Watch()
+        stream = watcher.stream(
+            self._api.list_namespaced_custom_object,
+            *self._where(),
+            label_selector=selector,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout,
+            deserialize=False,
+            _request_timeout=timeout + 10,
+        )
+        for event in stream:
+            yield cast(Json, event)
+
+
+class JobsApi(Protocol):
+    """What the verbs need of PgJobApi (the unit tests pass fakes)."""
+
+    namespace: str
+
+    def get(self, name: str) -> Json: ...
+    def list_all(self, selector: str | None = None) -> Json: ...
+    def json_patch(self, name: str, patch: list[Json]) -> Json: ...
+    def delete_exact(self, name: str, uid: str, resource_version: str) -> None: ...
+    def watch(self, selector: str | None, resource_version: str, timeout: int) -> Iterator[Json]: ...
+
+
+def kube_namespace(kubeconfig: str, context: str | None) -> str:
+    """The namespace of the chosen (or current) kubeconfig context, else 'default'."""
+    from kubernetes import config
+
+    untyped: Any = config  # kubernetes.config is not annotated
+    contexts, current = untyped.list_kube_config_contexts(kubeconfig)
+    chosen = current
+    if context:
+        chosen = next((c for c in contexts if c.get("name") == context), None)
+        if chosen is None:
+            raise PluginError(f"context {context!r} not found in {kubeconfig}")
+    namespace = (chosen or {}).get("context", {}).get("namespace")
+    return str(namespace or "default")
+
+
+def connect(opts: argparse.Namespace) -> PgJobApi:
+    """A PgJobApi from --kubeconfig/--context/--namespace."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    kubeconfig = opts.kubeconfig or default_kubeconfig()
+    first = kubeconfig.split(os.pathsep)[0]
+    if not Path(first).expanduser().exists():
+        raise PluginError(
+            f"no kubeconfig at {first}: point at a cluster with --kubeconfig FILE or "
+            "KUBECONFIG=FILE (`make demo KEEP=1` prints one for the local control plane)"
+        )
+    configuration = client.Configuration()
+    untyped: Any = config  # kubernetes.config is not annotated
+    try:
+        untyped.load_kube_config(
+            config_file=kubeconfig, context=opts.context, client_configuration=configuration
+        )
+        namespace = opts.namespace or kube_namespace(kubeconfig, opts.context)
+    except ConfigException as exc:
+        raise PluginError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
+    api = client.CustomObjectsApi(client.ApiClient(configuration))
+    return PgJobApi(api, namespace)

@@ -1,0 +1,224 @@
+"""The plugin's command line: its verbs, their options, and help that shows the plain kubectl way."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from pgjobs.cli.kubectl.objects import DEFAULT_PRUNE_PHASES, FINISHED_PHASES, PRIORITIES
+from pgjobs.cli.kubectl.verbs import cmd_prune, cmd_restart, cmd_start, cmd_stop, cmd_submit, cmd_watch
+
+DESCRIPTION = """\
+Manage PgJobs (pgjobs.dev/v1alpha1): background jobs run by pgjobs workers.
+
+Each verb is a thin layer over the Kubernetes API; its --help shows the plain
+kubectl command that does the same. To list jobs use kubectl itself:
+  kubectl get pgjobs            (or: kubectl get pgj -o wide, kubectl get pgjobs -w)
+"""
+
+
+EPILOG = """\
+examples:
+  kubectl pgjobs submit sleep --args '{"seconds": 10, "steps": 10}' --priority High
+  kubectl pgjobs watch --selector app.kubernetes.io/part-of=pgjobs-demo
+  kubectl pgjobs stop my-job; kubectl pgjobs start my-job
+  kubectl pgjobs restart my-failed-job
+  kubectl pgjobs prune --phase Completed,Failed --older-than 1h --dry-run
+
+exit codes: 0 ok; 1 a job Failed/was Stopped, or an API call failed;
+            2 bad usage; 124 watch timed out
+"""
+
+
+VERB_HELP = {
+    "submit": (
+        "create a PgJob for TASK and print its name",
+        """\
+equivalent:
+  kubectl create -f - <<EOF
+  apiVersion: pgjobs.dev/v1alpha1
+  kind: PgJob
+  metadata: {generateName: sleep-}
+  spec: {task: sleep, args: {seconds: 10}, priority: High}
+  EOF
+
+examples:
+  kubectl pgjobs submit sleep --args '{"seconds": 5}'
+  kubectl pgjobs submit resize --name resize-42 --priority High --max-attempts 5 --wait
+""",
+    ),
+    "stop": (
+        "stop PgJobs: Pending ones become Stopped, Running ones are cancelled",
+        """\
+equivalent:
+  kubectl patch pgjob NAME --type merge -p '{"spec":{"stopped":true}}'
+""",
+    ),
+    "start": (
+        "start Stopped PgJobs again (they become Pending)",
+        """\
+equivalent:
+  kubectl patch pgjob NAME --type merge -p '{"spec":{"stopped":false}}'
+""",
+    ),
+    "restart": (
+        "start a new run of Completed/Failed/Stopped PgJobs (increments spec.restarts)",
+        """\
+equivalent (N = current spec.restarts + 1):
+  kubectl patch pgjob NAME --type merge -p '{"spec":{"restarts":N}}'
+the plugin uses a JSON patch that first tests the current value, so two
+concurrent restarts are two restarts:
+  kubectl patch pgjob NAME --type json -p \\
+    '[{"op":"test","path":"/spec/restarts","value":0},
+      {"op":"replace","path":"/spec/restarts","value":1}]'
+""",
+    ),
+    "prune": (
+        "delete finished PgJobs (by phase, optionally older than a duration)",
+        """\
+equivalent (kubectl has no age filter, and status fields are not selectable):
+  kubectl get pgjobs -o jsonpath=\\
+    '{range .items[?(@.status.phase=="Completed")]}{.metadata.name}{"\\n"}{end}' \\
+    | xargs -r kubectl delete pgjob
+a PgJob that changed after it was listed (e.g. restarted) is kept.
+spec.ttlSecondsAfterFinished makes the operator delete jobs by itself.
+""",
+    ),
+    "watch": (
+        "show live progress until the shown PgJobs are finished",
+        """\
+equivalent:
+  kubectl get pgjobs -w
+shows the named jobs, or the jobs matching --selector, or else the jobs of
+the namespace that are not finished yet (--all: finished ones too), plus
+jobs created while watching. Progress bars on a terminal, one line per
+change otherwise. Exits 0 when all are Completed, 1 if any is Failed or
+Stopped (or deleted), 124 on --timeout.
+""",
+    ),
+}
+
+
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "30s", "10m", "1h", "2d", "1h30m" or a bare number of seconds."""
+    text = text.strip()
+    if text.isdigit():
+        return float(text)
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 10m, 1h, 2d or 1h30m")
+    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+
+
+def parse_phases(text: str) -> frozenset[str]:
+    """A comma-separated list of finished phases, checked against the known ones."""
+    phases = frozenset(p.strip() for p in text.split(",") if p.strip())
+    unknown = phases - FINISHED_PHASES
+    if not phases or unknown:
+        raise ValueError(f"invalid phase list {text!r}: choose from {', '.join(sorted(FINISHED_PHASES))}")
+    return phases
+
+
+def duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def phases_arg(text: str) -> frozenset[str]:
+    try:
+        return parse_phases(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_verb(sub: Any, name: str, func: Callable[[argparse.Namespace, TextIO], int]) -> Any:
+    summary, details = VERB_HELP[name]
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=details,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_submit(sub: Any) -> None:
+    p = add_verb(sub, "submit", cmd_submit)
+    p.add_argument("task", metavar="TASK", help="name of a registered task, e.g. sleep")
+    p.add_argument("--args", default="{}", help="task arguments as a JSON object (default {})")
+    p.add_argument("--priority", choices=PRIORITIES, help="default: Regular")
+    p.add_argument("--queue", help="queue name (default: default)")
+    p.add_argument("--max-attempts", type=int, metavar="N", help="1..100 (default 3)")
+    p.add_argument("--timeout", type=int, metavar="S", help="per-attempt timeout in seconds")
+    p.add_argument("--ttl", type=int, metavar="S", help="delete the PgJob S seconds after it finished")
+    names = p.add_mutually_exclusive_group()
+    names.add_argument("--name", help="exact object name")
+    names.add_argument("--generate-name", metavar="PREFIX", help="name prefix (default: TASK-)")
+    p.add_argument("--wait", action="store_true", help="watch the job until it finished")
+    p.add_argument("--wait-timeout", type=duration_arg, metavar="DURATION", help="give up waiting after this")
+
+
+def add_names_verb(sub: Any, name: str, func: Callable[[argparse.Namespace, TextIO], int]) -> None:
+    p = add_verb(sub, name, func)
+    p.add_argument("names", nargs="+", metavar="NAME", help="PgJob names")
+
+
+def add_prune(sub: Any) -> None:
+    p = add_verb(sub, "prune", cmd_prune)
+    p.add_argument(
+        "--phase",
+        type=phases_arg,
+        default=frozenset(DEFAULT_PRUNE_PHASES),
+        metavar="P1,P2",
+        help="phases to delete (default Completed,Failed; Stopped allowed)",
+    )
+    p.add_argument(
+        "--older-than",
+        type=duration_arg,
+        metavar="DURATION",
+        help="only jobs finished at least this long ago: 30s, 10m, 1h, 2d",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
+    p.add_argument("-l", "--selector", help="label selector, e.g. app=batch")
+
+
+def add_watch(sub: Any) -> None:
+    p = add_verb(sub, "watch", cmd_watch)
+    p.add_argument("names", nargs="*", metavar="NAME", help="PgJob names (default: see below)")
+    p.add_argument("-l", "--selector", help="label selector, e.g. app.kubernetes.io/part-of=demo")
+    p.add_argument("--all", action="store_true", help="include jobs already finished")
+    p.add_argument("--timeout", type=duration_arg, metavar="DURATION", help="give up after this")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubectl pgjobs",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument(
+        "-n", "--namespace", help="namespace (default: the context's namespace, else default)"
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    add_submit(sub)
+    add_names_verb(sub, "stop", cmd_stop)
+    add_names_verb(sub, "start", cmd_start)
+    add_names_verb(sub, "restart", cmd_restart)
+    add_prune(sub)
+    add_watch(sub)
+    return parser
