@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import sys
+import time
 from typing import Any
 
 from pgjobs.cli import database, options
 from pgjobs.operator.settings import OperatorSettings
-from pgjobs.store import migrating
+from pgjobs.store import connecting, migrating
 from pgjobs.worker.settings import OnShutdown, WorkerSettings
+
+#: Seconds between attempts of `pgjobs migrate --wait`.
+MIGRATE_RETRY_INTERVAL = 2.0
 
 
 def add(commands: Any) -> None:
@@ -28,20 +33,42 @@ def add(commands: Any) -> None:
 
 
 def _add_migrate(commands: Any) -> None:
-    options.command(
+    parser = options.command(
         commands, "migrate", "create the database if needed and bring its schema up to date", _migrate
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep trying this long while the server is unreachable or still starting"
+        " (e.g. in an init container next to a PostgreSQL pod); a wrong password fails at once",
     )
 
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = database.settings(args)
-    applied = asyncio.run(migrating.migrate(settings))
+    applied = asyncio.run(_migrate_when_reachable(settings, args.wait))
     where = settings.describe()
     if applied:
         print(f"{where}: applied {', '.join(f'{m.version:04d}_{m.name}' for m in applied)}")
     else:
         print(f"{where}: schema is up to date (version {migrating.latest_version()})")
     return 0
+
+
+async def _migrate_when_reachable(
+    settings: connecting.DatabaseSettings, wait: float
+) -> list[migrating.Migration]:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await migrating.migrate(settings)
+        except connecting.DatabaseError as error:
+            if not error.retryable or time.monotonic() >= deadline:
+                raise
+            print(f"{settings.describe()}: not ready ({error}); retrying", file=sys.stderr, flush=True)
+            await asyncio.sleep(MIGRATE_RETRY_INTERVAL)
 
 
 # worker

@@ -22,8 +22,10 @@ from pgjobs.store import connecting, resources
 
 logger = logging.getLogger(__name__)
 
-#: The advisory lock key: "pgjobs" in ASCII, so it is recognisable in pg_locks.
-LOCK_KEY = int.from_bytes(b"pgjobs", "big")
+#: The advisory lock key: "pgjobs:L" in ASCII, recognisable in pg_locks. It must differ from the
+#: migration lock's ("pgjobs"): with the same key, an operator pod's migrate init container
+#: waited for ever behind the leading replica (seen on the first real two-replica install).
+LOCK_KEY = int.from_bytes(b"pgjobs:L", "big")
 #: A leader whose session check takes longer than this steps down.
 PING_TIMEOUT = 5.0
 
