@@ -1,0 +1,3 @@
+module pgjobs.dev/pause
+
+go 1.26.0
