@@ -62,7 +62,7 @@ image: node-deps
 # The cluster's processes outlive make; `make cluster-down` stops them.
 cluster: setup node-deps controlplane coredns image
 	$(PY) -m pgjobs.devenv.cluster up --coredns "$$(deploy/coredns/build.sh --bin)" \
-		$$(deploy/image/build.sh --archives | awk '{print "--image", $$2}')
+		$$(deploy/image/build.sh --archives | awk '$$1 !~ /-base:/ {print "--image", $$2}')
 
 cluster-down: $(STAMP)
 	$(PY) -m pgjobs.devenv.cluster down

@@ -309,7 +309,7 @@ def _host_network() -> None:
         path.write_text(value)
 
 
-def _import_images(layout: Layout, archives: Sequence[Path]) -> None:
+def import_images(layout: Layout, archives: Sequence[Path]) -> None:
     for archive in archives:
         result = subprocess.run(
             [
@@ -358,7 +358,7 @@ def up(layout: Layout, coredns: Path, images: Sequence[Path]) -> float:
         if name in readiness:
             _wait(layout, name, readiness[name])
         if name == "containerd":
-            _import_images(layout, images)
+            import_images(layout, images)
     _wait(layout, "kubelet", _quiet(lambda: _node_ready(layout, bins)))
     # Pods need the default ServiceAccount, which the controller-manager creates.
     _wait(
@@ -399,7 +399,8 @@ def down(layout: Layout, *, save_logs: bool = False) -> Path | None:
 def _up_command(args: argparse.Namespace) -> int:
     layout = Layout(args.dir)
     if running(layout):
-        print(f"cluster already running in {layout.root}")
+        import_images(layout, args.image)
+        print(f"cluster already running in {layout.root}; images imported again")
     else:
         if layout.root.exists():
             down(layout)  # the remains of a cluster whose processes are gone

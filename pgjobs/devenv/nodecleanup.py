@@ -117,18 +117,26 @@ def _remove_cgroups() -> None:
             cgroup.rmdir()
 
 
-def _remove_cni_iptables() -> None:
-    """The masquerade chains the bridge plugin adds per pod, and portmap's chains."""
-    for table in ("nat", "filter"):
-        rules = _run("iptables", "-t", table, "-S").stdout.splitlines()
+#: Chains of the CNI plugins (masquerade per pod, portmap) and of Kubernetes (kube-proxy's that
+#: `kube-proxy --cleanup` leaves, and the kubelet's own KUBE-FIREWALL and canaries).
+_CHAIN_PREFIXES = ("CNI-", "KUBE-")
+
+
+def _remove_chains(command: str) -> None:
+    """Rules that jump to those chains or carry the CNI network's name, then the chains."""
+    for table in ("nat", "filter", "mangle"):
+        rules = _run(command, "-t", table, "-S").stdout.splitlines()
         for rule in rules:
-            if rule.startswith("-A ") and (f'name: \\"{CNI_NETWORK}\\"' in rule or " -j CNI-" in rule):
-                _run("iptables", "-t", table, *shlex.split(rule.replace("-A ", "-D ", 1)))
-        chains = [r.split()[1] for r in rules if r.startswith("-N CNI-")]
+            jumps = any(f" -j {prefix}" in rule for prefix in _CHAIN_PREFIXES)
+            if rule.startswith("-A ") and (jumps or f'name: \\"{CNI_NETWORK}\\"' in rule):
+                _run(command, "-t", table, *shlex.split(rule.replace("-A ", "-D ", 1)))
+        chains = [
+            r.split()[1] for r in rules if r.startswith("-N ") and r.split()[1].startswith(_CHAIN_PREFIXES)
+        ]
         for chain in chains:
-            _run("iptables", "-t", table, "-F", chain)
+            _run(command, "-t", table, "-F", chain)
         for chain in chains:
-            _run("iptables", "-t", table, "-X", chain)
+            _run(command, "-t", table, "-X", chain)
 
 
 def remove_host_state(layout: Layout, kube_proxy: Path) -> None:
@@ -138,7 +146,8 @@ def remove_host_state(layout: Layout, kube_proxy: Path) -> None:
     _remove_cgroups()
     if kube_proxy.exists():
         _run(str(kube_proxy), "--cleanup")
-    _remove_cni_iptables()
+    for command in ("iptables", "ip6tables"):
+        _remove_chains(command)
     _run("ip", "link", "delete", BRIDGE)
     for cached in _CNI_CACHE.glob(f"{CNI_NETWORK}-*"):
         with contextlib.suppress(OSError):

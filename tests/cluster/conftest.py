@@ -50,13 +50,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def _script(*argv: str) -> str:
-    return subprocess.run(
-        [str(ROOT / a) if i == 0 else a for i, a in enumerate(argv)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def _script(script: str, *args: str) -> str:
+    return subprocess.run([str(ROOT / script), *args], capture_output=True, text=True, check=True).stdout
 
 
 def _unavailable(reason: str) -> None:
@@ -70,16 +65,18 @@ def node(pytestconfig: pytest.Config) -> Iterator[nodeconfig.Layout]:
     """A running single-node cluster: `make cluster`'s, or one started for this session."""
     layout = nodeconfig.Layout(node_cluster.DEFAULT_DIR)
     started_here = False
-    if not node_cluster.running(layout):
-        if os.geteuid() != 0:
-            _unavailable("the cluster tests need root (containerd, kubelet, iptables)")
-        coredns = Path(_script("deploy/coredns/build.sh", "--bin").strip())
-        archives = [
-            Path(line.split()[1]) for line in _script("deploy/image/build.sh", "--archives").splitlines()
-        ]
-        missing = [str(p) for p in (coredns, *archives) if not p.exists()]
-        if missing:
-            _unavailable(f"not built: {', '.join(missing)} (make coredns image)")
+    if os.geteuid() != 0:
+        _unavailable("the cluster tests need root (containerd, kubelet, iptables)")
+    coredns = Path(_script("deploy/coredns/build.sh", "--bin").strip())
+    # The base image only builds the others; pods never run it.
+    listed = [line.split() for line in _script("deploy/image/build.sh", "--archives").splitlines()]
+    archives = [Path(path) for ref, path in listed if "-base:" not in ref]
+    missing = [str(p) for p in (coredns, *archives) if not p.exists()]
+    if missing:
+        _unavailable(f"not built: {', '.join(missing)} (make coredns image)")
+    if node_cluster.running(layout):
+        node_cluster.import_images(layout, archives)  # what runs is what was just built
+    else:
         if layout.root.exists():
             node_cluster.down(layout)
         node_cluster.up(layout, coredns, archives)
