@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, environment, latency, profiling, recovery, report, scaling, throughput
+from bench import baseline, coldburst, environment, latency, profiling, recovery, report, scaling, throughput
 from pgjobs.devenv.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("throughput", "latency", "recovery", "profile", "scaling", "kubernetes")
+PARTS = ("throughput", "latency", "recovery", "profile", "scaling", "coldburst", "kubernetes")
 SIZES = {
     "full": {
         "jobs": 10_000,
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["scaling"] = scaling.run(
                     server, size["scaling_pending"], size["scaling_finished"], size["scaling_dead"]
                 )
+            if "coldburst" in args.only:
+                results["coldburst"] = coldburst.run(server, quick=args.quick)
         if "kubernetes" in args.only:
             from bench import kubernetes
 

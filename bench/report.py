@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import profiling
+from bench import coldburst, profiling
 
 TARGETS = {
     "ratio_8_vs_sql": 0.80,
@@ -129,6 +129,8 @@ def table(results: dict[str, Any]) -> str:
             )
     if results.get("scaling"):
         out += ["", scaling_table(results["scaling"])]
+    if results.get("coldburst"):
+        out += ["", coldburst.table(results["coldburst"])]
     if results.get("kubernetes"):
         out += ["", kubernetes_table(results["kubernetes"])]
     prof = results.get("profile")
