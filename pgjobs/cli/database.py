@@ -10,7 +10,11 @@ from pgjobs.store import connecting, migrating, queries
 
 
 def settings(args: argparse.Namespace) -> connecting.DatabaseSettings:
-    return connecting.DatabaseSettings.from_environment(args.database_url or None)
+    return connecting.DatabaseSettings.from_environment(
+        args.database_url or None,
+        session_url=args.session_database_url or None,
+        prepared_statements=not args.no_prepared_statements,
+    )
 
 
 def run(args: argparse.Namespace, action: Callable[[queries.Connection], Awaitable[int]]) -> int:

@@ -20,6 +20,8 @@ EPILOG = """\
 Database settings: --database-url / PGJOBS_DATABASE_URL (a libpq URL or key=value string),
 else the libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE, …). DB_PASSWORD fills in a
 password the URL lacks. The database defaults to 'pgjobs'; `pgjobs migrate` creates it.
+Behind PgBouncer in transaction mode: --no-prepared-statements (PgBouncer before 1.21), and
+--session-database-url for LISTEN (or the worker's --no-listen).
 
 Examples:
   pgjobs migrate
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     options.add(parser, "--database-url", default="", metavar="URL", help="PostgreSQL connection URL")
+    options.add(parser, "--session-database-url", default="", metavar="URL", help=options.SESSION_URL_HELP)
+    options.add_flag(parser, "--no-prepared-statements", help=options.NO_PREPARED_STATEMENTS_HELP)
     options.add(parser, "--log-level", default="info", choices=options.LOG_LEVELS, help="log level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     services.add(commands)

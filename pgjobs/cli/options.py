@@ -10,6 +10,11 @@ from typing import Any
 from pgjobs import states
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
+SESSION_URL_HELP = (
+    "connection URL for LISTEN, which needs a server session of its own: PostgreSQL itself or a"
+    " session-mode pool when --database-url is PgBouncer in transaction mode (default: --database-url)"
+)
+NO_PREPARED_STATEMENTS_HELP = "name no prepared statements (PgBouncer before 1.21 in transaction mode)"
 
 
 class UserError(Exception):
@@ -82,6 +87,18 @@ def command(
         default=argparse.SUPPRESS,
         choices=LOG_LEVELS,
         help="log level [env PGJOBS_LOG_LEVEL]",
+    )
+    parser.add_argument(
+        "--session-database-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help=f"{SESSION_URL_HELP} [env PGJOBS_SESSION_DATABASE_URL]",
+    )
+    parser.add_argument(
+        "--no-prepared-statements",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"{NO_PREPARED_STATEMENTS_HELP} [env PGJOBS_NO_PREPARED_STATEMENTS]",
     )
     return parser
 

@@ -3,6 +3,14 @@
 Settings come from `--database-url` / `PGJOBS_DATABASE_URL`, else from the libpq environment
 (`PGHOST`, `PGUSER`, `PGDATABASE`, …). `DB_PASSWORD` fills in a password the URL lacks, as the
 system pgjobs replaces did. No password is ever built in.
+
+Behind PgBouncer: in session mode nothing changes. In transaction mode every transaction may
+run on another server connection, so two things that live in a server session need settings:
+named prepared statements (`--no-prepared-statements` / `PGJOBS_NO_PREPARED_STATEMENTS`, for
+PgBouncer before 1.21, which does not carry them from one server connection to the next) and
+LISTEN (`--session-database-url` / `PGJOBS_SESSION_DATABASE_URL`: a connection that keeps its
+server session, straight to PostgreSQL or through a session-mode pool; or poll only with the
+worker's `--no-listen`).
 """
 
 from __future__ import annotations
@@ -46,13 +54,34 @@ class DatabaseError(Exception):
 class DatabaseSettings:
     url: str = ""
     password: str | None = None
+    #: Whether connections name prepared statements (the worker's hot statement, and psycopg's
+    #: own for statements run often). Off for PgBouncer before 1.21 in transaction mode.
+    prepared_statements: bool = True
+    #: Where connections that need their own server session go (LISTEN); "" means `url`.
+    session_url: str = ""
 
     @classmethod
     def from_environment(
-        cls, url: str | None = None, env: Mapping[str, str] | None = None
+        cls,
+        url: str | None = None,
+        env: Mapping[str, str] | None = None,
+        *,
+        session_url: str | None = None,
+        prepared_statements: bool = True,
     ) -> DatabaseSettings:
         env = os.environ if env is None else env
-        return cls(url=url or env.get("PGJOBS_DATABASE_URL", ""), password=env.get("DB_PASSWORD") or None)
+        return cls(
+            url=url or env.get("PGJOBS_DATABASE_URL", ""),
+            password=env.get("DB_PASSWORD") or None,
+            prepared_statements=prepared_statements,
+            session_url=session_url or env.get("PGJOBS_SESSION_DATABASE_URL", ""),
+        )
+
+    def for_session(self) -> DatabaseSettings:
+        """Settings for a connection that keeps one server session for its whole life (LISTEN)."""
+        if not self.session_url:
+            return self
+        return dataclasses.replace(self, url=self.session_url, session_url="")
 
     def conninfo(self, dbname: str | None = None) -> str:
         """The libpq connection string, with DB_PASSWORD filled in where the URL has none."""
@@ -84,7 +113,7 @@ async def connect(
 ) -> psycopg.AsyncConnection[dict[str, object]]:
     """Open an autocommit connection returning rows as dicts; errors become DatabaseError."""
     try:
-        return await psycopg.AsyncConnection.connect(
+        conn = await psycopg.AsyncConnection.connect(
             settings.conninfo(dbname),
             autocommit=autocommit,
             row_factory=dict_row,
@@ -93,6 +122,9 @@ async def connect(
         )
     except psycopg.OperationalError as error:
         raise DatabaseError(explain(error, settings), retryable=not _is_login_failure(error)) from error
+    if not settings.prepared_statements:
+        conn.prepare_threshold = None  # the hot path (hotpath.py) follows the connection's setting
+    return conn
 
 
 def _is_login_failure(error: psycopg.Error) -> bool:

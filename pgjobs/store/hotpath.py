@@ -7,6 +7,11 @@ more CPU than the rest of the worker together. Here the statement is prepared on
 connection under a fixed name, parameters go as pre-encoded text, the answer comes back in
 binary and only its known columns are parsed. The SQL itself stays in `queries.sql`.
 
+A connection opened without prepared statements (psycopg's `prepare_threshold` None, see
+`connecting.DatabaseSettings.prepared_statements`: PgBouncer before 1.21 in transaction mode
+hands each transaction to any server connection, where a named statement may exist already or
+not at all) gets the same statement unnamed, parsed again on every call.
+
 Everything else keeps using psycopg normally on the same connection: we hold the connection's
 lock while we use `conn.pgconn`, always read every result before letting go, and raise
 psycopg's own errors, so a broken connection is an `OperationalError` as anywhere else.
@@ -128,8 +133,9 @@ class _Statement:
 
 
 _STATEMENT = _Statement()
-#: Connections on which the statement is prepared (a reconnect is a new connection), with their
-#: client encoding (psycopg's `conn.info.encoding` builds an object and asks libpq every time).
+#: Connections on which the statement is prepared, or its answer checked when it is sent unnamed
+#: (a reconnect is a new connection), with their client encoding (psycopg's `conn.info.encoding`
+#: builds an object and asks libpq every time).
 _prepared: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
 #: Encoded worker id and queues, which stay the same for a worker's whole life.
 _identities: dict[tuple[uuid.UUID, tuple[str, ...]], tuple[bytes, bytes]] = {}
@@ -151,9 +157,11 @@ async def complete_and_claim(
     worker, queue_list = _identity(worker_id, queues)
     async with conn.lock:
         pgconn = _usable(conn)
+        named = conn.prepare_threshold is not None
         encoding = _prepared.get(conn)
+        checked = encoding is not None
         if encoding is None:
-            encoding = await _prepare(conn, pgconn)
+            encoding = await _prepare(conn, pgconn) if named else conn.info.encoding
         values = {
             "result": None if result is None else json.dumps(result).encode(encoding),
             "message": None if message is None else message.encode(encoding),
@@ -164,10 +172,21 @@ async def complete_and_claim(
             "was_idle": None if was_idle is None else b"t" if was_idle else b"f",
         }
         parameters = [values[name] for name in _STATEMENT.names]
-        answer = await _round_trip(
-            conn, pgconn, lambda: pgconn.send_query_prepared(STATEMENT_NAME, parameters, None, _BINARY)
-        )
+        if named:
+            answer = await _round_trip(
+                conn, pgconn, lambda: pgconn.send_query_prepared(STATEMENT_NAME, parameters, None, _BINARY)
+            )
+        else:
+            answer = await _round_trip(conn, pgconn, lambda: _send_unnamed(pgconn, parameters))
+            if not checked:
+                _check_columns(answer)
+                _prepared[conn] = encoding
     return parse_answer(answer)
+
+
+def _send_unnamed(pgconn: pq.abc.PGconn, parameters: list[bytes | None]) -> None:
+    statement = _STATEMENT
+    pgconn.send_query_params(statement.text, parameters, statement.types, None, _BINARY)
 
 
 def _identity(worker_id: uuid.UUID, queues: Sequence[str]) -> tuple[bytes, bytes]:
@@ -194,15 +213,18 @@ async def _prepare(conn: Connection, pgconn: pq.abc.PGconn) -> str:
     await _round_trip(
         conn, pgconn, lambda: pgconn.send_prepare(STATEMENT_NAME, statement.text, statement.types)
     )
-    described = await _round_trip(conn, pgconn, lambda: pgconn.send_describe_prepared(STATEMENT_NAME))
+    _check_columns(await _round_trip(conn, pgconn, lambda: pgconn.send_describe_prepared(STATEMENT_NAME)))
+    encoding = _prepared[conn] = conn.info.encoding
+    return encoding
+
+
+def _check_columns(result: pq.abc.PGresult) -> None:
+    """Refuse an answer (or a statement's description) without the columns `parse_answer` reads."""
     found = tuple(
-        ((described.fname(index) or b"").decode(), described.ftype(index))
-        for index in range(described.nfields)
+        ((result.fname(index) or b"").decode(), result.ftype(index)) for index in range(result.nfields)
     )
     if found != COLUMNS:
         raise psycopg.ProgrammingError(f"{QUERY} answers {found}, the hot path parses {COLUMNS}")
-    encoding = _prepared[conn] = conn.info.encoding
-    return encoding
 
 
 async def _round_trip(conn: Connection, pgconn: pq.abc.PGconn, send: Callable[[], None]) -> pq.abc.PGresult:

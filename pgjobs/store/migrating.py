@@ -53,6 +53,9 @@ def latest_version() -> int:
 
 async def migrate(settings: connecting.DatabaseSettings) -> list[Migration]:
     """Create the database if needed and apply missing migrations; returns those applied."""
+    # The lock below is a session's: behind a transaction pool, lock and unlock could land on
+    # different server connections and leave the lock held.
+    settings = settings.for_session()
     await ensure_database(settings)
     conn = await connecting.connect(settings)
     async with conn:

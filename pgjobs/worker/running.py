@@ -374,7 +374,7 @@ class Worker:
 
     async def _listen_loop(self) -> None:
         """LISTEN for new jobs and stop requests; polling covers what a reconnect loses."""
-        link = Link(self.database, "listener")
+        link = Link(self.database.for_session(), "listener")
         try:
             while True:
                 await link.call(self._listen)

@@ -1,9 +1,14 @@
-"""Fixtures of the integration suites: worker processes and the ledger their tasks write."""
+"""Fixtures of the integration suites: worker processes, the ledger their tasks write, and
+PgBouncer in front of the test server (one per pool mode, started on first use)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from pgjobs.devenv import postgres
+from tests.integration import pooler
 from tests.processes import Ledger, WorkerProcess
 
 
@@ -25,3 +30,22 @@ def spawn(database_env: dict[str, str], ledger: Ledger):  # type: ignore[no-unty
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def transaction_pool(postgres_server: postgres.PostgresServer) -> Iterator[pooler.PgBouncer]:
+    with _pgbouncer(postgres_server, "transaction") as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="session")
+def session_pool(postgres_server: postgres.PostgresServer) -> Iterator[pooler.PgBouncer]:
+    with _pgbouncer(postgres_server, "session") as bouncer:
+        yield bouncer
+
+
+def _pgbouncer(server: postgres.PostgresServer, mode: str) -> pooler.PgBouncer:
+    try:
+        return pooler.PgBouncer(server, mode)
+    except pooler.PgBouncerNotFound as error:
+        pytest.skip(str(error))

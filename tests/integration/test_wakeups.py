@@ -83,7 +83,7 @@ class Listener:
     choice, read as the channels it notified."""
 
     def __init__(self, database: connecting.DatabaseSettings) -> None:
-        self.conn = psycopg.connect(database.conninfo(), autocommit=True)
+        self.conn = psycopg.connect(database.for_session().conninfo(), autocommit=True)
         self.conn.execute("LISTEN pgjobs_jobs")
 
     def listen_for(self, *worker_ids: uuid.UUID) -> None:
