@@ -42,7 +42,7 @@ class Worker:
         self.id = uuid.uuid4()
         self.stopping = False
         self.force_exit = False
-        self.slots = [Slot(self, index) for index in range(settings.concurrency)]
+        self.slots = [Slot(self, database, index) for index in range(settings.concurrency)]
         self._control = Link(database, "heartbeat")
         self._beat_now = asyncio.Event()
         self._shutdown_timer: asyncio.TimerHandle | None = None

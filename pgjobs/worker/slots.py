@@ -1,26 +1,74 @@
-"""A slot runs one job at a time: claim, execute, record the outcome (and claim the next with it)."""
+"""A slot runs one job at a time: claim, execute, record the outcome (and claim the next with it).
+
+Where a slot is in that cycle is one `SlotState`, changed only along `TRANSITIONS`; what it
+needs of its worker is the `Owner` protocol.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
-from typing import TYPE_CHECKING
+import uuid
+from typing import Protocol
 
 import psycopg
 
 from pgjobs.states import JobState
-from pgjobs.store import jobs
+from pgjobs.store import connecting, jobs
 from pgjobs.store.queries import Connection
 from pgjobs.store.records import ClaimedJob
 from pgjobs.worker import metrics
 from pgjobs.worker.execution import Execution, Outcome, Verdict
 from pgjobs.worker.links import GaveUp, Link
-
-if TYPE_CHECKING:
-    from pgjobs.worker.running import Worker
+from pgjobs.worker.settings import WorkerSettings
 
 logger = logging.getLogger("pgjobs.worker")
+
+
+class SlotState(enum.Enum):
+    #: Between steps: not talking to the database, not running a job, not waiting. In: a new
+    #: slot, the end of a claim, an outcome or a wait. Out: any of the other states; the slot's
+    #: loop also returns from here (shutdown, or a burst worker's queue is empty).
+    READY = "ready"
+    #: Waiting for a wake-up or the poll timer after a claim found nothing. In/out: READY.
+    WAITING = "waiting"
+    #: A claim is on its way: the slot may hold a job it does not know of yet. In/out: READY.
+    CLAIMING = "claiming"
+    #: Running a job (`Slot.execution`). In: READY. Out: RECORDING.
+    RUNNING = "running"
+    #: The job's outcome (and maybe the next claim) is on its way: the lease is still held, run
+    #: by nobody. In: RUNNING. Out: READY.
+    RECORDING = "recording"
+
+
+TRANSITIONS: dict[SlotState, frozenset[SlotState]] = {
+    SlotState.READY: frozenset({SlotState.WAITING, SlotState.CLAIMING, SlotState.RUNNING}),
+    SlotState.WAITING: frozenset({SlotState.READY}),
+    SlotState.CLAIMING: frozenset({SlotState.READY}),
+    SlotState.RUNNING: frozenset({SlotState.RECORDING}),
+    SlotState.RECORDING: frozenset({SlotState.READY}),
+}
+#: States in which a statement of the slot is on its way to the database.
+EXCHANGING = frozenset({SlotState.CLAIMING, SlotState.RECORDING})
+
+
+class Owner(Protocol):
+    """What a slot needs of its worker (`pgjobs.worker.running.Worker`)."""
+
+    id: uuid.UUID
+    settings: WorkerSettings
+    #: Shutting down: claim nothing more.
+    stopping: bool
+    #: A second signal: give up writes that wait for the database.
+    force_exit: bool
+    #: Whether the worker's row counts idle slots for targeted wake-ups.
+    counts_idle: bool
+
+    def keeps(self, claimed_at: float) -> bool: ...
+
+    def wake_one_slot(self, besides: Slot | None = None, *, waiting_only: bool = False) -> bool: ...
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -29,10 +77,11 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 
 class Slot:
-    def __init__(self, worker: Worker, index: int) -> None:
+    def __init__(self, worker: Owner, database: connecting.DatabaseSettings, index: int) -> None:
         self.worker = worker
         self.index = index
-        self.link = Link(worker.database, f"slot {index}")
+        self.link = Link(database, f"slot {index}")
+        self.state = SlotState.READY
         #: Set by a wake-up (a notification, a relay, shutdown) since the last claim began: there
         #: may be work the claim under way did not see, or it is time to go.
         self.wake_pending = False
@@ -41,9 +90,7 @@ class Slot:
         self.execution: Execution | None = None
         #: When the current job was claimed (monotonic), so heartbeats taken before it are ignored.
         self.claimed_at = 0.0
-        #: True while a claim or an outcome is on its way to the database: the slot may hold a
-        #: job it does not know of yet (or not any more). `exchanges` counts those that ended.
-        self.exchanging = False
+        #: How many claims and outcome writes have ended (see `exchanging`).
         self.exchanges = 0
         #: The slot's last claim (alone or with an outcome) found no job: it claims again only
         #: after a wake-up or a poll, and its worker's row counts it idle.
@@ -85,7 +132,20 @@ class Slot:
     @property
     def idle(self) -> bool:
         """Waiting for work (not claiming, not running a job)."""
-        return self._idle_wait is not None
+        return self.state is SlotState.WAITING
+
+    @property
+    def exchanging(self) -> bool:
+        """Whether a claim or an outcome is on its way to the database: the slot may hold a job
+        it does not know of yet (or not any more)."""
+        return self.state in EXCHANGING
+
+    def _enter(self, state: SlotState) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"slot {self.index}: no way from {self.state.name} to {state.name}")
+        if self.state in EXCHANGING:
+            self.exchanges += 1
+        self.state = state
 
     def wake(self) -> None:
         self.wake_pending = True
@@ -100,11 +160,13 @@ class Slot:
         loop = asyncio.get_running_loop()
         waiter = self._idle_wait = loop.create_future()
         timer = loop.call_later(timeout, _resolve, waiter)
+        self._enter(SlotState.WAITING)
         try:
             await waiter
         finally:
             timer.cancel()
             self._idle_wait = None
+            self._enter(SlotState.READY)
 
     async def _claim(self) -> ClaimedJob | None:
         worker = self.worker
@@ -114,13 +176,13 @@ class Slot:
             return await jobs.claim(conn, worker.id, worker.settings.queues, was_idle=was_idle)
 
         started = time.perf_counter()
-        self.exchanging = True
+        self._enter(SlotState.CLAIMING)
         try:
             job = await self.link.call(claim, give_up=lambda: worker.stopping)
         except GaveUp:
             return None
         finally:
-            self._exchange_ended()
+            self._enter(SlotState.READY)
         metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
         self.found_none = job is None
         if job is not None:
@@ -137,19 +199,16 @@ class Slot:
         """Whether this slot's job cannot have been rescued (for the task's own checks)."""
         return self.worker.keeps(self.claimed_at)
 
-    def _exchange_ended(self) -> None:
-        self.exchanging = False
-        self.exchanges += 1
-
     async def _process(self, job: ClaimedJob) -> ClaimedJob | None:
         """Run one job and record its outcome; returns the next job when the record claimed one."""
         self.execution = Execution(job, self.worker.settings, self.link, self._kept)
+        self._enter(SlotState.RUNNING)
         try:
             outcome = await self.execution.run()
         finally:
             # From the moment the job is no longer shown as running here until its outcome is
             # written, its lease is still held: the heartbeat must not take it for an orphan.
-            self.exchanging = True
+            self._enter(SlotState.RECORDING)
             self.execution = None
         elapsed = time.monotonic() - self.claimed_at
         metrics.record_job(job.task, outcome.verdict.value, elapsed)
@@ -172,7 +231,7 @@ class Slot:
             await self._write_outcome(job, refused)
             return None
         finally:
-            self._exchange_ended()
+            self._enter(SlotState.READY)
 
     async def _record(self, job: ClaimedJob, outcome: Outcome, elapsed: float) -> ClaimedJob | None:
         if outcome.verdict is Verdict.COMPLETED:

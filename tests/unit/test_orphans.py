@@ -7,6 +7,7 @@ from typing import Any
 from pgjobs.store.connecting import DatabaseSettings
 from pgjobs.worker.running import Worker
 from pgjobs.worker.settings import WorkerSettings
+from pgjobs.worker.slots import SlotState
 
 
 class _Running:
@@ -34,7 +35,7 @@ def test_a_lease_no_slot_runs_is_handed_back_at_the_second_heartbeat() -> None:
 def test_an_exchange_under_way_may_be_about_to_learn_of_the_lease() -> None:
     worker = _worker()
     claiming = worker.slots[1]
-    claiming.exchanging = True  # its claim may have committed 8, its answer not read yet
+    claiming.state = SlotState.CLAIMING  # its claim may have committed 8, its answer not read yet
     assert worker._orphans(frozenset({8})) == []
     assert worker._orphans(frozenset({8})) == [], "the same exchange is still under way"
     claiming.exchanges += 1  # that exchange ended (its answer read, or lost and claimed again)
@@ -43,9 +44,9 @@ def test_an_exchange_under_way_may_be_about_to_learn_of_the_lease() -> None:
 
 def test_a_lease_that_a_slot_came_to_run_is_not_an_orphan() -> None:
     worker = _worker()
-    worker.slots[1].exchanging = True
+    worker.slots[1].state = SlotState.CLAIMING
     assert worker._orphans(frozenset({8})) == []
-    worker.slots[1].exchanging = False
+    worker.slots[1].state = SlotState.READY
     worker.slots[1].exchanges += 1
     _run(worker, 1, 8)  # the answer arrived: the slot runs it
     assert worker._orphans(frozenset({8})) == []

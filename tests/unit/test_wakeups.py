@@ -15,6 +15,7 @@ from pgjobs.store.records import ClaimedJob
 from pgjobs.tasks import registry
 from pgjobs.worker.running import Worker
 from pgjobs.worker.settings import WorkerSettings
+from pgjobs.worker.slots import SlotState
 
 
 def test_one_notification_wakes_one_idle_slot_then_a_claiming_one() -> None:
@@ -127,9 +128,9 @@ def test_the_heartbeat_reports_idle_slots_only_when_a_wake_up_could_be_answered(
     assert worker.idle_slots() == 0, "not listening yet: a wake-up would be lost"
     worker._listening = True
     assert worker.idle_slots() == 2
-    worker.slots[1].exchanging = True  # its claim's answer may change the count
+    worker.slots[1].state = SlotState.CLAIMING  # its claim's answer may change the count
     assert worker.idle_slots() is None
-    worker.slots[1].exchanging = False
+    worker.slots[1].state = SlotState.READY
     worker.stopping = True
     assert worker.idle_slots() == 0, "shutting down: no new work should come here"
     for never_counted in (_named_worker(listen=False)[0], _named_worker(burst=True)[0]):
