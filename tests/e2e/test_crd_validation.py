@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
-from pgjobs import crd
+import pgjobs.crd
 from pgjobs.cli.kubectl import errors
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "pgjobs.dev_pgjobs.yaml"
-CRD_NAME = f"{crd.PLURAL}.{crd.GROUP}"
+CRD_NAME = f"{pgjobs.crd.PLURAL}.{pgjobs.crd.GROUP}"
 SPEC_FIELDS = sorted(
     yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
         "spec"
@@ -56,8 +56,8 @@ def crd(kube: Any) -> None:
 
 def pgjob(name: str, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": f"{crd.GROUP}/{crd.VERSION}",
-        "kind": crd.KIND,
+        "apiVersion": f"{pgjobs.crd.GROUP}/{pgjobs.crd.VERSION}",
+        "kind": pgjobs.crd.KIND,
         "metadata": {"name": name},
         "spec": {"task": "sleep", **spec},
     }
@@ -88,7 +88,7 @@ def get(kube: Any, namespace: str, name: str) -> dict[str, Any]:
 def set_status(kube: Any, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
     """Write status as the operator does: through the status subresource."""
     result: dict[str, Any] = kube.custom.patch_namespaced_custom_object_status(
-        crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, {"status": status}
+        pgjobs.crd.GROUP, pgjobs.crd.VERSION, namespace, pgjobs.crd.PLURAL, name, {"status": status}
     )
     return result
 
