@@ -58,7 +58,11 @@ class PgBouncer:
                 group=self._user.pw_gid if self._user else None,
                 extra_groups=[] if self._user else None,
             )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(
