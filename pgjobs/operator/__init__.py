@@ -4,5 +4,6 @@ Every replica runs the kopf handlers (`handlers`), which turn PgJob specs into r
 idempotently. One replica at a time, the leader (`leadership`), also copies execution state
 from the database into PgJob status within a write budget (`syncing`) and runs the
 maintenance sweeps: rescue, TTL deletion, worker pruning, orphan clean-up (`maintenance`).
-`running` wires it together with the liveness endpoint and the metrics (`metrics`).
+`running` wires it together with the liveness endpoint and the metrics (`metrics`), from the
+typed `settings` the CLI hands over.
 """
