@@ -36,7 +36,7 @@ async def run(ctx: context.Context, duties: Duties) -> None:
     """Follow, lead while holding the lock, step down when it is lost; until cancelled."""
     while True:
         try:
-            conn = await connecting.connect(ctx.database_settings)
+            conn = await connecting.connect(ctx.database_settings.for_session())
         except connecting.DatabaseError as error:
             logger.warning("leadership: %s", error)
             await asyncio.sleep(ctx.settings.leadership_interval)
