@@ -243,6 +243,20 @@ def _add_operator(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--external-metrics-port",
+        default=defaults.external_metrics_port,
+        type=int,
+        help="serve the worker HPA's metric pgjobs_backlog as the external metrics API on this port"
+        " (HTTPS, for the API server's aggregation layer; 0: off)",
+    )
+    options.add(
+        parser,
+        "--serving-cert-dir",
+        default=defaults.serving_cert_dir,
+        help="directory with tls.crt and tls.key for --external-metrics-port",
+    )
+    options.add(
+        parser,
         "--kubeconfig",
         default=defaults.kubeconfig,
         help="kubeconfig file (default: in-cluster, then ~/.kube/config)",
@@ -259,6 +273,8 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings:
         maintenance_interval=float(args.maintenance_interval),
         liveness_port=int(args.liveness_port),
         metrics_port=int(args.metrics_port),
+        external_metrics_port=int(args.external_metrics_port),
+        serving_cert_dir=args.serving_cert_dir,
         kubeconfig=args.kubeconfig or None,
     )
 

@@ -161,6 +161,11 @@ def _make_pki(layout: Layout) -> None:
     pki.write_keypair(
         directory, "apiserver-kubelet-client", pki.client_cert(ca, "kube-apiserver", ["system:masters"])
     )
+    # The aggregation layer: the API server calls extension API servers (the operator's external
+    # metrics API) with this client certificate, and publishes its CA for them to check.
+    front_proxy_ca = pki.new_ca("pgjobs-front-proxy-ca")
+    pki.write_keypair(directory, "front-proxy-ca", front_proxy_ca)
+    pki.write_keypair(directory, "front-proxy-client", pki.client_cert(front_proxy_ca, "front-proxy-client"))
     signer = pki.new_signing_key()
     pki.write_file(directory / "sa.key", pki.private_key_pem(signer))
     pki.write_file(directory / "sa.pub", pki.public_key_pem(signer), 0o644)
@@ -224,6 +229,15 @@ def _argv(layout: Layout, ports: Ports, bins: Path, coredns: Path) -> dict[str, 
             f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
             "--allow-privileged=true",
             "--profiling=false",
+            f"--requestheader-client-ca-file={pki_dir / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki_dir / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki_dir / 'front-proxy-client.key'}",
+            # Call extension API servers on their pods' addresses, which the host routes to.
+            "--enable-aggregator-routing=true",
         ],
         "containerd": [
             "containerd",

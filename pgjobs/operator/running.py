@@ -10,12 +10,22 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, cast
 
 import kopf
 
-from pgjobs.operator import context, handlers, kube, leadership, maintenance, metrics, syncing
+from pgjobs.operator import (
+    context,
+    externalmetrics,
+    handlers,
+    kube,
+    leadership,
+    maintenance,
+    metrics,
+    syncing,
+)
 from pgjobs.operator.database import Database
 from pgjobs.operator.settings import OperatorSettings
 from pgjobs.store import connecting, migrating
@@ -98,6 +108,7 @@ async def run(database_settings: connecting.DatabaseSettings, settings: Operator
         settings, database_settings, database, kube.KubeApi.load(settings.kubeconfig), sync_database
     )
     metrics.serve(settings.metrics_port)
+    stop_external_metrics = await _serve_external_metrics(ctx)
     ctx.background.append(
         asyncio.create_task(leadership.run(ctx, lambda: lead(ctx)), name="pgjobs-leadership")
     )
@@ -114,7 +125,23 @@ async def run(database_settings: connecting.DatabaseSettings, settings: Operator
             memo=kopf.Memo(context=ctx),
         )
     finally:
+        if stop_external_metrics is not None:
+            await stop_external_metrics()
         await ctx.shutdown()  # when kopf failed to start, its cleanup has not run
+
+
+async def _serve_external_metrics(ctx: context.Context) -> Callable[[], Awaitable[None]] | None:
+    """The worker HPA's metric; a failure to serve it is logged, not fatal to the operator."""
+    settings = ctx.settings
+    if not settings.external_metrics_port:
+        return None
+    try:
+        return await externalmetrics.serve(
+            ctx.kube, ctx.database, settings.external_metrics_port, Path(settings.serving_cert_dir)
+        )
+    except (OSError, RuntimeError, kube.KubeError) as error:
+        logger.error("the external metrics API for the worker HPA is not served: %s", error)
+        return None
 
 
 async def lead(ctx: context.Context) -> None:

@@ -29,6 +29,10 @@ class OperatorSettings:
     liveness_port: int = 8080
     #: Port of the Prometheus metrics (0: off).
     metrics_port: int = 9090
+    #: Port of the external metrics API for the worker HPA (0: off; pgjobs.operator.externalmetrics).
+    external_metrics_port: int = 0
+    #: Directory with tls.crt and tls.key for the external metrics API.
+    serving_cert_dir: str = "/var/run/pgjobs/serving"
     #: Kubeconfig file; None: in-cluster, then KUBECONFIG / ~/.kube/config.
     kubeconfig: str | None = None
     #: How long deleting a PgJob waits for the worker to stop its running job.

@@ -170,6 +170,11 @@ async def count_by_state(conn: Connection) -> list[Row]:
     return await fetch_all(conn, "job_count_by_state", {})
 
 
+async def count_backlog(conn: Connection) -> dict[str, int]:
+    """Queue → jobs Pending and due, or Running."""
+    return {str(row["queue"]): int(row["jobs"]) for row in await fetch_all(conn, "job_count_backlog", {})}
+
+
 async def rescue(conn: Connection, stall_seconds: float) -> list[RescuedJob]:
     """Recover Running jobs whose worker went silent; safe to run anywhere, any time."""
     rows = await fetch_all(conn, "job_rescue_many", {"stall_seconds": stall_seconds})

@@ -201,6 +201,14 @@ SELECT state, priority, queue, count(*) AS jobs
 FROM pgjobs.jobs
 GROUP BY state, priority, queue;
 
+-- name: job_count_backlog
+-- Per queue, the jobs that want a worker now: Pending and due, or Running. The worker HPA's
+-- metric (pgjobs.operator.externalmetrics): one slot per such job is the right fleet size.
+SELECT queue, count(*) AS jobs
+FROM pgjobs.jobs
+WHERE state = 'running' OR (state = 'pending' AND run_after <= now())
+GROUP BY queue;
+
 -- name: job_rescue_many
 -- Idempotent: any process may run it, at any time. Running jobs whose worker has not
 -- heartbeated within the stall timeout go back to pending (attempts left) or fail; a stop

@@ -28,12 +28,12 @@ from tests.e2e.operator_helpers import (
     wait_until,
 )
 
-# Every optional feature on (KEDA and HPA are exclusive: HPA is rendered separately).
+# Every optional feature on.
 ALL_FEATURES: Obj = {
     "postgresql": {"enabled": True, "persistence": {"enabled": True}},
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "worker": {
-        "keda": {"enabled": True},
+        "hpa": {"enabled": True},
         "enableShell": True,
         "tasks": ["tests.sample_tasks"],
         "queues": ["default", "reports"],
@@ -48,12 +48,10 @@ WITH_HPA: Obj = {
     "worker": {"hpa": {"enabled": True}},
 }
 
-# Minimal CRDs standing in for the Prometheus Operator's and KEDA's: enough for the API server
-# to accept (and dry-run) the chart's ServiceMonitor, ScaledObject and TriggerAuthentication.
+# A minimal CRD standing in for the Prometheus Operator's: enough for the API server to accept
+# (and dry-run) the chart's ServiceMonitor.
 FOREIGN_CRDS = [
     ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
-    ("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
-    ("keda.sh", "v1alpha1", "TriggerAuthentication", "triggerauthentications"),
 ]
 
 
@@ -77,27 +75,32 @@ def test_lint(helm: Path, tmp_path: Path, values: Obj) -> None:
 
 def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None:
     defaults = kinds(render(helm, tmp_path, {}))
+    # Job, Role and RoleBinding: the uninstall hook (rendered by `helm template`, run by uninstall).
     assert defaults == {"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service",
-                        "ServiceAccount"}  # fmt: skip
+                        "ServiceAccount", "Job", "Role", "RoleBinding"}  # fmt: skip
     everything = render(helm, tmp_path, ALL_FEATURES)
     assert kinds(everything) - defaults == {
-        "Secret", "StatefulSet", "ServiceMonitor", "ScaledObject", "TriggerAuthentication",
+        "Secret", "StatefulSet", "ServiceMonitor", "HorizontalPodAutoscaler", "APIService",
     }  # fmt: skip
     (worker,) = [
         o for o in everything if o["kind"] == "Deployment" and o["metadata"]["name"] == "pgjobs-worker"
     ]
-    assert "replicas" not in worker["spec"], "KEDA owns the replica count"
+    assert "replicas" not in worker["spec"], "the HPA owns the replica count"
     (container,) = worker["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "acme-worker:1"
     assert {"--enable-shell", "--tasks=tests.sample_tasks", "--queue=reports", "--concurrency=2"} <= set(
         container["args"]
     )
-    (scaled,) = [o for o in everything if o["kind"] == "ScaledObject"]
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "postgresql"
-    assert trigger["metadata"]["query"] == "SELECT count(*) FROM pgjobs.jobs WHERE state = 'pending'"
-    assert trigger["metadata"]["host"] == "pgjobs-postgresql.pgjobs.svc"
-    (secret,) = [o for o in everything if o["kind"] == "Secret"]
+    (hpa,) = [o for o in everything if o["kind"] == "HorizontalPodAutoscaler"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["selector"] == {
+        "matchExpressions": [{"key": "queue", "operator": "In", "values": ["default", "reports"]}]
+    }
+    (api,) = [o for o in everything if o["kind"] == "APIService"]
+    assert api["spec"]["service"] == {"name": "pgjobs-external-metrics", "namespace": "pgjobs", "port": 443}
+    (secret,) = [
+        o for o in everything if o["kind"] == "Secret" and o["metadata"]["name"] == "pgjobs-database"
+    ]
     assert (
         secret["stringData"]["PGJOBS_DATABASE_URL"]
         == "postgresql://pgjobs@pgjobs-postgresql.pgjobs.svc:5432/pgjobs"
@@ -106,7 +109,7 @@ def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None
     (hpa,) = [o for o in render(helm, tmp_path, WITH_HPA) if o["kind"] == "HorizontalPodAutoscaler"]
     assert hpa["apiVersion"] == "autoscaling/v2"
     (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "External" and metric["external"]["metric"]["name"] == "pgjobs_jobs"
+    assert metric["type"] == "External" and metric["external"]["metric"]["name"] == "pgjobs_backlog"
 
 
 @pytest.mark.parametrize(
@@ -129,12 +132,18 @@ def test_schema_rejects_wrong_values(helm: Path, tmp_path: Path, values: Obj, me
     assert message in result.stderr, result.stderr
 
 
-def test_exclusive_values_fail_with_a_message(helm: Path, tmp_path: Path) -> None:
-    values = {"worker": {"hpa": {"enabled": True}, "keda": {"enabled": True}}}
-    result = run_helm(
-        helm, "template", "pgjobs", str(CHART), "-f", values_file(tmp_path, values), check=False
+def test_an_hpa_on_another_adapters_metric_serves_no_external_metrics(helm: Path, tmp_path: Path) -> None:
+    hpa = {"enabled": True, "serveExternalMetrics": False, "metricName": "queue_depth"}
+    rendered = render(helm, tmp_path, {**WITH_HPA, "worker": {"hpa": hpa}})
+    assert "APIService" not in kinds(rendered)
+    (autoscaler,) = [o for o in rendered if o["kind"] == "HorizontalPodAutoscaler"]
+    assert autoscaler["spec"]["metrics"][0]["external"]["metric"]["name"] == "queue_depth"
+    (operator,) = [
+        o for o in rendered if o["metadata"]["name"] == "pgjobs-operator" and o["kind"] == "Deployment"
+    ]
+    assert not any(
+        "external-metrics" in a for a in operator["spec"]["template"]["spec"]["containers"][0]["args"]
     )
-    assert result.returncode != 0 and "mutually exclusive" in result.stderr
 
 
 def test_raw_manifests_are_current(helm: Path) -> None:

@@ -76,7 +76,7 @@ def test_workers_have_no_token_and_no_permissions(objects: list[Obj]) -> None:
 
 
 def test_operator_rbac_is_exactly_what_it_needs(objects: list[Obj]) -> None:
-    (role,) = by_kind(objects, "ClusterRole")
+    (role,) = [r for r in by_kind(objects, "ClusterRole") if r["metadata"]["name"].endswith("-operator")]
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
         assert "resourceNames" not in rule and "nonResourceURLs" not in rule
@@ -84,10 +84,37 @@ def test_operator_rbac_is_exactly_what_it_needs(objects: list[Obj]) -> None:
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == OPERATOR_RULES
-    (binding,) = by_kind(objects, "ClusterRoleBinding")
+    (binding,) = [
+        b for b in by_kind(objects, "ClusterRoleBinding") if b["metadata"]["name"].endswith("-operator")
+    ]
     operator = deployment(objects, "operator")["spec"]["template"]["spec"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert [s["name"] for s in binding["subjects"]] == [operator["serviceAccountName"]]
+
+
+def test_the_uninstall_hook_may_only_release_pgjobs_and_stop_its_operator(objects: list[Obj]) -> None:
+    hook = [o for o in objects if o["metadata"]["name"].endswith("-uninstall")]
+    assert all(o["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete" for o in hook)
+    (cluster_role,) = [o for o in hook if o["kind"] == "ClusterRole"]
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs"], "verbs": ["get", "list", "patch"]}
+    ]
+    (role,) = [o for o in hook if o["kind"] == "Role"]
+    operator = deployment(objects, "operator")["metadata"]["name"]
+    assert {
+        (r["resources"][0], tuple(r.get("resourceNames", [])), tuple(r["verbs"])) for r in role["rules"]
+    } == {
+        ("deployments", (operator,), ("get",)),
+        ("deployments/scale", (operator,), ("patch",)),
+        ("pods", (), ("list",)),
+    }
+    (job,) = [o for o in hook if o["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == [
+        "release-pgjobs",
+        f"--operator-namespace={job['metadata']['namespace']}",
+        f"--operator-deployment={operator}",
+    ]
 
 
 def test_rbac_template_has_no_wildcards_secrets_or_pods() -> None:

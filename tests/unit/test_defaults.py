@@ -28,8 +28,9 @@ VALUES = yaml.safe_load((ROOT / "helm" / "pgjobs" / "values.yaml").read_text())
 CRD = yaml.safe_load((ROOT / "crds" / "pgjobs.dev_pgjobs.yaml").read_text())
 
 #: Values where the chart deliberately differs from the code: in a pod, the worker's metrics and
-#: probes are on, while a worker started by hand serves no ports unless asked.
-CHART_CHOICES = {("worker", "metricsPort"), ("worker", "healthPort")}
+#: probes are on, and the operator serves the external metrics API when the worker HPA is on,
+#: while a process started by hand serves no ports unless asked.
+CHART_CHOICES = {("worker", "metricsPort"), ("worker", "healthPort"), ("operator", "externalMetricsPort")}
 
 
 def snake_case(key: str) -> str:

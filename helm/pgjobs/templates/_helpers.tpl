@@ -103,3 +103,8 @@ app.kubernetes.io/component: {{ index . 1 }}
   emptyDir:
     sizeLimit: 64Mi
 {{- end }}
+
+{{/* The operator serves the worker HPA's metric as the external metrics API. */}}
+{{- define "pgjobs.servesExternalMetrics" -}}
+{{- if and .Values.worker.hpa.enabled .Values.worker.hpa.serveExternalMetrics }}true{{ end }}
+{{- end }}
