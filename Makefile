@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps node-deps controlplane helm coredns image cluster cluster-down cluster-demo manifests demo test test-unit test-integration test-e2e test-cluster lint bench soak kind-up kind-e2e clean
+.PHONY: help setup system-deps node-deps controlplane helm coredns prometheus image cluster cluster-down cluster-demo manifests demo test test-unit test-integration test-e2e test-cluster lint bench soak kind-up kind-e2e clean
 
 help:
 	@echo "make demo        start PostgreSQL, a local Kubernetes control plane, the operator and two workers;"
@@ -56,6 +56,9 @@ controlplane:
 coredns:
 	deploy/coredns/build.sh
 
+prometheus:
+	deploy/prometheus/build.sh
+
 image: node-deps
 	deploy/image/build.sh
 
@@ -84,7 +87,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # tests/cluster uses a running `make cluster`, or starts one for the session and stops it after.
-test: setup controlplane helm coredns image lint
+test: setup controlplane helm coredns prometheus image lint
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Build Prometheus and promtool from the Go module proxy at the version pinned in
+# go.mod (github.com/prometheus/prometheus v0.3MM.P is Prometheus 3.MM.P), into a
+# cache directory outside the checkout (same cache root as deploy/helm and
+# deploy/coredns). Used by tests/cluster/test_dashboard.py (the dashboard's queries
+# against a real Prometheus) and tests/unit/test_prometheus_rules.py (promtool).
+#
+#   deploy/prometheus/build.sh             build (no-op when already built)
+#   deploy/prometheus/build.sh --force     rebuild even if the binaries exist
+#   deploy/prometheus/build.sh --bin-dir   print the directory of prometheus and promtool
+#
+# Output: ${PGJOBS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgjobs}/prometheus/<version>/bin/{prometheus,promtool}
+#
+# The module carries no web UI assets (they are built with npm and embedded only
+# with the builtinassets tag), so this Prometheus serves its HTTP API but no UI
+# pages. Service discovery is limited to kubernetes (plus the built-in static,
+# file and http ones) with remove_all_sd,enable_kubernetes_sd: a smaller, faster
+# build of what pgjobs needs.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+
+MAKE_TARGET=prometheus
+# shellcheck source=../go-env.sh
+source "$here/../go-env.sh"
+
+MODULE=github.com/prometheus/prometheus
+TAGS=netgo,remove_all_sd,enable_kubernetes_sd
+cache_root="${PGJOBS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgjobs}/prometheus"
+
+# The pinned version is whatever go.mod selects: one source of truth.
+# Read from go.mod directly (no network, no module download needed).
+module_version() { awk -v m="$MODULE" '$1 == m { print $2; exit } $2 == m { print $3; exit }' go.mod; }
+
+# v0.316.0 -> 3.16.0 (Prometheus tags its Go module v0.<major*100+minor>.<patch>).
+prometheus_version() {
+    local v="${1#v}"
+    local mm="${v#0.}"
+    mm="${mm%%.*}"
+    echo "$((mm / 100)).$((mm % 100)).${v##*.}"
+}
+
+bin_dir() { echo "$cache_root/$(prometheus_version "$(module_version)")/bin"; }
+
+build() {
+    local mv v
+    mv="$(module_version)"
+    v="$(prometheus_version "$mv")"
+    local bindir
+    bindir="$(bin_dir)"
+    local stamp="prometheus=$mv tags=$TAGS go=$("$GO" env GOVERSION)"
+    if [ "${FORCE:-0}" != 1 ] && [ -f "$bindir/VERSIONS" ] \
+        && [ "$(cat "$bindir/VERSIONS")" = "$stamp" ] \
+        && [ -x "$bindir/prometheus" ] && [ -x "$bindir/promtool" ]; then
+        echo "prometheus up to date in $bindir ($stamp)"
+        return 0
+    fi
+    mkdir -p "$cache_root/$v"
+    local tmp
+    tmp="$(mktemp -d "$cache_root/$v/.build.XXXXXX")"
+    chmod 755 "$tmp"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "building prometheus $v ($MODULE $mv) into $bindir (first time: several minutes)"
+    local start=$SECONDS
+    # Both binaries print their version from these (prometheus --version).
+    local ldflags="-s -w -X github.com/prometheus/common/version.Version=$v"
+    ldflags+=" -X github.com/prometheus/common/version.Revision=$mv"
+    ldflags+=" -X github.com/prometheus/common/version.Branch=gomodule"
+    "$GO" build -trimpath -tags "$TAGS" -ldflags "$ldflags" -o "$tmp/" \
+        "$MODULE/cmd/prometheus" "$MODULE/cmd/promtool"
+    echo "$stamp" >"$tmp/VERSIONS"
+    rm -rf "$bindir"
+    mv "$tmp" "$bindir"
+    trap - EXIT
+    echo "built in $((SECONDS - start))s: $bindir/prometheus $bindir/promtool"
+}
+
+case "${1:-}" in
+    --force) FORCE=1 build ;;
+    --bin-dir) bin_dir ;;
+    "") build ;;
+    *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+esac
