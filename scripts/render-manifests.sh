@@ -36,7 +36,8 @@ kind: Namespace
 metadata:
   name: pgjobs
 HEADER
-    "$helm" template pgjobs helm/pgjobs --namespace pgjobs --include-crds
+    # No hooks: kubectl would run the uninstall hook's Job at once (it is for `helm uninstall`).
+    "$helm" template pgjobs helm/pgjobs --namespace pgjobs --include-crds --no-hooks
 }
 
 case "${1:-}" in
