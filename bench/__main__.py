@@ -17,7 +17,7 @@ from bench import baseline, coldburst, environment, latency, profiling, recovery
 from pgjobs.devenv.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("throughput", "latency", "recovery", "profile", "scaling", "coldburst", "kubernetes")
+PARTS = ("throughput", "latency", "recovery", "profile", "scaling", "coldburst", "kubernetes", "cluster")
 SIZES = {
     "full": {
         "jobs": 10_000,
@@ -32,6 +32,10 @@ SIZES = {
         "k8s_burst_jobs": 1_000,
         "k8s_burst_workers": 8,
         "k8s_memory_jobs": 10_000,
+        "cluster_latency_jobs": 20,
+        "cluster_burst_jobs": 1_000,
+        "cluster_burst_workers": 8,
+        "cluster_hpa_jobs": 300,
     },
     "quick": {
         "jobs": 2_000,
@@ -46,6 +50,10 @@ SIZES = {
         "k8s_burst_jobs": 200,
         "k8s_burst_workers": 4,
         "k8s_memory_jobs": 1_000,
+        "cluster_latency_jobs": 10,
+        "cluster_burst_jobs": 200,
+        "cluster_burst_workers": 4,
+        "cluster_hpa_jobs": 60,
     },
 }
 
@@ -120,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import kubernetes
 
             results["kubernetes"] = kubernetes.run(server, size)
+    if "cluster" in args.only:
+        from bench import cluster
+
+        results["cluster"] = cluster.run(size)
     results["duration_s"] = round(time.monotonic() - began, 1)
 
     path = RESULTS / f"{name}.json"

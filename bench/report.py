@@ -133,6 +133,8 @@ def table(results: dict[str, Any]) -> str:
         out += ["", coldburst.table(results["coldburst"])]
     if results.get("kubernetes"):
         out += ["", kubernetes_table(results["kubernetes"])]
+    if results.get("cluster"):
+        out += ["", cluster_table(results["cluster"])]
     prof = results.get("profile")
     if prof:
         out += ["", profiling.format_profile(prof) if "error" not in prof else f"profile: {prof['error']}"]
@@ -159,6 +161,29 @@ def scaling_table(scaling: dict[str, Any]) -> str:
         " the bare claim before the drain; buffers = pages its index scan touched (after: at the end)"
     )
     return "\n".join(out)
+
+
+def cluster_table(c: dict[str, Any]) -> str:
+    """The `cluster` part: pods on the single-node cluster, installed by the chart."""
+    lat, burst, scale, term = c["apply_to_running"], c["burst"], c["scale_to_claim"], c["sigterm_to_pending"]
+    auto = c["autoscaling"]
+    lines = [
+        "On real pods (single-node cluster, the image, helm install)",
+        f"  node start {_fmt(c.get('node_start_s'), '{:.1f}')} s (blank: already running);"
+        f" helm install until every pod Ready {c['helm_install_ready_s']:.1f} s",
+        f"  kubectl apply -> Running, 2 idle worker pods: p50 {lat['p50_s'] * 1000:.0f} ms,"
+        f" p90 {lat['p90_s'] * 1000:.0f} ms ({lat['jobs']} jobs)",
+        f"  {burst['jobs']} noop PgJobs by {burst['worker_pods']} worker pods: {burst['seconds']:.1f} s"
+        f" ({burst['jobs_per_s']:.0f} jobs/s)",
+        f"  kubectl scale 1 -> 3: a new pod claims after"
+        f" {scale['seconds_to_first_claim_on_a_new_pod']:.1f} s",
+        f"  worker pod deleted mid-job: Pending again after {term['sigterm_to_pending_s']:.1f} s"
+        f" (shutdown grace {term['shutdown_grace_s']} s)",
+        f"  {auto['jobs']} jobs of {auto['job_seconds']} s: HPA drain {auto['hpa']['drain_s']:.0f} s"
+        f" (first added pod claims at {auto['hpa']['first_added_pod_claims_s']:.0f} s)"
+        f" vs fixed 6 replicas {auto['fixed']['drain_s']:.0f} s",
+    ]
+    return "\n".join(lines)
 
 
 def kubernetes_table(k8s: dict[str, Any]) -> str:
