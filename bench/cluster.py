@@ -10,8 +10,8 @@ a. `kubectl apply` -> status Running of one PgJob at a time with two idle worker
 b. `burst_jobs` noop PgJobs created at once with `burst_workers` worker pods: seconds until all
    Completed.
 c. `kubectl scale` from 1 to 3 worker pods with a backlog: seconds until a new pod claims a job.
-d. A worker pod deleted (SIGTERM) mid-job: seconds until its job is Pending again (the shutdown
-   grace, 2 s here, plus the hand-back).
+d. A worker pod deleted (SIGTERM) mid-job: seconds until its job runs on another pod (the
+   shutdown grace, 2 s here, the hand-back to Pending and the replacement pod's claim).
 e. The HPA (chart defaults, maxReplicas 6) against a fixed 6 replicas on `hpa_jobs` 3-second
    jobs: burst -> first added pod claiming, and the drain time of each.
 """
@@ -179,16 +179,28 @@ def _scale_to_claim(release: Release) -> dict[str, Any]:
     return {"from": 1, "to": 3, "seconds_to_first_claim_on_a_new_pod": round(seconds, 2)}
 
 
-def _sigterm_to_pending(release: Release) -> dict[str, Any]:
+def _sigterm_to_running_elsewhere(release: Release) -> dict[str, Any]:
+    """The job's Pending spell is shorter than the status sync shows (a replacement pod claims it
+    at once), so what is timed is: pod deleted -> the job Running on another pod."""
     release.scale(1)
     _until(lambda: len(release.worker_pods(ready=True)) == 1, 120, 0.5)
     release.apply(_jobs("term", 1, "sleep", {"seconds": 120, "steps": 4}))
     _until(lambda: release.status("term-0").get("phase") == "Running", 60, 0.1)
     pod = release.status("term-0")["worker"]
     release.kubectl("delete", "pod", pod, "--wait=false")
-    seconds = _until(lambda: release.status("term-0").get("phase") == "Pending", 60, 0.05)
+
+    def elsewhere() -> bool:
+        status = release.status("term-0")
+        return status.get("phase") == "Running" and status.get("worker") != pod
+
+    seconds = _until(elsewhere, 120, 0.05)
+    attempts = release.status("term-0").get("attempts")
     release.clear()
-    return {"shutdown_grace_s": SHUTDOWN_GRACE, "sigterm_to_pending_s": round(seconds, 2)}
+    return {
+        "shutdown_grace_s": SHUTDOWN_GRACE,
+        "sigterm_to_running_elsewhere_s": round(seconds, 2),
+        "attempts": attempts,
+    }
 
 
 def _autoscaling(release: Release, jobs: int, fixed: int) -> dict[str, Any]:
@@ -240,7 +252,7 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
         if layout.root.exists():
             cluster.down(layout)
         results["node_start_s"] = round(cluster.up(layout, coredns, archives), 1)
-    release = Release(layout, f"bench-{uuid.uuid4().hex[:5]}")
+    release = Release(layout, f"pgjobs-bench-{uuid.uuid4().hex[:5]}")  # names are the release's
     try:
         began = time.monotonic()
         release.helm_install({"worker": {"shutdownGrace": SHUTDOWN_GRACE}})
@@ -251,8 +263,8 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
         results["burst"] = _burst(release, size["cluster_burst_jobs"], size["cluster_burst_workers"])
         _progress(f"cluster: burst {results['burst']}")
         results["scale_to_claim"] = _scale_to_claim(release)
-        results["sigterm_to_pending"] = _sigterm_to_pending(release)
-        _progress(f"cluster: {results['scale_to_claim']} {results['sigterm_to_pending']}")
+        results["sigterm"] = _sigterm_to_running_elsewhere(release)
+        _progress(f"cluster: {results['scale_to_claim']} {results['sigterm']}")
         results["autoscaling"] = _autoscaling(release, size["cluster_hpa_jobs"], 6)
     finally:
         release.run(release.helm, "uninstall", release.name, f"--namespace={release.name}", "--wait")

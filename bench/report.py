@@ -165,7 +165,7 @@ def scaling_table(scaling: dict[str, Any]) -> str:
 
 def cluster_table(c: dict[str, Any]) -> str:
     """The `cluster` part: pods on the single-node cluster, installed by the chart."""
-    lat, burst, scale, term = c["apply_to_running"], c["burst"], c["scale_to_claim"], c["sigterm_to_pending"]
+    lat, burst, scale, term = c["apply_to_running"], c["burst"], c["scale_to_claim"], c["sigterm"]
     auto = c["autoscaling"]
     lines = [
         "On real pods (single-node cluster, the image, helm install)",
@@ -177,8 +177,9 @@ def cluster_table(c: dict[str, Any]) -> str:
         f" ({burst['jobs_per_s']:.0f} jobs/s)",
         f"  kubectl scale 1 -> 3: a new pod claims after"
         f" {scale['seconds_to_first_claim_on_a_new_pod']:.1f} s",
-        f"  worker pod deleted mid-job: Pending again after {term['sigterm_to_pending_s']:.1f} s"
-        f" (shutdown grace {term['shutdown_grace_s']} s)",
+        f"  worker pod deleted mid-job: the job runs on another pod after"
+        f" {term['sigterm_to_running_elsewhere_s']:.1f} s (shutdown grace {term['shutdown_grace_s']} s,"
+        f" attempts {term['attempts']})",
         f"  {auto['jobs']} jobs of {auto['job_seconds']} s: HPA drain {auto['hpa']['drain_s']:.0f} s"
         f" (first added pod claims at {auto['hpa']['first_added_pod_claims_s']:.0f} s)"
         f" vs fixed 6 replicas {auto['fixed']['drain_s']:.0f} s",
