@@ -10,7 +10,7 @@ from typing import Any
 from pgjobs.cli import database, listings, options
 from pgjobs.cli.options import UserError
 from pgjobs.states import JobState, Priority
-from pgjobs.store import jobs, queries, workers
+from pgjobs.store import jobs, queries, records, workers
 from pgjobs.store.records import NewJob
 
 
@@ -81,6 +81,8 @@ def parse_args_json(text: str) -> dict[str, Any]:
         raise UserError(
             f"--args is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    except RecursionError:  # far deeper than the store takes anyway (records.MAX_JSON_DEPTH)
+        raise UserError(f"--args is nested deeper than {records.MAX_JSON_DEPTH} levels") from None
     if not isinstance(value, dict):
         raise UserError(f"--args must be a JSON object like '{{\"seconds\": 5}}', got {type(value).__name__}")
     return value

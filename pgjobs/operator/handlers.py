@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import kopf
+import psycopg
 
 from pgjobs import crd
 from pgjobs.operator import context, kube
 from pgjobs.states import FINISHED_STATES, JobState, Priority
-from pgjobs.store import jobs, queries, resources
+from pgjobs.store import connecting, jobs, queries, resources
 from pgjobs.store.records import InvalidJob, NewJob, ResourceJob
 
 registry = kopf.OperatorRegistry()
@@ -67,13 +70,48 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 #: A failed handler (PostgreSQL away) is retried after this many seconds, not kopf's default 60.
 RETRY_BACKOFF = 2.0
+#: An error that is not an outage is retried this many times, then the PgJob is Failed with it:
+#: retrying a bug or a value the database refuses for ever helps no one and hides the reason.
+UNEXPECTED_ERROR_RETRIES = 3
+#: What an outage of the API server or the database raises: retried for as long as it lasts.
+UNREACHABLE = (
+    aiohttp.ClientError,
+    kube.KubeError,
+    psycopg.OperationalError,
+    connecting.DatabaseError,
+    TimeoutError,
+)
+#: The depth of JSON the API server accepts (its decoder's limit, as Go's encoding/json).
+API_SERVER_MAX_JSON_DEPTH = 10_000
+
+
+def allow_api_server_depth() -> None:
+    """Let this process read every object the API server serves.
+
+    A CRD cannot bound the depth of `args` (it keeps unknown fields), so a PgJob nested 10,000
+    deep is stored; kopf reads its watch events and listings with Python's json, which needs a
+    level of recursion per level of nesting (more for a copy or a diff), and a RecursionError
+    there ends the operator for every namespace. The handler refuses such a PgJob; reading it
+    must only work. The C stack of the main thread holds this depth with room to spare.
+    """
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * API_SERVER_MAX_JSON_DEPTH))
 
 
 @kopf.on.resume(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
 @kopf.on.create(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
 @kopf.on.update(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
-async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await apply_spec(context.of(memo), body)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    ctx = context.of(memo)
+    try:
+        await apply_spec(ctx, body)
+    except (kopf.PermanentError, kopf.TemporaryError, *UNREACHABLE):
+        raise
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        if retry < UNEXPECTED_ERROR_RETRIES:
+            raise kopf.TemporaryError(reason, delay=RETRY_BACKOFF) from error
+        logger.exception("PgJob %s failed %d times", _name(body), retry + 1)
+        await _refuse(ctx, body, f"the operator failed to apply it: {reason}")
 
 
 async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
@@ -120,17 +158,27 @@ async def _apply_restarts(conn: queries.Connection, job_id: int, wanted: Resourc
         await jobs.record_restarts(conn, job_id, wanted.restarts)
 
 
+#: The reason of the Event that says why a PgJob was refused.
+REFUSED_REASON = "InvalidSpec"
+
+
 async def _refuse(ctx: context.Context, body: Mapping[str, Any], message: str) -> None:
-    """A spec the queue cannot take: say so in the status instead of retrying for ever."""
+    """A spec the queue cannot take: say so in the status and an Event instead of retrying for ever."""
     meta = body["metadata"]
-    status = {
-        "phase": "Failed",
-        "message": f"invalid PgJob: {message}",
-        "progress": 0,
-        "progressPercent": "0%",
-    }
-    await ctx.kube.patch_status(meta["namespace"], meta["name"], status)
+    text = f"invalid PgJob: {message}"
+    status = {"phase": "Failed", "message": text, "progress": 0, "progressPercent": "0%"}
+    await ctx.kube.patch_status(meta["namespace"], meta["name"], status, meta.get("uid"))
+    involved = {"name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")}
+    try:
+        await ctx.kube.post_event(involved, "Warning", REFUSED_REASON, text)
+    except UNREACHABLE as error:  # best effort: the status says it already
+        logger.warning("event %s for %s not posted: %s", REFUSED_REASON, _name(body), error)
     raise kopf.PermanentError(message)
+
+
+def _name(body: Mapping[str, Any]) -> str:
+    meta = body["metadata"]
+    return f"{meta['namespace']}/{meta['name']}"
 
 
 @kopf.on.delete(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)

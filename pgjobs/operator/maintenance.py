@@ -14,12 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import kopf
-import psycopg
 
-from pgjobs.operator import context, handlers, kube, metrics
-from pgjobs.store import connecting, horizon, jobs, resources, workers
+from pgjobs.operator import context, handlers, metrics
+from pgjobs.store import horizon, jobs, resources, workers
 
 logger = logging.getLogger(__name__)
 
@@ -164,13 +162,7 @@ STEPS: tuple[Callable[[context.Context], Awaitable[None]], ...] = (
 
 
 #: What an outage of the API server or the database raises: worth one line, not a traceback.
-UNREACHABLE = (
-    aiohttp.ClientError,
-    kube.KubeError,
-    psycopg.OperationalError,
-    connecting.DatabaseError,
-    TimeoutError,
-)
+UNREACHABLE = handlers.UNREACHABLE
 
 
 async def run_once(ctx: context.Context) -> None:

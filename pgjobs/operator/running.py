@@ -94,6 +94,7 @@ def quiet_kopf_successes() -> None:
 
 def main(database_settings: connecting.DatabaseSettings, settings: OperatorSettings) -> int:
     quiet_kopf_successes()
+    handlers.allow_api_server_depth()
     asyncio.run(run(database_settings, settings))
     return 0
 

@@ -17,31 +17,61 @@ MAX_ARGS_BYTES = 64 * 1024
 Row = Mapping[str, Any]
 
 
-def text_problem(value: Any) -> str | None:
-    """Why PostgreSQL's text and jsonb would refuse a JSON-like value, or None: a NUL character,
-    or a lone surrogate (what `surrogateescape` makes of undecodable bytes; not valid Unicode)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "it contains a NUL character (\\u0000)"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as error:
-            return f"it contains a lone surrogate ({value[error.start]!r}), which is not valid Unicode"
+#: JSON nested deeper than this is refused (args, results): every level costs the readers of a
+#: row (Python's json, kopf, the API server's clients) a level of recursion, and Python's default
+#: recursion limit of 1,000 is within a hostile author's reach. Real arguments nest a few levels.
+MAX_JSON_DEPTH = 32
+#: Task results larger than this fail the job: a result is read back into every listing and, up
+#: to the status sync's own smaller bound, into the PgJob's status.
+MAX_RESULT_BYTES = 256 * 1024
+
+
+#: Messages (a task's error, say) longer than this are cut: they go into every listing and status.
+MAX_MESSAGE_CHARS = 4096
+
+
+def json_problem(value: Any, what: str = "it") -> str | None:
+    """Why a JSON-like value may not be stored, or None: nested deeper than MAX_JSON_DEPTH, or
+    text PostgreSQL's text and jsonb refuse. A loop, not recursion, so any depth is safe to ask."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[Any] = itertools.chain.from_iterable(item.items())
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            problem = _scalar_problem(item)
+            if problem:
+                return f"{what} {problem}"
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return f"{what} is nested deeper than {MAX_JSON_DEPTH} levels"
+        pending.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """A NUL character, or a lone surrogate (what `surrogateescape` makes of undecodable bytes;
+    not valid Unicode)."""
+    if not isinstance(value, str):
         return None
-    if isinstance(value, Mapping):
-        items: Iterable[Any] = itertools.chain.from_iterable(value.items())
-    elif isinstance(value, list | tuple):
-        items = value
-    else:
-        return None
-    return next((problem for item in items if (problem := text_problem(item))), None)
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"contains a lone surrogate ({value[error.start]!r}), which is not valid Unicode"
+    return None
 
 
 def storable_text(text: str | None) -> str | None:
     """Text as PostgreSQL can store it (a task's error message, say): NUL characters become
-    '\\0' and lone surrogates their escape, e.g. '\\udcff'."""
+    '\\0' and lone surrogates their escape, e.g. '\\udcff'; cut to MAX_MESSAGE_CHARS."""
     if text is None:
         return None
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = f"{text[:MAX_MESSAGE_CHARS]}... ({len(text)} characters)"
     return text.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -64,13 +94,14 @@ class NewJob:
     def args_json(self) -> str:
         if not isinstance(self.args, Mapping):
             raise InvalidJob(f"args must be a JSON object, got {type(self.args).__name__}")
+        # The walk first: it bounds the depth that json.dumps would recurse into.
+        problem = json_problem(self.args, "args")
+        if problem:
+            raise InvalidJob(f"args cannot be stored: {problem}")
         try:
             text = json.dumps(self.args, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise InvalidJob(f"args cannot be stored as JSON: {error}") from None
-        problem = text_problem(self.args)
-        if problem:
-            raise InvalidJob(f"args cannot be stored: {problem}")
         size = len(text.encode())
         if size > MAX_ARGS_BYTES:
             raise InvalidJob(

@@ -60,6 +60,31 @@ class Outcome:
 _COMPLETED_EMPTY = Outcome(Verdict.COMPLETED)
 
 
+def describe(error: BaseException) -> str:
+    """The error's type and text; a text that cannot be made (str() of an exception that holds a
+    deep value recurses, and its RecursionError would end the worker) is said to be missing."""
+    try:
+        text = str(error)
+    except Exception as failure:
+        text = f"(its message could not be shown: {type(failure).__name__})"
+    return f"{type(error).__name__}: {text}"
+
+
+def _result_problem(result: Any) -> str | None:
+    """Why a task's result may not be stored, or None. The walk bounds the depth first, so that
+    json.dumps cannot recurse past the interpreter's limit (a RecursionError would end the worker)."""
+    problem = records.json_problem(result, "it")
+    if problem:
+        return problem
+    try:
+        size = len(json.dumps(result, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as error:
+        return f"it is not JSON: {error}"
+    if size > records.MAX_RESULT_BYTES:
+        return f"it is {size} bytes, over the limit of {records.MAX_RESULT_BYTES} bytes"
+    return None
+
+
 class Execution:
     def __init__(
         self, job: ClaimedJob, settings: WorkerSettings, link: Link, still_held: Callable[[], bool]
@@ -112,7 +137,7 @@ class Execution:
         try:
             runner = asyncio.create_task(self._call(task))
         except Exception as error:  # the call itself failed (it runs here now, not in the runner)
-            return Outcome(Verdict.FAILED, f"{type(error).__name__}: {error}")
+            return Outcome(Verdict.FAILED, describe(error))
         try:
             await self._supervise(runner)
             outcome = self._judge(runner)
@@ -205,19 +230,15 @@ class Execution:
         error = runner.exception() if runner.done() and not runner.cancelled() else None
         if isinstance(error, JobStopped):
             return Outcome(Verdict.STOPPED, str(error) or "stopped by the task")
-        return Outcome(Verdict.FAILED, f"{type(error).__name__}: {error}" if error else "cancelled")
+        return Outcome(Verdict.FAILED, describe(error) if error else "cancelled")
 
     def _completed(self, result: Any) -> Outcome:
-        """A result that JSON cannot hold fails the job rather than the worker."""
+        """A result that JSON cannot hold, too deep or too large fails the job, never the worker."""
         if result is None:
             return _COMPLETED_EMPTY
-        try:
-            json.dumps(result, allow_nan=False)
-            problem = records.text_problem(result)
-            if problem:
-                raise ValueError(problem)
-        except (TypeError, ValueError) as error:
-            message = f"task {self.job.task!r} returned a result that cannot be stored as JSON: {error}"
+        problem = _result_problem(result)
+        if problem:
+            message = f"task {self.job.task!r} returned a result that cannot be stored as JSON: {problem}"
             return Outcome(Verdict.FAILED, message, final=True)
         return Outcome(Verdict.COMPLETED, result=result)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -106,9 +107,9 @@ def test_retry_delay_doubles_and_stops_at_the_last_attempt() -> None:
 
 def test_text_postgresql_refuses_is_found_anywhere_in_a_value() -> None:
     lone = b"caf\xe9".decode("utf-8", "surrogateescape")
-    assert records.text_problem({"a": [1, {"b": "fine"}], "c": None}) is None
-    assert records.text_problem({"a": ["x", {"b": "a\x00b"}]}) == "it contains a NUL character (\\u0000)"
-    problem = records.text_problem({lone: 1})  # keys too
+    assert records.json_problem({"a": [1, {"b": "fine"}], "c": None}) is None
+    assert records.json_problem({"a": ["x", {"b": "a\x00b"}]}) == "it contains a NUL character (\\u0000)"
+    problem = records.json_problem({lone: 1})  # keys too
     assert problem and "lone surrogate" in problem and "\\udce9" in problem
     with pytest.raises(records.InvalidJob, match="lone surrogate"):
         records.NewJob("noop", args={"name": lone}).args_json()
@@ -119,3 +120,27 @@ def test_storable_text_keeps_what_it_cannot_store_visible() -> None:
     assert records.storable_text("a\x00b") == "a\\0b"
     assert records.storable_text(lone) == "bad\\udcffbyte"
     assert records.storable_text("caf\u00e9 \u2603") == "caf\u00e9 \u2603"
+
+
+def test_json_deeper_than_the_bound_is_refused_at_any_depth_without_recursion() -> None:
+    def nested(depth: int) -> Any:
+        value: Any = 1
+        for _ in range(depth):
+            value = {"a": value}
+        return value
+
+    assert records.json_problem(nested(records.MAX_JSON_DEPTH)) is None
+    for depth in (records.MAX_JSON_DEPTH + 1, 100_000):
+        assert records.json_problem(nested(depth), "args") == (
+            f"args is nested deeper than {records.MAX_JSON_DEPTH} levels"
+        )
+        with pytest.raises(records.InvalidJob, match="nested deeper than"):
+            records.NewJob("noop", args=nested(depth)).args_json()
+    loop: list[Any] = []
+    loop.append(loop)
+    assert "nested deeper" in (records.json_problem({"loop": loop}) or "")
+
+
+def test_long_messages_are_cut() -> None:
+    text = records.storable_text("x" * 1_000_000) or ""
+    assert len(text) < records.MAX_MESSAGE_CHARS + 100 and text.endswith("(1000000 characters)")
