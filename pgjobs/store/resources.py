@@ -66,7 +66,7 @@ async def upsert(conn: Connection, resource: ResourceJob, generation: int) -> tu
     A created row has `generation` recorded as observed already; an updated one does not
     (`observe_generation`, after the rest of the spec is applied).
     """
-    validation.check_new_job(resource.job)
+    validation.check_resource_job(resource)
     params = {
         **resource.job.parameters(),
         "resource_uid": resource.uid,

@@ -1,34 +1,70 @@
-"""Checks of new jobs with messages that name the field: the database enforces the same rules."""
+"""Checks of new jobs with messages that name the field: the database enforces the same rules.
+
+The numeric ranges are the CRD's bounds too (a unit test compares them), so a PgJob out of range
+is refused by the API server and, should an older CRD let it through, by the operator.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
-from pgjobs.store.records import InvalidJob, NewJob
+from pgjobs.store.records import InvalidJob, NewJob, ResourceJob
 
-__all__ = ["InvalidJob", "check_new_job"]
+__all__ = ["RANGES", "InvalidJob", "check_new_job", "check_resource_job"]
 
-TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
-QUEUE_NAME = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
+TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}")
+QUEUE_NAME = re.compile(r"[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?")
+#: The largest value of PostgreSQL's integer columns.
+INT32_MAX = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The bounds of one numeric field, by its name in the PgJob spec and in Python."""
+
+    spec_field: str
+    attribute: str
+    low: int
+    high: int
+
+    def check(self, value: int | None) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
+            raise InvalidJob(
+                f"{self.attribute} must be a whole number from {self.low} to {self.high}, got {value!r}"
+            )
+
+
+MAX_ATTEMPTS = Range("maxAttempts", "max_attempts", 1, 100)
+BACKOFF_SECONDS = Range("backoffSeconds", "backoff_seconds", 0, 86400)
+TIMEOUT_SECONDS = Range("timeoutSeconds", "timeout_seconds", 1, 604800)
+TTL_SECONDS_AFTER_FINISHED = Range("ttlSecondsAfterFinished", "ttl_seconds_after_finished", 0, 31536000)
+RESTARTS = Range("restarts", "restarts", 0, INT32_MAX)
+#: Every integer field of a PgJob's spec.
+RANGES = (MAX_ATTEMPTS, BACKOFF_SECONDS, TIMEOUT_SECONDS, TTL_SECONDS_AFTER_FINISHED, RESTARTS)
 
 
 def check_new_job(job: NewJob) -> None:
-    if not TASK_NAME.match(job.task):
+    # fullmatch: `$` would also match before a final newline, which the database refuses.
+    if not isinstance(job.task, str) or not TASK_NAME.fullmatch(job.task):
         raise InvalidJob(
             f"task {job.task!r} is not a valid task name: letters, digits, "
             "'_', '.', ':' and '-', starting with a letter or '_', at most 128"
         )
-    if not QUEUE_NAME.match(job.queue):
+    if not isinstance(job.queue, str) or not QUEUE_NAME.fullmatch(job.queue):
         raise InvalidJob(
             f"queue {job.queue!r} is not a valid queue name: lower-case letters, "
             "digits, '_', '.' and '-', at most 63, starting and ending alphanumeric"
         )
-    _check_range("max_attempts", job.max_attempts, 1, 100)
-    _check_range("backoff_seconds", job.backoff_seconds, 0, 86400)
-    if job.timeout_seconds is not None:
-        _check_range("timeout_seconds", job.timeout_seconds, 1, 604800)
+    MAX_ATTEMPTS.check(job.max_attempts)
+    BACKOFF_SECONDS.check(job.backoff_seconds)
+    TIMEOUT_SECONDS.check(job.timeout_seconds)
 
 
-def _check_range(field: str, value: int, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidJob(f"{field} must be a whole number from {low} to {high}, got {value!r}")
+def check_resource_job(resource: ResourceJob) -> None:
+    """A PgJob's row: its job, and the fields only PgJobs have."""
+    check_new_job(resource.job)
+    RESTARTS.check(resource.restarts)
+    TTL_SECONDS_AFTER_FINISHED.check(resource.ttl_seconds_after_finished)
