@@ -169,8 +169,8 @@ def cluster_table(c: dict[str, Any]) -> str:
     auto = c["autoscaling"]
     lines = [
         "On real pods (single-node cluster, the image, helm install)",
-        f"  node start {_fmt(c.get('node_start_s'), '{:.1f}')} s (blank: already running);"
-        f" helm install until every pod Ready {c['helm_install_ready_s']:.1f} s",
+        (f"  node start {c['node_start_s']:.1f} s; " if "node_start_s" in c else "  node already running; ")
+        + f"helm install until every pod Ready {c['helm_install_ready_s']:.1f} s",
         f"  kubectl apply -> Running, 2 idle worker pods: p50 {lat['p50_s'] * 1000:.0f} ms,"
         f" p90 {lat['p90_s'] * 1000:.0f} ms ({lat['jobs']} jobs)",
         f"  {burst['jobs']} noop PgJobs by {burst['worker_pods']} worker pods: {burst['seconds']:.1f} s"
