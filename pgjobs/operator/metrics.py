@@ -6,6 +6,8 @@ the leader does), `pgjobs_operator_*` for facts about this operator process.
 
 from __future__ import annotations
 
+import collections
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from pgjobs.states import JobState, Priority
@@ -64,9 +66,21 @@ def serve(port: int) -> None:
         start_http_server(port)
 
 
+#: Queues that get their own label value, the busiest first; the rest are counted as OTHER_QUEUES.
+#: Any namespace may name any queue, so a label value per queue is unbounded.
+MAX_QUEUE_LABELS = 50
+OTHER_QUEUES = "_other"  # no queue is named so: names start alphanumeric
+
+
 def set_job_counts(rows: list[Row]) -> None:
-    JOBS.clear()  # a combination that has no jobs any more must not keep its last count
+    totals: collections.Counter[str] = collections.Counter()
     for row in rows:
-        JOBS.labels(
-            phase=JobState(row["state"]).phase, priority=Priority(row["priority"]).label, queue=row["queue"]
-        ).set(int(row["jobs"]))
+        totals[row["queue"]] += int(row["jobs"])
+    shown = {queue for queue, _ in totals.most_common(MAX_QUEUE_LABELS)}
+    counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    for row in rows:
+        queue = row["queue"] if row["queue"] in shown else OTHER_QUEUES
+        counts[(JobState(row["state"]).phase, Priority(row["priority"]).label, queue)] += int(row["jobs"])
+    JOBS.clear()  # a combination that has no jobs any more must not keep its last count
+    for (phase, priority, queue), jobs in counts.items():
+        JOBS.labels(phase=phase, priority=priority, queue=queue).set(jobs)

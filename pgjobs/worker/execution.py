@@ -149,8 +149,12 @@ class Execution:
 
     def _refusal(self, task: registry.Task | None) -> str | None:
         if task is None:
-            known = ", ".join(registry.names()) or "none"
-            return f"unknown task {self.job.task!r}: this worker knows {known}"
+            # Not the list of known tasks: the reason reaches whoever wrote the job, and which
+            # tasks a shared worker pool offers is not every tenant's business.
+            return (
+                f"unknown task {self.job.task!r}: no task of that name is registered on the worker "
+                "that claimed it (is the job in the right queue?)"
+            )
         if task.unsafe and not self.settings.enable_shell:
             return (
                 f"task {task.name!r} is disabled on this worker: start the worker with "

@@ -1,4 +1,8 @@
-"""Prometheus metrics of a worker process, served on `--metrics-port`."""
+"""Prometheus metrics of a worker process, served on `--metrics-port`.
+
+Every label set is bounded: tasks by the registered ones (others are `unknown`), results by the
+verdicts.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import functools
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from pgjobs.tasks import registry
 
 JOBS = Counter(
     "pgjobs_worker_jobs_total", "Job attempts finished by this worker, by task and result", ["task", "result"]
@@ -47,14 +53,20 @@ WAKEUPS_PASSED_ON = Counter(
 RESCUED = Counter("pgjobs_worker_rescued_jobs_total", "Stalled jobs this worker's rescue sweeps recovered")
 
 
+#: The task label of jobs whose task this worker does not know: any name can be enqueued, and a
+#: label value per name would grow the process and its /metrics page without bound.
+UNKNOWN_TASK = "unknown"
+
+
 @functools.cache
 def _job_series(task: str, result: str) -> tuple[Any, Any]:
-    # Label lookups take a lock and hash the labels: once per task, not once per job.
+    # Label lookups take a lock and hash the labels: once per task, not once per job. Bounded:
+    # registered task names and a handful of results.
     return JOBS.labels(task, result), JOB_DURATION.labels(task)
 
 
 def record_job(task: str, result: str, seconds: float) -> None:
-    finished, duration = _job_series(task, result)
+    finished, duration = _job_series(task if registry.get(task) else UNKNOWN_TASK, result)
     finished.inc()
     duration.observe(seconds)
 

@@ -60,13 +60,14 @@ def test_timeout_fails_the_attempt(database, spawn) -> None:  # type: ignore[no-
     assert "timed out after 1s" in (job.message or "")
 
 
-def test_unknown_task_fails_with_the_known_tasks_named(database, spawn) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_task_fails_without_naming_the_known_tasks(database, spawn) -> None:  # type: ignore[no-untyped-def]
     db = Database(database)
     [job_id] = db.enqueue("no_such_task")
     spawn()
     job = wait_for(lambda: (j := db.job(job_id)).state is JobState.FAILED and j, 20, what="the job to fail")
     assert "unknown task 'no_such_task'" in (job.message or "")
-    assert "sleep" in (job.message or "") and "record" in (job.message or "")
+    # Which tasks a shared worker pool offers is not told to whoever wrote the job.
+    assert "sleep" not in (job.message or "") and "record" not in (job.message or "")
     assert job.attempt == 1, "an unknown task is not retried"
 
 
