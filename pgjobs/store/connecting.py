@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 from psycopg import conninfo as libpq_conninfo
@@ -85,7 +87,7 @@ class DatabaseSettings:
 
     def conninfo(self, dbname: str | None = None) -> str:
         """The libpq connection string, with DB_PASSWORD filled in where the URL has none."""
-        params = libpq_conninfo.conninfo_to_dict(self.url)
+        params = self._parsed_url()
         extra = {key: value for key, value in TCP_DEFAULTS.items() if key not in params}
         if self.password and "password" not in params:
             extra["password"] = self.password
@@ -94,6 +96,20 @@ class DatabaseSettings:
         elif "dbname" not in params and "PGDATABASE" not in os.environ:
             extra["dbname"] = DEFAULT_DATABASE
         return libpq_conninfo.make_conninfo(self.url, **extra)
+
+    def _parsed_url(self) -> dict[str, Any]:
+        """The URL's parameters; a malformed URL is a DatabaseError whose text leaves the URL
+        out (psycopg quotes it whole, password included, and the text reaches logs and terminals)."""
+        try:
+            return libpq_conninfo.conninfo_to_dict(self.url)
+        except psycopg.ProgrammingError as error:
+            reason = str(error).strip().replace(self.url, "...") if self.url else str(error).strip()
+            # Quoted fragments of a keyword=value string may be a password too.
+            reason = re.sub(r'"[^"\s]{2,}"', '"..."', reason)
+            raise DatabaseError(
+                f"PGJOBS_DATABASE_URL / --database-url is not a valid PostgreSQL URL: {reason}",
+                retryable=False,
+            ) from None
 
     def database_name(self) -> str:
         params = libpq_conninfo.conninfo_to_dict(self.conninfo())
