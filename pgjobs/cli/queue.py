@@ -11,7 +11,7 @@ from pgjobs.cli import database, listings, options
 from pgjobs.cli.options import UserError
 from pgjobs.states import JobState, Priority
 from pgjobs.store import jobs, queries, records, workers
-from pgjobs.store.records import NewJob
+from pgjobs.store.records import Job, NewJob
 
 
 def add(commands: Any) -> None:
@@ -123,18 +123,39 @@ _ADMIN = {
     "restart": ("run a Completed, Failed or Stopped job again, as a new run", "Completed, Failed or Stopped"),
     "delete": ("delete a job that is not running (--force: also a running one)", "not Running"),
 }
+#: The command that changes a PgJob's intent, for a job that belongs to one.
+_KUBECTL = {
+    "stop": "kubectl pgjobs stop {name} -n {namespace}",
+    "start": "kubectl pgjobs start {name} -n {namespace}",
+    "restart": "kubectl pgjobs restart {name} -n {namespace}",
+    "delete": "kubectl delete pgjob {name} -n {namespace}",
+}
+_FORCE_HELP = "act even on a job of a PgJob (whose spec then disagrees with its row)"
 
 
 def _add_admin(commands: Any) -> None:
     for name, (help, _) in _ADMIN.items():
         parser = options.command(commands, name, help, _admin)
         parser.add_argument("job_id", type=int, metavar="ID", help="job id (see `pgjobs jobs`)")
-        if name == "delete":
-            parser.add_argument("--force", action="store_true", help="delete even a running job")
+        force_help = f"delete even a running job; {_FORCE_HELP}" if name == "delete" else _FORCE_HELP
+        parser.add_argument("--force", action="store_true", help=force_help)
+
+
+def _refuse_pgjob_rows(job: Job | None, args: argparse.Namespace) -> None:
+    """Kubernetes owns the intent of a PgJob's job: a change here would be undone by the
+    operator, or leave the row and the PgJob disagreeing, so it is made through kubectl."""
+    if job is None or job.resource_name is None or args.force:
+        return
+    command = _KUBECTL[args.command].format(name=job.resource_name, namespace=job.resource_namespace)
+    raise UserError(
+        f"job {job.id} belongs to PgJob {job.resource_namespace}/{job.resource_name}, whose spec "
+        f"decides what it does: run `{command}` (or --force to change the row anyway)"
+    )
 
 
 def _admin(args: argparse.Namespace) -> int:
     async def act(conn: queries.Connection) -> int:
+        _refuse_pgjob_rows(await jobs.get(conn, args.job_id), args)
         changed = await _apply_admin(conn, args)
         job = await jobs.get(conn, args.job_id)
         if changed:
