@@ -146,6 +146,34 @@ def test_an_hpa_on_another_adapters_metric_serves_no_external_metrics(helm: Path
     )
 
 
+def test_the_uninstall_hook_may_only_release_pgjobs_and_stop_its_operator(helm: Path, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path, {})
+    hook = [o for o in objects if o["metadata"]["name"].endswith("-uninstall")]
+    assert all(o["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete" for o in hook)
+    (cluster_role,) = [o for o in hook if o["kind"] == "ClusterRole"]
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs"], "verbs": ["get", "list", "patch"]}
+    ]
+    (role,) = [o for o in hook if o["kind"] == "Role"]
+    operator = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-operator")
+    )["metadata"]["name"]
+    assert {
+        (r["resources"][0], tuple(r.get("resourceNames", [])), tuple(r["verbs"])) for r in role["rules"]
+    } == {
+        ("deployments", (operator,), ("get",)),
+        ("deployments/scale", (operator,), ("patch",)),
+        ("pods", (), ("list",)),
+    }
+    (job,) = [o for o in hook if o["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == [
+        "release-pgjobs",
+        f"--operator-namespace={job['metadata']['namespace']}",
+        f"--operator-deployment={operator}",
+    ]
+
+
 def test_raw_manifests_are_current(helm: Path) -> None:
     script = ROOT / "scripts" / "render-manifests.sh"
     expected = subprocess.run(

@@ -92,31 +92,6 @@ def test_operator_rbac_is_exactly_what_it_needs(objects: list[Obj]) -> None:
     assert [s["name"] for s in binding["subjects"]] == [operator["serviceAccountName"]]
 
 
-def test_the_uninstall_hook_may_only_release_pgjobs_and_stop_its_operator(objects: list[Obj]) -> None:
-    hook = [o for o in objects if o["metadata"]["name"].endswith("-uninstall")]
-    assert all(o["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete" for o in hook)
-    (cluster_role,) = [o for o in hook if o["kind"] == "ClusterRole"]
-    assert cluster_role["rules"] == [
-        {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs"], "verbs": ["get", "list", "patch"]}
-    ]
-    (role,) = [o for o in hook if o["kind"] == "Role"]
-    operator = deployment(objects, "operator")["metadata"]["name"]
-    assert {
-        (r["resources"][0], tuple(r.get("resourceNames", [])), tuple(r["verbs"])) for r in role["rules"]
-    } == {
-        ("deployments", (operator,), ("get",)),
-        ("deployments/scale", (operator,), ("patch",)),
-        ("pods", (), ("list",)),
-    }
-    (job,) = [o for o in hook if o["kind"] == "Job"]
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["args"][:3] == [
-        "release-pgjobs",
-        f"--operator-namespace={job['metadata']['namespace']}",
-        f"--operator-deployment={operator}",
-    ]
-
-
 def test_rbac_template_has_no_wildcards_secrets_or_pods() -> None:
     source = (CHART / "templates" / "rbac.yaml").read_text()
     rules = source.split("*/", 1)[1]  # after the explanatory comment
