@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pgjobs.devenv import controlplane as cp
-from pgjobs.devenv import nodecleanup, nodeconfig, pki
+from pgjobs.devenv import kubeconfigs, nodecleanup, nodeconfig, pki, processes
 from pgjobs.devenv.nodeconfig import Layout, Ports
 
 DEFAULT_DIR = Path(os.environ.get("PGJOBS_CLUSTER_DIR", "/var/lib/pgjobs-cluster"))
@@ -101,7 +101,7 @@ def _spawn(layout: Layout, name: str, argv: Sequence[str]) -> None:
 
 def _failure(layout: Layout, name: str, what: str) -> ClusterError:
     log = _log_file(layout, name)
-    return ClusterError(f"{what}; last lines of {log}:\n{cp.log_tail(log)}")
+    return ClusterError(f"{what}; last lines of {log}:\n{processes.log_tail(log)}")
 
 
 def _wait(layout: Layout, name: str, ready: Callable[[], bool], timeout: float = _READY_TIMEOUT) -> None:
@@ -173,14 +173,14 @@ def _make_pki(layout: Layout) -> None:
     for component, (user, groups) in _IDENTITIES.items():
         cert = pki.client_cert(ca, user, groups)
         path = layout.admin_kubeconfig if component == "admin" else layout.kubeconfig(component)
-        cp.write_kubeconfig(
+        kubeconfigs.write_kubeconfig(
             path,
             server,
             ca.cert_pem(),
             user,
             {
-                "client-certificate-data": cp.b64(cert.cert_pem()),
-                "client-key-data": cp.b64(cert.key_pem()),
+                "client-certificate-data": kubeconfigs.b64(cert.cert_pem()),
+                "client-key-data": kubeconfigs.b64(cert.key_pem()),
             },
         )
 
@@ -284,18 +284,18 @@ def _argv(layout: Layout, ports: Ports, bins: Path, coredns: Path) -> dict[str, 
 
 
 def _new_ports() -> Ports:
-    return Ports(**{f.name: cp.free_port() for f in Ports.__dataclass_fields__.values()})
+    return Ports(**{f.name: processes.free_port() for f in Ports.__dataclass_fields__.values()})
 
 
 def _kubectl(layout: Layout, bins: Path, *args: str, stdin: str | None = None) -> str:
-    return cp.run_kubectl(bins / "kubectl", layout.admin_kubeconfig, *args, input=stdin).stdout
+    return kubeconfigs.run_kubectl(bins / "kubectl", layout.admin_kubeconfig, *args, input=stdin).stdout
 
 
 def _quiet(check: Callable[[], bool]) -> Callable[[], bool]:
     def attempt() -> bool:
         try:
             return check()
-        except (cp.ControlPlaneError, subprocess.SubprocessError, OSError):
+        except (processes.ProcessError, subprocess.SubprocessError, OSError):
             return False
 
     return attempt
@@ -354,7 +354,7 @@ def up(layout: Layout, coredns: Path, images: Sequence[Path]) -> float:
     _host_network()
     argv = _argv(layout, ports, bins, coredns)
     layout.state_file.write_text(json.dumps({"ports": ports.__dict__, "bin_dir": str(bins)}))
-    admin = cp.http_ok
+    admin = processes.http_ok
     context = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
     readiness: dict[str, Callable[[], bool]] = {
         "etcd": lambda: admin(f"http://127.0.0.1:{ports.etcd_client}/health"),

@@ -19,27 +19,33 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import base64
 import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import types
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from pgjobs.devenv import pki
+from pgjobs.devenv.kubeconfigs import b64, run_kubectl, serviceaccount_kubeconfig, write_kubeconfig
+from pgjobs.devenv.processes import (
+    LOG_TAIL_LINES,
+    ChildProcess,
+    ProcessError,
+    free_port,
+    http_ok,
+    log_tail,
+    pid_alive,
+    wait_until,
+)
 
 # Must match k8s.io/kubernetes in deploy/controlplane/go.mod (a test checks).
 K8S_VERSION = "1.36.3"
@@ -47,15 +53,13 @@ K8S_VERSION = "1.36.3"
 ADMIN_USER = "pgjobs-admin"
 MASTERS_GROUP = "system:masters"
 
-_LOG_TAIL_LINES = 40
-
 
 class BinariesNotFoundError(RuntimeError):
     """The control-plane binaries have not been built yet."""
 
 
-class ControlPlaneError(RuntimeError):
-    """A control-plane process failed to start or to become ready."""
+#: A control-plane process failed to start or to become ready, or a kubectl run failed.
+ControlPlaneError = ProcessError
 
 
 # --------------------------------------------------------------------------
@@ -138,220 +142,10 @@ def _make_pki(directory: Path) -> _PKI:
 
 
 # --------------------------------------------------------------------------
-# Kubeconfigs
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def write_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, credentials: dict[str, str]) -> Path:
-    """A self-contained kubeconfig (data inlined) so it can be copied anywhere.
-
-    JSON is valid YAML, and every client (kubectl, the kubernetes package,
-    kopf) reads it.
-    """
-    cluster = {"server": server}
-    if ca_pem:  # empty when an existing cluster's server has a publicly trusted cert
-        cluster["certificate-authority-data"] = b64(ca_pem)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "pgjobs-dev",
-                "cluster": cluster,
-            }
-        ],
-        "users": [{"name": user, "user": credentials}],
-        "contexts": [{"name": user, "context": {"cluster": "pgjobs-dev", "user": user}}],
-        "current-context": user,
-    }
-    return pki.write_file(path, json.dumps(config, indent=2).encode())
-
-
-def run_kubectl(
-    kubectl: Path | str, kubeconfig: Path, *args: str, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run kubectl; raise with its stderr on failure."""
-    argv = [str(kubectl), f"--kubeconfig={kubeconfig}", *args]
-    result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
-
-
-def serviceaccount_kubeconfig(
-    kubectl: Path | str,
-    admin_kubeconfig: Path,
-    namespace: str,
-    name: str,
-    out: Path,
-    *,
-    duration: str = "24h",
-) -> Path:
-    """Create the ServiceAccount if needed and write a kubeconfig with a bound token.
-
-    The token comes from the TokenRequest API (`kubectl create token`), which
-    the API server serves itself: no controller-manager needed. Works against
-    any cluster, so tests can run the operator with the chart's RBAC.
-    """
-    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
-    run_kubectl(kubectl, admin_kubeconfig, "apply", "-f", "-", input=json.dumps(sa))
-    token = run_kubectl(
-        kubectl,
-        admin_kubeconfig,
-        "create",
-        "token",
-        name,
-        "-n",
-        namespace,
-        f"--duration={duration}",
-    ).stdout.strip()
-    # Reuse the admin's cluster entry (server + CA) whatever the cluster is.
-    view = json.loads(
-        run_kubectl(
-            kubectl,
-            admin_kubeconfig,
-            "config",
-            "view",
-            "--raw",
-            "--minify",
-            "--flatten",
-            "-o",
-            "json",
-        ).stdout
-    )
-    cluster = view["clusters"][0]["cluster"]
-    ca = base64.b64decode(cluster.get("certificate-authority-data", ""))
-    return write_kubeconfig(
-        out, cluster["server"], ca, f"system:serviceaccount:{namespace}:{name}", {"token": token}
-    )
-
-
-# --------------------------------------------------------------------------
-# Processes
-
-
-def free_port() -> int:
-    # The port could be taken between here and the bind by the child; on
-    # loopback in a test run that is rare enough to report instead of retry.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if pytest is SIGKILLed, atexit never runs;
-    # PR_SET_PDEATHSIG makes the kernel kill the child anyway. SIGKILL, not
-    # SIGTERM: kube-apiserver's graceful shutdown can take seconds, and with
-    # the parent gone nobody needs its data.
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _preexec() -> Callable[[], None] | None:
-    # PDEATHSIG fires when the parent *thread* exits, so only use it when we
-    # are started from the main thread, which lives as long as the process.
-    if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
-        return _die_with_parent
-    return None
-
-
-def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class _Process:
-    """One child process with its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], log_file: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_file = log_file
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_file.open("ab") as log:
-            log.write(f"\n==== {time.strftime('%H:%M:%S')} starting {self.name}\n".encode())
-            log.flush()
-            # Own session: a Ctrl-C in the terminal reaches us, and we stop
-            # the children in order instead of them dying mid-request.
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_preexec(),  # only calls prctl: safe after fork
-            )
-
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def check_alive(self) -> None:
-        if self.popen is not None and self.popen.poll() is not None:
-            raise ControlPlaneError(
-                f"{self.name} exited with code {self.popen.returncode}; "
-                f"last lines of {self.log_file}:\n{log_tail(self.log_file)}"
-            )
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self.popen = None
-
-
-def _wait_until(ready: Callable[[], bool], proc: _Process, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc.check_alive()
-        if ready():
-            return
-        time.sleep(0.2)
-    raise ControlPlaneError(
-        f"{what} not ready after {timeout:.0f}s; last lines of {proc.log_file}:\n{log_tail(proc.log_file)}"
-    )
-
-
-def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-# --------------------------------------------------------------------------
 # The control plane
 
 
 _DIR_PREFIX = "pgjobs-controlplane-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _remove_stale_dirs() -> None:
@@ -361,7 +155,7 @@ def _remove_stale_dirs() -> None:
             owner = int((path / "owner.pid").read_text())
         except (OSError, ValueError):
             continue  # not ours to judge, or being created right now
-        if not _pid_alive(owner):
+        if not pid_alive(owner):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -423,7 +217,7 @@ class ControlPlane(_ServiceAccounts):
         self._started = True
         try:
             self._etcd.start()
-            _wait_until(self._etcd_healthy, self._etcd, self.ready_timeout, "etcd")
+            wait_until(self._etcd_healthy, self._etcd, self.ready_timeout, "etcd")
             self._start_apiserver()
         except BaseException:
             self.stop()
@@ -468,7 +262,7 @@ class ControlPlane(_ServiceAccounts):
     def log_files(self) -> dict[str, Path]:
         return {"etcd": self._etcd.log_file, "kube-apiserver": self._apiserver.log_file}
 
-    def logs_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+    def logs_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return "\n".join(
             f"---- {name} ({path}) ----\n{log_tail(path, lines)}" for name, path in self.log_files.items()
         )
@@ -501,11 +295,11 @@ class ControlPlane(_ServiceAccounts):
 
     # -- internals --------------------------------------------------------
 
-    def _etcd_process(self) -> _Process:
+    def _etcd_process(self) -> ChildProcess:
         client = f"http://127.0.0.1:{free_port()}"
         peer = f"http://127.0.0.1:{free_port()}"
         self.etcd_url = client
-        return _Process(
+        return ChildProcess(
             "etcd",
             [
                 str(self.binaries.etcd),
@@ -523,9 +317,9 @@ class ControlPlane(_ServiceAccounts):
             self.log_dir / "etcd.log",
         )
 
-    def _apiserver_process(self) -> _Process:
+    def _apiserver_process(self) -> ChildProcess:
         pki = self._pki
-        return _Process(
+        return ChildProcess(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
@@ -555,7 +349,7 @@ class ControlPlane(_ServiceAccounts):
 
     def _start_apiserver(self) -> None:
         self._apiserver.start()
-        _wait_until(self._apiserver_ready, self._apiserver, self.ready_timeout, "kube-apiserver")
+        wait_until(self._apiserver_ready, self._apiserver, self.ready_timeout, "kube-apiserver")
 
     def _etcd_healthy(self) -> bool:
         return http_ok(f"{self.etcd_url}/health")
@@ -589,7 +383,7 @@ class ExistingCluster(_ServiceAccounts):
         )
         self.server: str = view["clusters"][0]["cluster"]["server"]
 
-    def logs_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+    def logs_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return "(existing cluster: its logs are not collected by pgjobs)"
 
     def stop(self) -> None:

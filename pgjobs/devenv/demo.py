@@ -25,6 +25,7 @@ from typing import TextIO
 
 from pgjobs.cli import kubectl as plugin
 from pgjobs.devenv import controlplane, postgres
+from pgjobs.devenv.processes import log_tail
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "pgjobs.dev_pgjobs.yaml"
@@ -58,7 +59,7 @@ class Process:
             raise DemoError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
 
     def tail(self, lines: int = 30) -> str:
-        return controlplane.log_tail(self.log, lines)
+        return log_tail(self.log, lines)
 
     def stop(self) -> None:
         if self.popen.poll() is None:

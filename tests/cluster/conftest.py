@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pgjobs.devenv import cluster as node_cluster
-from pgjobs.devenv import controlplane, nodeconfig
+from pgjobs.devenv import nodeconfig, processes
 from tests.cluster.helpers import ROOT, Release
 
 _node_key = pytest.StashKey[nodeconfig.Layout]()
@@ -43,7 +43,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if layout is not None:
             tails = [
                 f"---- {name} ({layout.logs / f'{name}.log'}) ----\n"
-                + controlplane.log_tail(layout.logs / f"{name}.log", 15)
+                + processes.log_tail(layout.logs / f"{name}.log", 15)
                 for name in ("kubelet", "containerd", "kube-controller-manager")
             ]
             report.sections.append(("node logs (tail)", "\n".join(tails)))

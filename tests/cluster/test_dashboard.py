@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pgjobs.devenv import controlplane, nodeconfig
+from pgjobs.devenv import nodeconfig, processes
 from tests.cluster.helpers import FINISHED, ROOT, Release, sleep_jobs, wait_for
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -107,7 +107,7 @@ def prometheus(node: nodeconfig.Layout, tmp_path_factory: pytest.TempPathFactory
     config.write_text(yaml.safe_dump(_test_config(node)))
     port = _free_port()
     # Stopped by pid at the end, and killed with the test process if that dies first.
-    process = controlplane._Process(
+    process = processes.ChildProcess(
         "prometheus",
         [
             str(binary),
