@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -70,12 +69,6 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _prometheus_bin_dir() -> Path:
     out = subprocess.run(
         [str(PROMETHEUS_DIR / "build.sh"), "--bin-dir"], capture_output=True, text=True, check=True
@@ -105,7 +98,7 @@ def prometheus(node: nodeconfig.Layout, tmp_path_factory: pytest.TempPathFactory
     tmp = tmp_path_factory.mktemp("prometheus")
     config = tmp / "prometheus.yaml"
     config.write_text(yaml.safe_dump(_test_config(node)))
-    port = _free_port()
+    port = processes.free_port()
     # Stopped by pid at the end, and killed with the test process if that dies first.
     process = processes.ChildProcess(
         "prometheus",
@@ -120,18 +113,10 @@ def prometheus(node: nodeconfig.Layout, tmp_path_factory: pytest.TempPathFactory
     process.start()
     server = Prometheus(f"http://127.0.0.1:{port}")
     try:
-        wait_for(lambda: process.running() and _ready(server.url), 60, "Prometheus ready")
+        processes.wait_until(lambda: processes.http_ok(f"{server.url}/-/ready"), process, 60, "Prometheus")
         yield server
     finally:
         process.stop()
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
