@@ -80,3 +80,5 @@ def _set_leading(ctx: context.Context, leading: bool) -> None:
         ctx.leading_since = time.monotonic()
     ctx.leading = leading
     metrics.LEADER.set(1 if leading else 0)
+    if not leading:
+        metrics.forget_leader_gauges()

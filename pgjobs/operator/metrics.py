@@ -10,7 +10,7 @@ import collections
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from pgjobs.states import JobState, Priority
+from pgjobs.states import FINISHED_STATES, JobState, Priority
 from pgjobs.store.records import Row
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -62,8 +62,28 @@ LEADER = Gauge("pgjobs_operator_leader", "1 while this replica leads (syncs stat
 
 def serve(port: int) -> None:
     """Serve /metrics on the port (0: do not serve)."""
+    declare_series()
     if port:
         start_http_server(port)
+
+
+def declare_series() -> None:
+    """Every known label value's series at 0 from the start: a series born at its first event
+    makes rate() and increase() miss that event, so a rare failure or rescue never shows."""
+    for state in FINISHED_STATES:
+        RUN_TIME.labels(state.phase)
+    for result in ("written", "gone", "error"):
+        STATUS_WRITES.labels(result)
+    for state in (JobState.PENDING, JobState.FAILED, JobState.STOPPED):
+        RESCUES.labels(state.phase)
+
+
+def forget_leader_gauges() -> None:
+    """A replica that stops leading stops counting: its last counts would add to the new
+    leader's in every sum over replicas."""
+    JOBS.clear()
+    for gauge in (WORKERS_ALIVE, UNSYNCED, OLDEST_SNAPSHOT):
+        gauge.set(0)
 
 
 #: Queues that get their own label value, the busiest first; the rest are counted as OTHER_QUEUES.

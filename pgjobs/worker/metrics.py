@@ -65,6 +65,14 @@ def _job_series(task: str, result: str) -> tuple[Any, Any]:
     return JOBS.labels(task, result), JOB_DURATION.labels(task)
 
 
+def declare_job_series(results: list[str]) -> None:
+    """Every registered task's series at 0 from the start: a series born at its first job makes
+    rate() and increase() miss that job, so a task's first failure would never show."""
+    for task in [*registry.names(), UNKNOWN_TASK]:
+        for result in results:
+            _job_series(task, result)
+
+
 def record_job(task: str, result: str, seconds: float) -> None:
     finished, duration = _job_series(task if registry.get(task) else UNKNOWN_TASK, result)
     finished.inc()

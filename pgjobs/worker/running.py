@@ -23,7 +23,7 @@ from pgjobs.store.queries import Connection
 from pgjobs.store.records import Heartbeat
 from pgjobs.tasks import registry
 from pgjobs.worker import health, metrics
-from pgjobs.worker.execution import StopReason
+from pgjobs.worker.execution import StopReason, Verdict
 from pgjobs.worker.links import Link
 from pgjobs.worker.settings import WorkerSettings
 from pgjobs.worker.slots import Slot
@@ -97,6 +97,7 @@ class Worker:
         conn = await self._wait_for_database()
         await self._register(conn)
         metrics.SLOTS.set(self.settings.concurrency)
+        metrics.declare_job_series([verdict.value for verdict in Verdict])
         # Counted when scraped rather than updated twice per job.
         metrics.BUSY_SLOTS.set_function(lambda: sum(slot.execution is not None for slot in self.slots))
         if self.settings.metrics_port is not None:

@@ -1,0 +1,40 @@
+"""Metric series exist from the start, and a replica that stops leading stops counting."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from pgjobs.operator import metrics as operator_metrics
+from pgjobs.tasks import builtins, registry
+from pgjobs.worker import metrics as worker_metrics
+from pgjobs.worker.execution import Verdict
+
+
+def _value(name: str, labels: dict[str, str]) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_a_workers_job_series_exist_before_its_first_job() -> None:
+    registry.load([])  # the built-in tasks
+    assert registry.get("sleep") is not None, builtins.__name__
+    # A series born at its first event hides that event from rate(): each must read 0 first.
+    worker_metrics.declare_job_series([verdict.value for verdict in Verdict])
+    for task in ("sleep", worker_metrics.UNKNOWN_TASK):
+        assert _value("pgjobs_worker_jobs_total", {"task": task, "result": "failed"}) == 0
+        assert _value("pgjobs_worker_job_duration_seconds_count", {"task": task}) == 0
+
+
+def test_the_operators_labelled_series_exist_before_their_first_event() -> None:
+    operator_metrics.declare_series()
+    assert _value("pgjobs_operator_rescued_jobs_total", {"phase": "Failed"}) == 0
+    assert _value("pgjobs_operator_status_writes_total", {"result": "error"}) == 0
+    assert _value("pgjobs_operator_run_time_seconds_count", {"phase": "Stopped"}) == 0
+
+
+def test_a_replica_that_stops_leading_reports_no_counts() -> None:
+    operator_metrics.set_job_counts([{"state": "pending", "priority": 1, "queue": "default", "jobs": 7}])
+    operator_metrics.WORKERS_ALIVE.set(3)
+    assert _value("pgjobs_jobs", {"phase": "Pending", "priority": "Regular", "queue": "default"}) == 7
+    operator_metrics.forget_leader_gauges()
+    assert _value("pgjobs_jobs", {"phase": "Pending", "priority": "Regular", "queue": "default"}) is None
+    assert _value("pgjobs_workers_alive", {}) == 0
