@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,10 @@ from typing import Any, TypeVar
 
 from pgjobs.store import connecting, jobs, queries
 from pgjobs.store.records import Job
+
+#: Ledgers and worker logs of this test run, removed when it ends (a failure's report shows them).
+_FILES = Path(tempfile.mkdtemp(prefix="pgjobs-test-files-"))
+atexit.register(shutil.rmtree, _FILES, ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -63,7 +69,7 @@ class Ledger:
     """The file sample tasks append their runs to: `event job_id attempt pid` lines."""
 
     def __init__(self) -> None:
-        handle, name = tempfile.mkstemp(prefix="pgjobs-ledger-")
+        handle, name = tempfile.mkstemp(prefix="ledger-", dir=_FILES)
         os.close(handle)
         self.path = Path(name)
 
@@ -83,7 +89,7 @@ class WorkerProcess:
     """`pgjobs worker` as a child process with fast heartbeats; its log is kept for failures."""
 
     def __init__(self, env: dict[str, str], ledger: Ledger | None = None, extra: Sequence[str] = ()) -> None:
-        self.log = Path(tempfile.mkstemp(prefix="pgjobs-worker-", suffix=".log")[1])
+        self.log = Path(tempfile.mkstemp(prefix="worker-", suffix=".log", dir=_FILES)[1])
         full_env = dict(env, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         if ledger:
             full_env["PGJOBS_TEST_LEDGER"] = str(ledger.path)

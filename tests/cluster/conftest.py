@@ -61,7 +61,7 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def node(pytestconfig: pytest.Config) -> Iterator[nodeconfig.Layout]:
+def node(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[nodeconfig.Layout]:
     """A running single-node cluster: `make cluster`'s, or one started for this session."""
     layout = nodeconfig.Layout(node_cluster.DEFAULT_DIR)
     started_here = False
@@ -86,8 +86,10 @@ def node(pytestconfig: pytest.Config) -> Iterator[nodeconfig.Layout]:
         yield layout
     finally:
         if started_here:
-            saved = node_cluster.down(layout, save_logs=True)
-            print(f"\ncluster torn down; component logs kept in {saved}")
+            # The components' logs outlive the cluster only when something failed.
+            saved = node_cluster.down(layout, save_logs=request.session.testsfailed > 0)
+            if saved:
+                print(f"\ncluster torn down; component logs kept in {saved}")
 
 
 @pytest.fixture(scope="module")
