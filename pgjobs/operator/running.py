@@ -8,7 +8,8 @@ in the replica that holds the PostgreSQL advisory lock.
 from __future__ import annotations
 
 import asyncio
-import copy
+import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -43,16 +44,22 @@ class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
     The default storage costs one extra PATCH per created PgJob. Our handlers are level-based
     (one `reconcile` for create, resume and update), so after a restart, when this memory is
     empty and kopf sees every object as new, reconciling them all again is right and cheap.
+    What is kept is a digest of the spec, not the spec (a PgJob's args may be large, and one
+    tenant's PgJobs must not grow the operator), and an entry goes when its PgJob is being
+    deleted: memory follows the PgJobs that exist, not every one ever handled.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._essences: dict[str, kopf.BodyEssence] = {}
 
+    def __len__(self) -> int:
+        return len(self._essences)
+
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
     ) -> kopf.BodyEssence:
-        """The spec alone: all that `reconcile` reads, so the only change it must react to.
+        """A digest of the spec: all that `reconcile` reads, so the only change it must react to.
 
         kopf's own essence deep-copies the whole object (managedFields, status) for every watch
         event, then throws most of it away: a few percent of the operator's CPU under a burst.
@@ -61,13 +68,22 @@ class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
         if extra_fields:  # no handler of ours asks for more; kopf's way if one ever does
             return super().build(body=body, extra_fields=extra_fields)
         spec = body.get("spec")
-        return cast(kopf.BodyEssence, {"spec": copy.deepcopy(dict(spec))} if spec else {})
+        return cast(kopf.BodyEssence, {"spec": {"sha256": spec_digest(spec)}} if spec else {})
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         return self._essences.get(body.metadata.uid or "")
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        self._essences[body.metadata.uid or ""] = essence
+        uid = body.metadata.uid or ""
+        if body.metadata.get("deletionTimestamp"):
+            self._essences.pop(uid, None)
+        else:
+            self._essences[uid] = essence
+
+
+def spec_digest(spec: Any) -> str:
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def kopf_settings() -> kopf.OperatorSettings:
