@@ -73,16 +73,7 @@ def read_pid(layout: Layout, name: str) -> int | None:
         pid = int(_pid_file(layout, name).read_text())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not a zombie (a component that died while `up` is still its parent)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return pid if processes.pid_alive(pid) else None
 
 
 def _spawn(layout: Layout, name: str, argv: Sequence[str]) -> None:
@@ -120,9 +111,9 @@ def stop_daemon(layout: Layout, name: str, grace: float = 15.0) -> None:
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while _alive(pid) and time.monotonic() < deadline:
+        while processes.pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if processes.pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     _pid_file(layout, name).unlink(missing_ok=True)
 

@@ -7,7 +7,6 @@ test run leaves no etcd or kube-apiserver behind.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import ssl
@@ -132,10 +131,10 @@ def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running, and not a zombie: a child that died while its parent has not reaped it yet
+    (a cluster component that died while `up` is still its parent) is not alive."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
