@@ -16,8 +16,11 @@ CHART_VALUES = {"worker": {"replicas": 1}}
 
 def test_pgjobs_and_their_namespace_delete_after_helm_uninstall(release: Release) -> None:
     prefix = f"left-{uuid.uuid4().hex[:5]}"
-    release.apply(sleep_jobs(prefix, 1, seconds=1) + sleep_jobs(f"{prefix}-long", 1, seconds=600))
+    # One after the other: the release has one worker slot, and a long job claimed first would
+    # keep the short one pending for ten minutes.
+    release.apply(sleep_jobs(prefix, 1, seconds=1))
     wait_for(lambda: release.phases(prefix).get(f"{prefix}-0") == "Completed", 120, "a job Completed")
+    release.apply(sleep_jobs(f"{prefix}-long", 1, seconds=600))
     wait_for(lambda: release.phases(prefix).get(f"{prefix}-long-0") == "Running", 60, "a job Running")
     pgjobs = release.get("pgjobs")["items"]
     assert all("pgjobs.dev/row" in p["metadata"].get("finalizers", []) for p in pgjobs)
