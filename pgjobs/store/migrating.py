@@ -2,8 +2,16 @@
 
 `migrate` creates the database when it does not exist (the system pgjobs replaces did), then
 applies what is missing; running it twice changes nothing and many processes may run it at
-once. `check` refuses to run code against a schema it does not know: older code must not write
-to a newer schema, and newer code must not run before `pgjobs migrate`.
+once. `check` refuses to run newer code before `pgjobs migrate`, and older code against a newer
+schema unless every migration it does not know is additive.
+
+The compatibility window: each migration file declares, in its leading comment block, either
+`-- compatibility: additive` (code written before it keeps working against the schema it
+leaves: new tables, new columns that are nullable or have a default, new indexes, functions that
+keep what older code relies on) or `-- compatibility: breaking` (anything else: older code must
+stop before it is applied). `pgjobs migrate` records the declaration in `pgjobs.migrations`, so
+that code older than the schema can tell, from the database alone, whether it may still run:
+during a rolling update, old and new workers drain the same queue side by side.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ logger = logging.getLogger(__name__)
 #: Any constant works; it only has to be the same in every pgjobs process.
 _MIGRATION_LOCK_KEY = 0x7067_6A6F_6273  # "pgjobs"
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+_COMPATIBILITY = re.compile(r"^-- compatibility: (?P<kind>additive|breaking)\s*$")
+#: Where the window and the two kinds are explained to whoever meets a refusal.
+_DOCS = "docs/operations.md#rolling-upgrades-the-compatibility-window"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +41,27 @@ class Migration:
     version: int
     name: str
     sql_text: str
+    #: False for an additive migration (code written before it still runs against its schema).
+    breaking: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+
+def declared_breaking(file_name: str, sql_text: str) -> bool:
+    """The `-- compatibility: additive|breaking` line of a migration's leading comment block."""
+    for line in sql_text.splitlines():
+        if not line.startswith("--"):
+            break
+        match = _COMPATIBILITY.match(line)
+        if match:
+            return match["kind"] == "breaking"
+    raise RuntimeError(
+        f"migration {file_name} must declare, in its leading comment lines, either "
+        "'-- compatibility: additive' (code written before it keeps working against its schema) "
+        f"or '-- compatibility: breaking' (see {_DOCS})"
+    )
 
 
 def known_migrations() -> list[Migration]:
@@ -39,7 +71,9 @@ def known_migrations() -> list[Migration]:
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)
         if match:
-            found.append(Migration(int(match["version"]), match["name"], entry.read_text("utf-8")))
+            text = entry.read_text("utf-8")
+            breaking = declared_breaking(entry.name, text)
+            found.append(Migration(int(match["version"]), match["name"], text, breaking))
     found.sort(key=lambda migration: migration.version)
     versions = [migration.version for migration in found]
     if versions != list(range(1, len(found) + 1)):
@@ -110,18 +144,56 @@ async def current_version(conn: psycopg.AsyncConnection[dict[str, object]]) -> i
 
 
 async def check(conn: psycopg.AsyncConnection[dict[str, object]]) -> None:
-    """Raise DatabaseError unless the schema is exactly the one this code was written for."""
+    """Raise DatabaseError unless this code can run against the schema: exactly the one it was
+    written for, or a newer one whose every migration this code does not know is additive."""
     have, want = await current_version(conn), latest_version()
     if have < want:
         raise connecting.DatabaseError(
             f"the database schema is at version {have}, this pgjobs needs {want}: run `pgjobs migrate`"
         )
     if have > want:
-        raise connecting.DatabaseError(
-            f"the database schema is at version {have}, newer than this pgjobs knows ({want}): "
-            "upgrade pgjobs before running it against this database",
-            retryable=False,
+        newer = await _newer_migrations(conn, want)
+        blocking = [label for label, breaking in newer if breaking is not False]
+        if blocking:
+            raise connecting.DatabaseError(
+                f"the database schema is at version {have}, newer than this pgjobs knows ({want}), "
+                f"and {_breaking_reason(blocking)}: pgjobs at schema version {want} cannot run "
+                f"against it. Replace this pgjobs with a release at schema version {have} or later "
+                f"(see {_DOCS})",
+                retryable=False,
+            )
+        logger.info(
+            "The database schema is at version %d, newer than this pgjobs (%d); the migrations it "
+            "does not know (%s) are additive, so it runs against it unchanged",
+            have,
+            want,
+            ", ".join(label for label, _ in newer),
         )
+
+
+async def _newer_migrations(
+    conn: psycopg.AsyncConnection[dict[str, object]], want: int
+) -> list[tuple[str, bool | None]]:
+    """The applied migrations after version `want`, with what they declared (None: unknown)."""
+    # Read through to_jsonb, so that a table without the column (a schema migrated only by code
+    # from before the compatibility window) answers None instead of failing.
+    cursor = await conn.execute(
+        "SELECT version, name, to_jsonb(m) -> 'breaking' AS breaking"
+        " FROM pgjobs.migrations AS m WHERE version > %s ORDER BY version",
+        (want,),
+    )
+    newer = []
+    for row in await cursor.fetchall():
+        declared = row["breaking"]
+        breaking = declared if isinstance(declared, bool) else None
+        newer.append((f"{row['version']:04d}_{row['name']}", breaking))
+    return newer
+
+
+def _breaking_reason(labels: list[str]) -> str:
+    if len(labels) == 1:
+        return f"migration {labels[0]} is breaking (or declares no compatibility)"
+    return f"migrations {', '.join(labels)} are breaking (or declare no compatibility)"
 
 
 async def _apply_missing(conn: psycopg.AsyncConnection[dict[str, object]]) -> list[Migration]:
@@ -131,17 +203,22 @@ async def _apply_missing(conn: psycopg.AsyncConnection[dict[str, object]]) -> li
         " version integer PRIMARY KEY, name text NOT NULL,"
         " applied_at timestamptz NOT NULL DEFAULT now())"
     )
+    await _record_compatibility(conn)
     have = await current_version(conn)
     if have > latest_version():
+        # Older code against a newer schema: nothing to apply. Refused when a migration it does
+        # not know is breaking; otherwise a no-op, so that an old pod's `pgjobs migrate` (an init
+        # container during a rolling update) does not fail and hold the pod back.
         await check(conn)
+        return []
     applied = []
     for migration in known_migrations()[have:]:
         try:
             async with conn.transaction():
                 await conn.execute(migration.sql_text.encode())
                 await conn.execute(
-                    "INSERT INTO pgjobs.migrations (version, name) VALUES (%s, %s)",
-                    (migration.version, migration.name),
+                    "INSERT INTO pgjobs.migrations (version, name, breaking) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.breaking),
                 )
         except errors.LockNotAvailable as error:
             raise connecting.DatabaseError(
@@ -149,6 +226,28 @@ async def _apply_missing(conn: psycopg.AsyncConnection[dict[str, object]]) -> li
                 f"({str(error).strip()}): a long transaction holds the table, and waiting would "
                 "stall every worker behind it; run `pgjobs migrate` again once it has ended"
             ) from error
-        logger.info("Applied migration %04d_%s", migration.version, migration.name)
+        logger.info("Applied migration %s", migration.label)
         applied.append(migration)
     return applied
+
+
+async def _record_compatibility(conn: psycopg.AsyncConnection[dict[str, object]]) -> None:
+    """Give `pgjobs.migrations` its `breaking` column, and fill it in for the known migrations
+    recorded before it existed (NULL stays for versions this code does not know: unknown)."""
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS present FROM pg_attribute"
+            " WHERE attrelid = 'pgjobs.migrations'::regclass AND attname = 'breaking'"
+            " AND NOT attisdropped"
+        )
+    ).fetchone()
+    if not row or not row["present"]:
+        # Only when missing: ALTER TABLE waits for every reader of the table, even with IF NOT EXISTS.
+        await conn.execute("ALTER TABLE pgjobs.migrations ADD COLUMN IF NOT EXISTS breaking boolean")
+    known = known_migrations()
+    await conn.execute(
+        "UPDATE pgjobs.migrations AS m SET breaking = d.breaking"
+        " FROM unnest(%s::integer[], %s::boolean[]) AS d (version, breaking)"
+        " WHERE m.version = d.version AND m.breaking IS NULL",
+        ([m.version for m in known], [m.breaking for m in known]),
+    )

@@ -1,3 +1,5 @@
+-- compatibility: breaking
+-- (It creates the schema: there is no code from before it.)
 -- The job queue: jobs, workers, and the lease sequence that fences workers' writes.
 
 CREATE TYPE pgjobs.job_state AS ENUM ('pending', 'running', 'completed', 'failed', 'stopped');

@@ -1,3 +1,5 @@
+-- compatibility: additive
+-- (New columns, nullable or with a default, that older code does not use.)
 -- What the operator needs to write PgJob status and Events from the row alone.
 --
 -- observed_generation: the PgJob metadata.generation the operator last applied to the row

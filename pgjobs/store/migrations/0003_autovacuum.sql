@@ -1,3 +1,5 @@
+-- compatibility: additive
+-- (Storage parameters only: no query changes.)
 -- Vacuum the jobs table by the number of dead rows, not by its size. Every claimed job leaves a
 -- dead entry at the start of the pending index, where every claim begins to read; with the
 -- default (20% of the table dead) a table that keeps a million finished rows would go about

@@ -1,3 +1,6 @@
+-- compatibility: additive
+-- (New worker columns with defaults. Older workers leave idle_slots at 0, so they are never
+-- woken on a channel of their own: they get the broadcast on `pgjobs_jobs` and poll.)
 -- Targeted wake-ups: a single new job wakes one idle worker, not every listener.
 --
 -- Every listening worker process used to receive every new-job notification and claim; with
