@@ -229,6 +229,14 @@ def _add_operator(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--leader-lease",
+        default=defaults.leader_lease,
+        type=float,
+        help="seconds a leader that stops renewing its lease (frozen, starved of CPU) keeps the"
+        " leadership; a standby then takes over (one whose leader died takes over within a second)",
+    )
+    options.add(
+        parser,
         "--liveness-port",
         default=defaults.liveness_port,
         type=int,
@@ -271,6 +279,7 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings:
         status_write_burst=int(args.status_write_burst),
         sync_interval=float(args.sync_interval),
         maintenance_interval=float(args.maintenance_interval),
+        leader_lease=float(args.leader_lease),
         liveness_port=int(args.liveness_port),
         metrics_port=int(args.metrics_port),
         external_metrics_port=int(args.external_metrics_port),

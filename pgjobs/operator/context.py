@@ -5,12 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from typing import Any
 
 from pgjobs.operator import kube
 from pgjobs.operator.database import Database
 from pgjobs.operator.settings import OperatorSettings
 from pgjobs.store import connecting
+
+
+class NotLeading(Exception):
+    """A leader's write was about to happen without a valid lease: the replica must step down."""
+
+
+@dataclasses.dataclass
+class Lease:
+    """This replica's leadership: its term, and until when (monotonic seconds) it is sure to hold
+    it. The database's lease ends later than this (it starts when the renewal reaches it)."""
+
+    term: int
+    valid_until: float
 
 
 @dataclasses.dataclass
@@ -24,12 +38,22 @@ class Context:
     sync_database: Database
     #: Whether this replica leads right now (for logs and the handlers' curiosity only).
     leading: bool = False
+    #: The lease while this replica leads; None otherwise.
+    lease: Lease | None = None
     #: When this replica's current leadership began (monotonic seconds).
     leading_since: float = 0.0
     #: When the leader last looked for PgJobs without a row (monotonic seconds).
     adopted_at: float = 0.0
     #: Our own loops next to kopf (leadership and, through it, the leader's duties).
     background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+
+    def fence(self) -> None:
+        """Call right before each of the leader's writes: raises NotLeading unless the lease is
+        still valid by this process's clock. A leader that was frozen past its lease (and may
+        have been replaced) wakes with its monotonic clock moved on, and writes nothing."""
+        lease = self.lease
+        if lease is None or time.monotonic() >= lease.valid_until:
+            raise NotLeading("this replica's leadership lease has run out")
 
     async def shutdown(self) -> None:
         """Stop our loops and close the pool; idempotent.

@@ -110,6 +110,8 @@ async def delete_expired(ctx: context.Context) -> None:
         expired = await jobs.list_expired(conn, TTL_BATCH)
     for row in expired:
         namespace, name, uid = row["resource_namespace"], row["resource_name"], row["resource_uid"]
+        # Fenced: a leader frozen since the listing must not delete a PgJob restarted meanwhile.
+        ctx.fence()
         deleted = await ctx.kube.delete_pgjob(namespace, name, uid)
         if deleted:
             metrics.TTL_DELETIONS.inc()
@@ -122,7 +124,7 @@ async def delete_expired(ctx: context.Context) -> None:
 async def prune_workers(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
         pruned = await workers.prune(conn, ctx.settings.worker_retention)
-        alive = await workers.count_alive(conn, ctx.settings.stall_timeout)
+        alive = await workers.count_alive(conn)
     metrics.WORKERS_ALIVE.set(alive)
     if pruned:
         logger.info("forgot %d workers that stopped or died long ago", pruned)
@@ -169,6 +171,8 @@ async def run_once(ctx: context.Context) -> None:
     for step in STEPS:
         try:
             await step(ctx)
+        except context.NotLeading:
+            raise
         except UNREACHABLE as error:  # retried next round
             logger.warning("maintenance step %s failed: %s", step.__name__, error)
         except Exception:  # unexpected: the traceback says where

@@ -39,8 +39,12 @@ class OperatorSettings:
     delete_wait: float = 10.0
     #: Dead or stopped workers are forgotten this long after their last heartbeat.
     worker_retention: float = 3600.0
-    #: Followers try to take the leadership this often; the leader checks its lock as often.
+    #: Followers try to take the leadership this often; the leader renews its lease as often.
     leadership_interval: float = 1.0
+    #: The leader's lease: a leader that has not renewed it for this long (frozen, starved of
+    #: CPU, cut off) stops writing, and a follower takes over; one that died is replaced within
+    #: `leadership_interval`. Failover after a freeze takes up to the sum of the two.
+    leader_lease: float = 6.0
 
     def watches(self, namespace: str) -> bool:
         return not self.namespaces or namespace in self.namespaces

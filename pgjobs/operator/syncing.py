@@ -294,6 +294,7 @@ class Syncer:
 
     async def _copy(self, row: SyncRow) -> bool:
         """Write one status (and queue its Events); True when the row counts as copied."""
+        self.ctx.fence()  # a leader frozen since it read the row must not write it now
         now = datetime.datetime.now(datetime.UTC)
         try:
             found = await self.ctx.kube.patch_status(

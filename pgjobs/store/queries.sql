@@ -211,13 +211,14 @@ GROUP BY queue;
 
 -- name: job_rescue_many
 -- Idempotent: any process may run it, at any time. Running jobs whose worker has not
--- heartbeated within the stall timeout go back to pending (attempts left) or fail; a stop
--- request pending on such a job ends it Stopped. The started_at guard keeps a job that a live
--- worker claimed a moment ago from being taken, however the snapshots interleave.
+-- heartbeated within its stall timeout (the one it registered with, migration 0005) go back to
+-- pending (attempts left) or fail; a stop request pending on such a job ends it Stopped. The
+-- started_at guard keeps a job that a live worker claimed a moment ago from being taken,
+-- however the snapshots interleave; %(stall_seconds)s stands in for a worker with no row.
 WITH silent_workers AS (
     UPDATE pgjobs.workers
     SET state = 'dead'
-    WHERE state = 'alive' AND heartbeat_at < now() - make_interval(secs => %(stall_seconds)s)
+    WHERE state = 'alive' AND heartbeat_at < now() - make_interval(secs => stall_timeout)
     RETURNING id
 ), rescued AS (
     UPDATE pgjobs.jobs AS j
@@ -232,11 +233,12 @@ WITH silent_workers AS (
         worker_id = NULL, lease = NULL, stop_requested = false,
         change_count = j.change_count + 1
     WHERE j.state = 'running'
-      AND j.started_at < now() - make_interval(secs => %(stall_seconds)s)
+      AND j.started_at < now() - make_interval(secs => coalesce(
+          (SELECT w.stall_timeout FROM pgjobs.workers w WHERE w.id = j.worker_id), %(stall_seconds)s))
       AND NOT EXISTS (
           SELECT 1 FROM pgjobs.workers w
           WHERE w.id = j.worker_id AND w.state = 'alive'
-            AND w.heartbeat_at >= now() - make_interval(secs => %(stall_seconds)s))
+            AND w.heartbeat_at >= now() - make_interval(secs => w.stall_timeout))
     RETURNING j.id, j.state, j.attempt, j.max_attempts
 )
 SELECT id, state, attempt, max_attempts, (SELECT count(*) FROM silent_workers) AS dead_workers,
@@ -244,9 +246,61 @@ SELECT id, state, attempt, max_attempts, (SELECT count(*) FROM silent_workers) A
        CASE WHEN state = 'pending' THEN pg_notify('pgjobs_jobs', '') END AS notified
 FROM rescued;
 
+-- name: job_mark_no_worker
+-- Idempotent (the leading operator runs it). Marks the pending jobs that no worker can run
+-- (none serves the job's queue with its task: tasks NULL is a worker of older code, which claims
+-- any) and that have waited %(after_seconds)s since they became due, with no such worker seen
+-- alive meanwhile (a fleet restarting is not "no worker"); clears the mark once a live worker
+-- can run the job, or the job is no longer pending. A mark shown or cleared bumps change_count,
+-- so the status sync copies it. The (queue, task) pairs of unmarked pending jobs are read by
+-- skipping through jobs_pending_kind_idx (a probe per pair); only unserved pairs' rows are visited.
+WITH RECURSIVE kinds AS (
+    (SELECT queue, task FROM pgjobs.jobs
+     WHERE state = 'pending' AND no_worker_since IS NULL
+     ORDER BY queue, task LIMIT 1)
+    UNION ALL
+    SELECT next.queue, next.task
+    FROM kinds, LATERAL (SELECT queue, task FROM pgjobs.jobs
+                         WHERE state = 'pending' AND no_worker_since IS NULL
+                           AND (queue, task) > (kinds.queue, kinds.task)
+                         ORDER BY queue, task LIMIT 1) AS next
+), able AS (
+    SELECT queues, tasks,
+           state = 'alive' AND heartbeat_at >= now() - make_interval(secs => stall_timeout) AS live
+    FROM pgjobs.workers
+    WHERE (state = 'alive' AND heartbeat_at >= now() - make_interval(secs => stall_timeout))
+       OR heartbeat_at >= now() - make_interval(secs => %(after_seconds)s)
+), unserved AS (
+    SELECT kinds.queue, kinds.task
+    FROM kinds
+    WHERE NOT EXISTS (SELECT FROM able
+                      WHERE kinds.queue = ANY(able.queues)
+                        AND (able.tasks IS NULL OR kinds.task = ANY(able.tasks)))
+), marked AS (
+    UPDATE pgjobs.jobs AS j
+    SET no_worker_since = now(), change_count = j.change_count + 1
+    FROM unserved
+    WHERE j.state = 'pending' AND j.queue = unserved.queue AND j.task = unserved.task
+      AND j.no_worker_since IS NULL
+      AND j.run_after <= now() - make_interval(secs => %(after_seconds)s)
+    RETURNING j.id
+), cleared AS (
+    UPDATE pgjobs.jobs AS j
+    SET no_worker_since = NULL,
+        change_count = j.change_count + CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END
+    WHERE j.no_worker_since IS NOT NULL
+      AND (j.state <> 'pending'
+           OR EXISTS (SELECT FROM able
+                      WHERE able.live AND j.queue = ANY(able.queues)
+                        AND (able.tasks IS NULL OR j.task = ANY(able.tasks))))
+    RETURNING j.id
+)
+SELECT (SELECT count(*) FROM marked) AS marked, (SELECT count(*) FROM cleared) AS cleared;
+
 -- name: worker_register
-INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, heartbeat_interval)
-VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(heartbeat_interval)s)
+INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, heartbeat_interval, stall_timeout)
+VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(heartbeat_interval)s,
+        %(stall_timeout)s)
 ON CONFLICT (id) DO UPDATE SET state = 'alive', heartbeat_at = now(), stopped_at = NULL;
 
 -- name: worker_heartbeat
@@ -287,7 +341,7 @@ RETURNING id;
 
 -- name: worker_count_alive
 SELECT count(*) AS alive FROM pgjobs.workers
-WHERE state = 'alive' AND heartbeat_at >= now() - make_interval(secs => %(stall_seconds)s);
+WHERE state = 'alive' AND heartbeat_at >= now() - make_interval(secs => stall_timeout);
 
 -- name: schema_state_labels
 SELECT enumlabel FROM pg_enum WHERE enumtypid = 'pgjobs.job_state'::regtype ORDER BY enumsortorder;
@@ -365,8 +419,50 @@ WHERE change_count <> synced_count AND resource_uid IS NOT NULL;
 -- name: leader_try_lock
 SELECT pg_try_advisory_lock(%(key)s) AS acquired;
 
--- name: leader_ping
-SELECT 1 AS alive;
+-- name: leader_acquire
+-- Take the lease (migration 0005) with a new term, or nothing. With the advisory lock %(key)s
+-- (so no replica of older code, which knows only the lock, leads): when there is no lease yet,
+-- when it ran out, or when its holder's session is gone (a leader that died: no need to wait).
+-- Without the lock: only when the lease ran out and its holder is the one holding the lock,
+-- i.e. a leader of this code that stopped responding but kept its session.
+WITH lock_holder AS (
+    SELECT pid FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 1
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND ((classid::bigint << 32) | objid::bigint) = %(key)s
+), me AS (
+    SELECT pid, backend_start, pid IN (SELECT pid FROM lock_holder) AS locked
+    FROM pg_stat_activity WHERE pid = pg_backend_pid()
+)
+INSERT INTO pgjobs.leadership AS l (term, holder, holder_pid, holder_backend_start, expires_at)
+SELECT 1, %(holder)s, me.pid, me.backend_start, now() + make_interval(secs => %(lease_seconds)s)
+FROM me
+WHERE me.locked OR EXISTS (SELECT 1 FROM pgjobs.leadership)
+ON CONFLICT (singleton) DO UPDATE
+SET term = l.term + 1, holder = excluded.holder, holder_pid = excluded.holder_pid,
+    holder_backend_start = excluded.holder_backend_start, expires_at = excluded.expires_at
+WHERE CASE WHEN (SELECT locked FROM me)
+           -- another role's session shows no backend_start: then only the lease's end counts
+           THEN l.expires_at < now() OR NOT EXISTS (
+               SELECT 1 FROM pg_stat_activity a
+               WHERE a.pid = l.holder_pid
+                 AND (a.backend_start IS NULL OR a.backend_start = l.holder_backend_start))
+           ELSE l.expires_at < now() AND l.holder_pid IN (SELECT pid FROM lock_holder)
+      END
+RETURNING term;
+
+-- name: leader_renew
+-- Extend the lease of term %(term)s; no row: another replica took it (the term changed).
+UPDATE pgjobs.leadership SET expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE term = %(term)s
+RETURNING term;
+
+-- name: leader_release
+-- A leader that stops on purpose ends its lease, so a standby need not wait for it to run out.
+UPDATE pgjobs.leadership SET expires_at = now() - interval '1 microsecond' WHERE term = %(term)s;
+
+-- name: leader_show
+SELECT term, holder, expires_at - now() AS remaining FROM pgjobs.leadership;
 
 -- name: oldest_snapshot
 -- The oldest open transaction in this database that holds a snapshot or a transaction id: VACUUM

@@ -1,4 +1,4 @@
-"""The operator's side of the store: status-sync reads and writes, generations, clean-up, leadership.
+"""The operator's side of the store: status-sync reads and writes, generations, clean-up.
 
 Like `jobs`, every function takes an autocommit connection and runs one named query.
 """
@@ -123,13 +123,3 @@ async def count_unsynced(conn: Connection) -> int:
     rows = await fetch_all(conn, "resource_count_unsynced", {})
     return int(rows[0]["unsynced"]) if rows else 0
 
-
-async def try_lock(conn: Connection, key: int) -> bool:
-    """Take the session advisory lock `key` if free; it lasts until the session ends."""
-    rows = await fetch_all(conn, "leader_try_lock", {"key": key})
-    return bool(rows and rows[0]["acquired"])
-
-
-async def ping(conn: Connection) -> None:
-    """One round trip: raises when the session (and so any advisory lock it held) is gone."""
-    await fetch_all(conn, "leader_ping", {})

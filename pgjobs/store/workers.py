@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from psycopg import sql
 
+from pgjobs.states import STALL_TIMEOUT
 from pgjobs.store.queries import QUERIES, Connection
 from pgjobs.store.records import Heartbeat, Worker
 
@@ -35,6 +36,7 @@ async def register(
     queues: Sequence[str],
     concurrency: int,
     heartbeat_interval: float = 2.0,
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> None:
     await conn.execute(
         QUERIES["worker_register"],
@@ -45,6 +47,7 @@ async def register(
             "queues": list(queues),
             "concurrency": concurrency,
             "heartbeat_interval": heartbeat_interval,
+            "stall_timeout": stall_timeout,
         },
     )
 
@@ -79,7 +82,8 @@ async def prune(conn: Connection, older_than_seconds: float) -> int:
     return len(await cursor.fetchall())
 
 
-async def count_alive(conn: Connection, stall_seconds: float) -> int:
-    cursor = await conn.execute(QUERIES["worker_count_alive"], {"stall_seconds": stall_seconds})
+async def count_alive(conn: Connection) -> int:
+    """Workers that heartbeated within their own stall timeout."""
+    cursor = await conn.execute(QUERIES["worker_count_alive"], {})
     row = await cursor.fetchone()
     return int(row["alive"]) if row else 0

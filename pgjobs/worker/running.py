@@ -136,6 +136,7 @@ class Worker:
             settings.queues,
             settings.concurrency,
             settings.heartbeat_interval,
+            settings.stall_timeout,
         )
 
     async def _wait_for_database(self) -> Connection:

@@ -73,7 +73,7 @@ def test_stale_lease_writes_are_refused_after_rescue(database: connecting.Databa
     stale_worker, fresh_worker = uuid.uuid4(), uuid.uuid4()
 
     async def scenario(conn: queries.Connection) -> None:
-        await workers.register(conn, stale_worker, "old", 1, ["default"], 1)
+        await workers.register(conn, stale_worker, "old", 1, ["default"], 1, stall_timeout=0.01)
         stale = await jobs.claim(conn, stale_worker, ["default"])
         assert stale is not None
         await conn.execute("SELECT pg_sleep(0.05)")
@@ -115,6 +115,31 @@ def test_rescue_spares_jobs_of_live_workers(database: connecting.DatabaseSetting
         return len(await jobs.rescue(conn, stall_seconds=60))
 
     assert db.call(scenario) == 0
+
+
+def test_each_worker_is_judged_by_its_own_stall_timeout(database: connecting.DatabaseSettings) -> None:
+    """The sweep's own setting does not decide for a worker that registered its stall timeout:
+    a process sweeping with a different one must neither rescue early nor hold on too long."""
+    db = Database(database)
+    [patient_job, hasty_job] = db.enqueue("noop", 2, backoff_seconds=0)
+    patient, hasty = uuid.uuid4(), uuid.uuid4()
+
+    async def scenario(conn: queries.Connection) -> tuple[list[int], list[int], int]:
+        await workers.register(conn, patient, "patient", 1, ["default"], 1, stall_timeout=60)
+        await workers.register(conn, hasty, "hasty", 2, ["default"], 1, stall_timeout=0.2)
+        await jobs.claim(conn, patient, ["default"])
+        await jobs.claim(conn, hasty, ["default"])
+        await conn.execute("SELECT pg_sleep(0.3)")
+        alive = await workers.count_alive(conn)
+        # a sweeper configured for 0.01 s spares the patient worker; one configured for 60 s
+        # (the next call) still rescues the hasty worker's job, but only once
+        first = [job.id for job in await jobs.rescue(conn, stall_seconds=0.01)]
+        second = [job.id for job in await jobs.rescue(conn, stall_seconds=60)]
+        return first, second, alive
+
+    first, second, alive = db.call(scenario)
+    assert (first, second, alive) == ([hasty_job], [], 1)
+    assert db.job(patient_job).state is JobState.RUNNING
 
 
 def test_stop_start_restart_delete(database: connecting.DatabaseSettings) -> None:
@@ -281,7 +306,8 @@ def test_an_upgrade_waits_for_no_long_transaction_and_then_goes_through(postgres
         reader.execute("SELECT count(*) FROM pgjobs.jobs")  # a transaction that keeps reading
         with pytest.raises(connecting.DatabaseError, match="run `pgjobs migrate` again"):
             asyncio.run(migrating.migrate(settings))
-    assert [m.version for m in asyncio.run(migrating.migrate(settings))] == [4]
+    applied = [m.version for m in asyncio.run(migrating.migrate(settings))]
+    assert applied == list(range(4, migrating.latest_version() + 1))
     worker = uuid.uuid4()
     claimed = db.call(lambda conn: jobs.claim(conn, worker, ["default"]))
     assert claimed is not None and claimed.id == waiting

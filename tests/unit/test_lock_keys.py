@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pgjobs.operator import leadership
-from pgjobs.store import migrating
+from pgjobs.store import leases, migrating
 
 
 def test_leadership_and_migrations_take_different_advisory_locks() -> None:
     # Same key: a replica's `pgjobs migrate` waits for ever behind the leading replica.
-    assert leadership.LOCK_KEY != migrating._MIGRATION_LOCK_KEY
-    assert all(0 < key < 2**63 for key in (leadership.LOCK_KEY, migrating._MIGRATION_LOCK_KEY))
+    assert leases.LOCK_KEY != migrating._MIGRATION_LOCK_KEY
+    assert all(0 < key < 2**63 for key in (leases.LOCK_KEY, migrating._MIGRATION_LOCK_KEY))
