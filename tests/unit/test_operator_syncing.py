@@ -143,7 +143,7 @@ def run_syncer(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(syncing.resources, "list_unsynced", fake.list_unsynced)
     monkeypatch.setattr(syncing.resources, "mark_synced", fake.mark_synced)
     settings = OperatorSettings(status_writes_per_second=1000.0, sync_interval=0.01)
-    ctx = types.SimpleNamespace(settings=settings, kube=fake, sync_database=fake)
+    ctx = types.SimpleNamespace(settings=settings, kube=fake, sync_database=fake, fence=lambda: None)
 
     async def until_copied() -> None:
         task = asyncio.create_task(syncing.Syncer(ctx).run())  # type: ignore[arg-type]
