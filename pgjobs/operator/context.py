@@ -18,6 +18,19 @@ class NotLeading(Exception):
     """A leader's write was about to happen without a valid lease: the replica must step down."""
 
 
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when the current task has been asked to stop.
+
+    For loops that catch every Exception to keep going: a library that turns the cancellation
+    it receives into an error of its own (seen: a status sync or maintenance step cancelled when
+    the replica stepped down) would otherwise keep the task running, and whoever awaits its end
+    (the step-down) waits for ever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclasses.dataclass
 class Lease:
     """This replica's leadership: its term, and until when (monotonic seconds) it is sure to hold

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 Duties = Callable[[], Coroutine[Any, Any, None]]
 
+#: How long stepping down waits for the duties to end.
+STOP_TIMEOUT = 10.0
+
 
 async def run(ctx: context.Context, duties: Duties) -> None:
     """Follow, lead while holding the lease, step down when it is lost; until cancelled."""
@@ -85,9 +88,19 @@ async def _follow_then_lead(ctx: context.Context, conn: psycopg.AsyncConnection[
                 await leases.release(conn, term)  # the operator stops: hand over at once
         raise
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await _stop(task)
+
+
+async def _stop(duties: asyncio.Task[None]) -> None:
+    """Cancel the duties and wait, for a bounded time, for them to end: a replica that stepped
+    down must be able to follow again (its writes are fenced meanwhile either way)."""
+    duties.cancel()
+    done, _ = await asyncio.wait({duties}, timeout=STOP_TIMEOUT)
+    if not done:
+        logger.error("leadership: the leader's duties did not stop within %ss", STOP_TIMEOUT)
+        return
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        duties.result()
 
 
 def _surface(task: asyncio.Task[None]) -> None:

@@ -183,4 +183,5 @@ async def run(ctx: context.Context) -> None:
     """Rounds until cancelled (when this replica stops leading)."""
     while True:
         await run_once(ctx)
+        context.stop_if_cancelled()
         await asyncio.sleep(ctx.settings.maintenance_interval)

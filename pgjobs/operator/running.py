@@ -175,6 +175,7 @@ async def _until_done(step: Any, what: str, ctx: context.Context) -> None:
             await step()
             return
         except Exception as error:
+            context.stop_if_cancelled()
             logger.warning("%s failed, retrying: %s", what, error)
             await asyncio.sleep(ctx.settings.maintenance_interval)
 

@@ -244,6 +244,7 @@ class Syncer:
             try:
                 full = await self.sync_once()
             except Exception:  # the database is away: try again after a pause
+                context.stop_if_cancelled()
                 logger.warning("status sync round failed", exc_info=True)
                 full = False
             self._low.clear()
@@ -287,7 +288,9 @@ class Syncer:
             row = await self.queue.get()
             if self.queue.qsize() <= QUEUED // 2:
                 self._low.set()
-            if await self._copy(row):
+            copied = await self._copy(row)
+            context.stop_if_cancelled()
+            if copied:
                 self._copied.append(row)  # _busy until recorded, so it is not read again meanwhile
             else:
                 self._busy.discard(row.id)  # read again, and retried, in a later round
@@ -332,6 +335,7 @@ class Syncer:
         while True:
             row, kind, reason, message = await self.events.get()
             await self._post_event(row, kind, reason, message)
+            context.stop_if_cancelled()
 
     async def _post_event(self, row: SyncRow, kind: str, reason: str, message: str) -> None:
         await self.event_bucket.take()

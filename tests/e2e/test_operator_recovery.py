@@ -168,7 +168,7 @@ def test_a_frozen_leader_is_replaced_within_its_lease_and_writes_nothing_stale(
         wait_phase(kube, namespace, "ticking", "Completed", timeout=20)
     finally:
         os.kill(leader.pid, signal.SIGCONT)
-    wait_until(lambda: "stops leading" in leader.text(), timeout=40, what="the old leader to step down")
+    wait_until(lambda: "stops leading" in leader.text(), timeout=10, what="the old leader to step down")
     time.sleep(2)  # what the old leader might still write, it would have written by now
     assert leader.alive() and follower.alive()
     progress = recorder.progress("ticking")
