@@ -535,22 +535,40 @@ def run_burst_only(
         cluster.close()
 
 
+def run_memory_only(server: PostgresServer, jobs: int) -> dict[str, Any]:
+    """(e) alone on a fresh control plane: the operator's RSS with `jobs` PgJobs pending."""
+    log_dir = Path(tempfile.mkdtemp(prefix="pgjobs-bench-k8s-"))
+    cluster = Cluster(server, log_dir)
+    try:
+        result = _memory(cluster, jobs)
+        result["logs"] = str(log_dir)
+        return result
+    finally:
+        cluster.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kubernetes", description=__doc__)
-    parser.add_argument("--burst-only", action="store_true", required=True, help="run b-d only")
+    part = parser.add_mutually_exclusive_group(required=True)
+    part.add_argument("--burst-only", action="store_true", help="run b-d only")
+    part.add_argument("--memory-only", action="store_true", help="run e only (with --jobs PgJobs)")
     parser.add_argument("--jobs", type=int, default=1000, help="PgJobs in the burst (default 1000)")
     parser.add_argument("--workers", type=int, default=8, help="single-slot workers (default 8)")
     parser.add_argument(
         "--operator-arg", action="append", default=[], help="an extra operator option (repeatable)"
     )
-    parser.add_argument("--name", default="burst-kubernetes", help="results file name")
+    parser.add_argument("--name", default="", help="results file name (default: burst- or memory-kubernetes)")
     args = parser.parse_args(argv)
     with PostgresServer() as server:
-        result = run_burst_only(server, args.jobs, args.workers, args.operator_arg)
+        if args.memory_only:
+            result = run_memory_only(server, args.jobs)
+        else:
+            result = run_burst_only(server, args.jobs, args.workers, args.operator_arg)
+    name = args.name or ("memory-kubernetes" if args.memory_only else "burst-kubernetes")
     text = json.dumps(result, indent=2, default=str)
     results = Path(__file__).resolve().parent / "results"
     results.mkdir(exist_ok=True)
-    (results / f"{args.name}.json").write_text(text + "\n")
+    (results / f"{name}.json").write_text(text + "\n")
     print(text)
     return 0
 

@@ -77,7 +77,7 @@ def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None
     defaults = kinds(render(helm, tmp_path, {}))
     # Job, Role and RoleBinding: the uninstall hook (rendered by `helm template`, run by uninstall).
     assert defaults == {"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service",
-                        "ServiceAccount", "Job", "Role", "RoleBinding"}  # fmt: skip
+                        "ServiceAccount", "Job", "Role", "RoleBinding", "NetworkPolicy"}  # fmt: skip
     everything = render(helm, tmp_path, ALL_FEATURES)
     assert kinds(everything) - defaults == {
         "Secret", "StatefulSet", "ServiceMonitor", "HorizontalPodAutoscaler", "APIService",
