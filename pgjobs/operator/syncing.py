@@ -5,6 +5,10 @@ last copied). A round reads rows where they differ, patches each PgJob's status 
 status subresource with the row as it is *now* (so many changes in between cost one write),
 posts an Event per state transition, then records what it copied. A row changed meanwhile keeps
 a differing count and is copied again next round: nothing is lost and nothing is watermarked.
+
+Rows are read in fair turns (`Turns`): namespaces in turn, state changes before progress, and
+each namespace's progress in a round over its rows, so that one tenant's flood of changing jobs
+cannot hold back another's statuses (nor the TTL deletions that wait for a final status).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ NORMAL_EVENT_BACKLOG = 50
 #: A result larger than this (as JSON) is not copied: status is no place for data.
 MAX_RESULT_BYTES = 4096
 RESCUE_MESSAGE_PREFIX = "worker stopped heartbeating"
+#: Namespaces whose place in the round of progress-only changes is remembered; beyond that the
+#: least recently served are forgotten (they start their round again: no change is lost).
+MAX_CURSORS = 10_000
 
 Json = dict[str, Any]
 
@@ -201,6 +208,44 @@ def observe_latencies(row: SyncRow, now: datetime.datetime) -> None:
             metrics.RUN_TIME.labels(row.state.phase).observe(run_time)
 
 
+def progress_only(row: SyncRow) -> bool:
+    """Whether the row's change leaves its state and attempt as copied last (progress, message,
+    generation, ...): such rows come after the state changes of their namespace. The same test
+    as the CASE in `resource_list_unsynced`."""
+    return row.state is row.synced_state and row.attempt == row.synced_attempt
+
+
+class Turns:
+    """Where the next read goes on: fair turns between namespaces, and within each namespace a
+    round over its rows with progress-only changes.
+
+    The read (`resource_list_unsynced`) takes namespaces in order from the one after
+    `namespace`, one row per namespace and turn, so a namespace with thousands of changing rows
+    delays another namespace's row by one write per namespace with changes. Within a namespace,
+    state changes come first and progress-only ones go on after the row in `after_ids`, so that
+    every running job's progress is copied in turn, not only the oldest ones'.
+    """
+
+    def __init__(self, max_cursors: int = MAX_CURSORS) -> None:
+        #: The namespace served last ("": none yet, start from the first).
+        self.namespace = ""
+        #: Per namespace, the id of the progress-only row taken last (most recent last).
+        self.after_ids: dict[str, int] = {}
+        self._max_cursors = max_cursors
+
+    def advance(self, rows: list[SyncRow]) -> None:
+        """Take note of the rows one read returned, in the order it returned them."""
+        if not rows:
+            return
+        self.namespace = rows[-1].resource_namespace
+        for row in rows:
+            if progress_only(row):
+                self.after_ids.pop(row.resource_namespace, None)
+                self.after_ids[row.resource_namespace] = row.id
+        while len(self.after_ids) > self._max_cursors:
+            del self.after_ids[next(iter(self.after_ids))]
+
+
 class Syncer:
     """A reader keeps a short queue of rows to copy; `CONCURRENCY` writers copy them within the budget.
 
@@ -230,6 +275,8 @@ class Syncer:
         self._copied: list[SyncRow] = []
         #: Set by a writer when the queue runs low: the reader reads again without waiting.
         self._low = asyncio.Event()
+        #: Where the next read goes on, so that namespaces and rows take turns.
+        self.turns = Turns()
 
     async def run(self) -> None:
         """Read and write until cancelled (when this replica stops leading)."""
@@ -262,7 +309,10 @@ class Syncer:
         if wanted <= 0:
             return True
         async with self.ctx.sync_database.connection() as conn:
-            rows = await resources.list_unsynced(conn, wanted, sorted(self._busy))
+            rows = await resources.list_unsynced(
+                conn, wanted, sorted(self._busy), self.turns.namespace, self.turns.after_ids
+            )
+        self.turns.advance(rows)
         for row in rows:
             self._busy.add(row.id)
             self.queue.put_nowait(row)

@@ -334,15 +334,76 @@ RETURNING id;
 -- name: resource_list_unsynced
 -- Rows whose latest change has not been copied to their PgJob's status, with what was copied
 -- last (to derive the Events of the transitions in between), except those being copied now.
+-- Fair: namespaces take turns, so a namespace with thousands of changing rows delays another
+-- namespace's row by one write per namespace with changes, not by its own backlog. The turn
+-- goes on after %(after_namespace)s (the namespace served last; it wraps around), one row per
+-- namespace and turn. Within a namespace, state changes (a new PgJob, Started, Completed,
+-- Failed, Stopped, Requeued: state or attempt differ from what was copied) come first, oldest
+-- row first; then progress-only changes from the row after the one copied last
+-- (%(cursor_namespaces)s / %(cursor_ids)s), wrapping around, so every row's progress is copied
+-- in turn. Each step is a short read of jobs_unsynced_turns_idx: the distinct namespaces are
+-- found one index probe each, never by reading every changed row.
+WITH RECURSIVE later (namespace, place) AS (
+    SELECT min(resource_namespace), 1 FROM pgjobs.jobs
+    WHERE change_count <> synced_count AND resource_uid IS NOT NULL
+      AND resource_namespace > %(after_namespace)s
+    UNION ALL
+    SELECT (SELECT min(resource_namespace) FROM pgjobs.jobs
+            WHERE change_count <> synced_count AND resource_uid IS NOT NULL
+              AND resource_namespace > later.namespace),
+           later.place + 1
+    FROM later WHERE later.namespace IS NOT NULL AND later.place < %(limit)s::integer
+), earlier (namespace, place) AS (
+    SELECT min(resource_namespace), %(limit)s::integer + 1 FROM pgjobs.jobs
+    WHERE change_count <> synced_count AND resource_uid IS NOT NULL
+    UNION ALL
+    SELECT (SELECT min(resource_namespace) FROM pgjobs.jobs
+            WHERE change_count <> synced_count AND resource_uid IS NOT NULL
+              AND resource_namespace > earlier.namespace),
+           earlier.place + 1
+    FROM earlier
+    WHERE earlier.namespace < %(after_namespace)s AND earlier.place < 2 * %(limit)s::integer
+), turns AS (
+    SELECT t.namespace, t.place,
+           coalesce((SELECT max(c.id)
+                     FROM unnest(%(cursor_namespaces)s::text[], %(cursor_ids)s::bigint[]) AS c (namespace, id)
+                     WHERE c.namespace = t.namespace), 0) AS after_id
+    FROM (SELECT namespace, place FROM later WHERE namespace IS NOT NULL
+          UNION ALL
+          SELECT namespace, place FROM earlier
+          WHERE namespace IS NOT NULL AND namespace <= %(after_namespace)s
+          ORDER BY place
+          LIMIT %(limit)s) AS t
+), picked AS (
+    -- Per namespace three ranges of the index, in this order: state changes (progress_only 0),
+    -- then progress-only changes after the cursor, then those up to it (the round wraps).
+    SELECT turns.place, mine.id,
+           row_number() OVER (PARTITION BY turns.place ORDER BY pass.number, mine.id) AS turn
+    FROM turns
+    CROSS JOIN LATERAL (VALUES (0, 0, 0::bigint, 9223372036854775807::bigint),
+                               (1, 1, turns.after_id, 9223372036854775807),
+                               (2, 1, 0, turns.after_id)) AS pass (number, progress_only, above, upto)
+    CROSS JOIN LATERAL (
+        SELECT id FROM pgjobs.jobs
+        WHERE change_count <> synced_count AND resource_uid IS NOT NULL
+          AND resource_namespace = turns.namespace
+          AND (CASE WHEN state = synced_state AND attempt = synced_attempt THEN 1 ELSE 0 END)
+              = pass.progress_only
+          AND id > pass.above AND id <= pass.upto
+          AND id <> ALL (%(busy)s::bigint[])
+        ORDER BY id
+        LIMIT %(limit)s
+    ) AS mine
+    ORDER BY turn, turns.place
+    LIMIT %(limit)s
+)
 SELECT j.id, j.task, j.priority, j.queue, j.state, j.attempt, j.max_attempts, j.progress,
        j.message, j.result, j.restarts, j.run_after, j.created_at, j.started_at, j.finished_at,
        j.resource_uid, j.resource_namespace, j.resource_name, j.change_count,
        j.observed_generation, j.synced_state, j.synced_attempt, w.hostname AS worker_name
-FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
-WHERE j.change_count <> j.synced_count AND j.resource_uid IS NOT NULL
-  AND j.id <> ALL (%(busy)s::bigint[])
-ORDER BY j.id
-LIMIT %(limit)s;
+FROM picked JOIN pgjobs.jobs j ON j.id = picked.id
+LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
+ORDER BY picked.turn, picked.place;
 
 -- name: resource_mark_synced
 -- Record what was copied; a row that changed again meanwhile keeps a differing change_count.

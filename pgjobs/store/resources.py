@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pgjobs.states import JobState, Priority
@@ -87,9 +87,27 @@ async def observe_generation(conn: Connection, resource_uid: str, generation: in
     return bool(await fetch_all(conn, "resource_observe_generation", params))
 
 
-async def list_unsynced(conn: Connection, limit: int, busy: Sequence[int] = ()) -> list[SyncRow]:
-    """Rows to copy, oldest first, except `busy` ones (their copy is in flight)."""
-    params = {"limit": limit, "busy": list(busy)}
+async def list_unsynced(
+    conn: Connection,
+    limit: int,
+    busy: Sequence[int] = (),
+    after_namespace: str = "",
+    cursors: Mapping[str, int] | None = None,
+) -> list[SyncRow]:
+    """Rows to copy, in fair turns, except `busy` ones (their copy is in flight).
+
+    Namespaces take turns from the one after `after_namespace`; within one, state changes come
+    first, then progress-only changes from the row after `cursors[namespace]` (the id of the
+    progress-only row copied last there), wrapping around (`resource_list_unsynced`).
+    """
+    cursors = cursors or {}
+    params = {
+        "limit": limit,
+        "busy": list(busy),
+        "after_namespace": after_namespace,
+        "cursor_namespaces": list(cursors),
+        "cursor_ids": list(cursors.values()),
+    }
     return [SyncRow.from_row(row) for row in await fetch_all(conn, "resource_list_unsynced", params)]
 
 

@@ -115,7 +115,9 @@ class FakeSync:
         self.patched: list[int] = []
         self.failures = failures  # the first patches fail (API server away)
 
-    async def list_unsynced(self, _conn: object, limit: int, busy: list[int]) -> list[SyncRow]:
+    async def list_unsynced(
+        self, _conn: object, limit: int, busy: list[int], *_turns: object
+    ) -> list[SyncRow]:
         due = [r for r in self.rows.values() if self.synced.get(r.id) != r.change_count and r.id not in busy]
         return sorted(due, key=lambda r: r.id)[:limit]
 
