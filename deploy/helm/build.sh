@@ -20,36 +20,21 @@ source "$here/../go-env.sh"
 PKG=helm.sh/helm/v3/cmd/helm
 cache_root="${PGJOBS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgjobs}/helm"
 
-# The pinned version is whatever go.mod selects: one source of truth.
-# Read from go.mod directly (no network, no module download needed).
-helm_version() { awk '$1 == "helm.sh/helm/v3" { print $2; exit } $2 == "helm.sh/helm/v3" { print $3; exit }' go.mod; }
+helm_version() { go_module_version helm.sh/helm/v3; }
+
+compile() {
+    local v
+    v="$(helm_version)"
+    # helm prints its version from these (checked in helm.sh/helm/v3/internal/version).
+    local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$v"
+    ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    "$GO" build -trimpath -ldflags "$ldflags" -o "$1/helm" "$PKG"
+}
 
 build() {
     local v
     v="$(helm_version)"
-    local bindir="$cache_root/${v#v}/bin"
-    local stamp="helm=$v go=$("$GO" env GOVERSION)"
-    if [ "${FORCE:-0}" != 1 ] && [ -f "$bindir/VERSIONS" ] \
-        && [ "$(cat "$bindir/VERSIONS")" = "$stamp" ] && [ -x "$bindir/helm" ]; then
-        echo "helm up to date in $bindir ($stamp)"
-        return 0
-    fi
-    mkdir -p "$cache_root/${v#v}"
-    local tmp
-    tmp="$(mktemp -d "$cache_root/${v#v}/.build.XXXXXX")"
-    chmod 755 "$tmp"
-    trap 'rm -rf "$tmp"' EXIT
-    echo "building helm $v into $bindir (first time: a few minutes)"
-    local start=$SECONDS
-    # helm prints its version from these (checked in helm.sh/helm/v3/internal/version).
-    local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$v"
-    ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-    "$GO" build -trimpath -ldflags "$ldflags" -o "$tmp/helm" "$PKG"
-    echo "$stamp" >"$tmp/VERSIONS"
-    rm -rf "$bindir"
-    mv "$tmp" "$bindir"
-    trap - EXIT
-    echo "built in $((SECONDS - start))s: $bindir/helm"
+    cached_build "$cache_root/${v#v}/bin" "helm=$v go=$("$GO" env GOVERSION)" compile helm
 }
 
 case "${1:-}" in

@@ -29,9 +29,7 @@ MODULE=github.com/prometheus/prometheus
 TAGS=netgo,remove_all_sd,enable_kubernetes_sd
 cache_root="${PGJOBS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgjobs}/prometheus"
 
-# The pinned version is whatever go.mod selects: one source of truth.
-# Read from go.mod directly (no network, no module download needed).
-module_version() { awk -v m="$MODULE" '$1 == m { print $2; exit } $2 == m { print $3; exit }' go.mod; }
+module_version() { go_module_version "$MODULE"; }
 
 # v0.316.0 -> 3.16.0 (Prometheus tags its Go module v0.<major*100+minor>.<patch>).
 prometheus_version() {
@@ -43,37 +41,21 @@ prometheus_version() {
 
 bin_dir() { echo "$cache_root/$(prometheus_version "$(module_version)")/bin"; }
 
-build() {
+compile() {
     local mv v
     mv="$(module_version)"
     v="$(prometheus_version "$mv")"
-    local bindir
-    bindir="$(bin_dir)"
-    local stamp="prometheus=$mv tags=$TAGS go=$("$GO" env GOVERSION)"
-    if [ "${FORCE:-0}" != 1 ] && [ -f "$bindir/VERSIONS" ] \
-        && [ "$(cat "$bindir/VERSIONS")" = "$stamp" ] \
-        && [ -x "$bindir/prometheus" ] && [ -x "$bindir/promtool" ]; then
-        echo "prometheus up to date in $bindir ($stamp)"
-        return 0
-    fi
-    mkdir -p "$cache_root/$v"
-    local tmp
-    tmp="$(mktemp -d "$cache_root/$v/.build.XXXXXX")"
-    chmod 755 "$tmp"
-    trap 'rm -rf "$tmp"' EXIT
-    echo "building prometheus $v ($MODULE $mv) into $bindir (first time: several minutes)"
-    local start=$SECONDS
     # Both binaries print their version from these (prometheus --version).
     local ldflags="-s -w -X github.com/prometheus/common/version.Version=$v"
     ldflags+=" -X github.com/prometheus/common/version.Revision=$mv"
     ldflags+=" -X github.com/prometheus/common/version.Branch=gomodule"
-    "$GO" build -trimpath -tags "$TAGS" -ldflags "$ldflags" -o "$tmp/" \
+    "$GO" build -trimpath -tags "$TAGS" -ldflags "$ldflags" -o "$1/" \
         "$MODULE/cmd/prometheus" "$MODULE/cmd/promtool"
-    echo "$stamp" >"$tmp/VERSIONS"
-    rm -rf "$bindir"
-    mv "$tmp" "$bindir"
-    trap - EXIT
-    echo "built in $((SECONDS - start))s: $bindir/prometheus $bindir/promtool"
+}
+
+build() {
+    cached_build "$(bin_dir)" "prometheus=$(module_version) tags=$TAGS go=$("$GO" env GOVERSION)" \
+        compile prometheus promtool
 }
 
 case "${1:-}" in
