@@ -142,6 +142,14 @@ def _add_worker(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--health-address",
+        default=defaults.health_address,
+        metavar="ADDRESS",
+        help="address the --health-port endpoints listen on (default: every interface in a pod,"
+        " where the kubelet probes the pod's IP; 127.0.0.1 elsewhere)",
+    )
+    options.add(
+        parser,
         "--name",
         default=socket.gethostname(),
         help="name shown for this worker in listings (default: the host name; in Kubernetes, the pod name)",
@@ -166,6 +174,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         enable_shell=args.enable_shell,
         metrics_port=args.metrics_port,
         health_port=args.health_port,
+        health_address=args.health_address,
     )
 
 
@@ -244,6 +253,14 @@ def _add_operator(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--liveness-address",
+        default=defaults.liveness_address,
+        metavar="ADDRESS",
+        help="address the liveness endpoint listens on (default: every interface in a pod,"
+        " where the kubelet probes the pod's IP; 127.0.0.1 elsewhere)",
+    )
+    options.add(
+        parser,
         "--metrics-port",
         default=defaults.metrics_port,
         type=int,
@@ -281,6 +298,7 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings:
         maintenance_interval=float(args.maintenance_interval),
         leader_lease=float(args.leader_lease),
         liveness_port=int(args.liveness_port),
+        liveness_address=args.liveness_address,
         metrics_port=int(args.metrics_port),
         external_metrics_port=int(args.external_metrics_port),
         serving_cert_dir=args.serving_cert_dir,

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import kopf
 
+from pgjobs import states
 from pgjobs.operator import (
     context,
     externalmetrics,
@@ -136,15 +137,23 @@ async def run(database_settings: connecting.DatabaseSettings, settings: Operator
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
-            liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz"
-            if settings.liveness_port
-            else None,
+            liveness_endpoint=liveness_endpoint(settings),
             memo=kopf.Memo(context=ctx),
         )
     finally:
         if stop_external_metrics is not None:
             await stop_external_metrics()
         await ctx.shutdown()  # when kopf failed to start, its cleanup has not run
+
+
+def liveness_endpoint(settings: OperatorSettings) -> str | None:
+    """kopf's liveness URL: `--liveness-address` ("": every interface in a pod, where the kubelet
+    probes the pod's IP, else the loopback) and `--liveness-port` (0: none)."""
+    if not settings.liveness_port:
+        return None
+    address = states.probe_address(settings.liveness_address)
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{settings.liveness_port}/healthz"
 
 
 async def _serve_external_metrics(ctx: context.Context) -> Callable[[], Awaitable[None]] | None:

@@ -27,6 +27,9 @@ class OperatorSettings:
     maintenance_interval: float = 5.0
     #: Port of the /healthz liveness endpoint (0: off).
     liveness_port: int = 8080
+    #: The address it listens on; "": every interface in a pod, else the loopback
+    #: (`states.probe_address`).
+    liveness_address: str = ""
     #: Port of the Prometheus metrics (0: off).
     metrics_port: int = 9090
     #: Port of the external metrics API for the worker HPA (0: off; pgjobs.operator.externalmetrics).

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from pgjobs import states
+
 _REQUEST_LINE_LIMIT = 1024
 _READ_TIMEOUT = 5.0
 
@@ -57,11 +59,12 @@ async def _serve_one(
             await writer.wait_closed()
 
 
-async def serve(port: int, ready: Callable[[], str | None]) -> asyncio.Server:
-    """Listen on every interface (the kubelet probes the pod's address)."""
+async def serve(port: int, ready: Callable[[], str | None], address: str = "") -> asyncio.Server:
+    """Listen on `address` (`--health-address`; "": every interface in a pod, where the kubelet
+    probes the pod's IP, else the loopback: `states.probe_address`)."""
     return await asyncio.start_server(
         lambda r, w: _serve_one(r, w, ready),
-        host="0.0.0.0",  # noqa: S104
+        host=states.probe_address(address),
         port=port,
         limit=_REQUEST_LINE_LIMIT,
     )

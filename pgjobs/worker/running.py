@@ -103,7 +103,9 @@ class Worker:
         if self.settings.metrics_port is not None:
             metrics.serve(self.settings.metrics_port)
         if self.settings.health_port is not None:
-            self._health_server = await health.serve(self.settings.health_port, self.not_ready_reason)
+            self._health_server = await health.serve(
+                self.settings.health_port, self.not_ready_reason, self.settings.health_address
+            )
         logger.info(
             "pgjobs worker %s on %s (pid %s): queues %s, %s slot(s), tasks: %s",
             self.id,
