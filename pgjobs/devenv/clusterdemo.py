@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from pgjobs.cli import kubectl as plugin
-from pgjobs.devenv import cluster, controlplane
+from pgjobs.devenv import cluster, controlplane, progress
 from pgjobs.devenv.nodeconfig import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,11 +88,8 @@ def run(helm: Path, keep: bool, out: TextIO = sys.stdout) -> int:
     helm_install(helm, kubeconfig, out)
     show(kubectl, kubeconfig, out, "get", "pods", "-n", NAMESPACE, "-o", "wide")
     show(kubectl, kubeconfig, out, "apply", "-n", NAMESPACE, "-f", str(DEMO_JOBS))
-    jobs = plugin.connect(argparse.Namespace(kubeconfig=str(kubeconfig), context=None, namespace=NAMESPACE))
     say(f"progress (kubectl pgjobs watch -n {NAMESPACE} --selector {SELECTOR})", out)
-    code = plugin.run_watch(
-        jobs, plugin.Selection(selector=SELECTOR, include_finished=True), WATCH_TIMEOUT, out
-    )
+    code = progress.watch(kubeconfig, NAMESPACE, SELECTOR, WATCH_TIMEOUT, out)
     show(kubectl, kubeconfig, out, "get", "pgjobs", "-n", NAMESPACE, "-o", "wide")
     verdict = "all demo jobs Completed" if code == 0 else "demo failed"
     say(f"{verdict}, {time.monotonic() - started:.0f}s after `helm install` began", out)

@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from pgjobs.cli import kubectl as plugin
-from pgjobs.devenv import controlplane, postgres
+from pgjobs.devenv import controlplane, postgres, progress
 from pgjobs.devenv.processes import log_tail
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,11 +158,7 @@ def watch_jobs(cluster: controlplane.ControlPlane, started: list[Process], out: 
     for process in started:
         process.check()
     say(f"progress (kubectl pgjobs watch --selector {SELECTOR})")
-    jobs = plugin.connect(
-        argparse.Namespace(kubeconfig=str(cluster.kubeconfig), context=None, namespace="default")
-    )
-    selection = plugin.Selection(selector=SELECTOR, include_finished=True)
-    code = plugin.run_watch(jobs, selection, WATCH_TIMEOUT, out)
+    code = progress.watch(cluster.kubeconfig, "default", SELECTOR, WATCH_TIMEOUT, out)
     say("kubectl get pgjobs")
     print(cluster.run_kubectl("get", "pgjobs", "-o", "wide").stdout, end="", file=out)
     return code

@@ -78,3 +78,18 @@ def test_imports_point_down_the_layers() -> None:
             if imported != importer and imported not in ALLOWED[importer]:
                 wrong.append(f"{path.relative_to(PACKAGE)}:{line} ({importer}) imports pgjobs.{imported}")
     assert wrong == []
+
+
+def test_the_dev_environment_runs_the_kubectl_plugin_as_users_do() -> None:
+    """devenv may use the CLI's parts, but the plugin only as a command (pgjobs.devenv.progress):
+    the demos then show what `kubectl pgjobs watch` shows, and the plugin stays free to change."""
+    importers = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path in sorted((PACKAGE / "devenv").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if (isinstance(node, ast.ImportFrom) and node.module and (
+            node.module.startswith("pgjobs.cli.kubectl")
+            or (node.module == "pgjobs.cli" and any(alias.name == "kubectl" for alias in node.names))))
+        or (isinstance(node, ast.Import) and any(a.name.startswith("pgjobs.cli.kubectl") for a in node.names))
+    ]  # fmt: skip
+    assert importers == []
