@@ -15,7 +15,7 @@ from typing import Any
 
 from pgjobs.cli import database, options
 from pgjobs.operator.settings import OperatorSettings
-from pgjobs.store import connecting, migrating
+from pgjobs.store import connecting, migrating, roles
 from pgjobs.worker.settings import OnShutdown, WorkerSettings
 
 #: Seconds between attempts of `pgjobs migrate --wait`.
@@ -44,11 +44,21 @@ def _add_migrate(commands: Any) -> None:
         help="keep trying this long while the server is unreachable or still starting"
         " (e.g. in an init container next to a PostgreSQL pod); a wrong password fails at once",
     )
+    for group in (roles.WORKER, roles.OPERATOR):
+        options.add(
+            parser,
+            f"--{group}-role",
+            default=getattr(roles.GroupRoles, group),
+            metavar="ROLE",
+            help=f"group role granted what the {group}s need, created NOLOGIN when missing"
+            " ('' for none; docs/operations.md, Database roles)",
+        )
 
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = database.settings(args)
-    applied = asyncio.run(_migrate_when_reachable(settings, args.wait))
+    group_roles = roles.GroupRoles(worker=args.worker_role, operator=args.operator_role)
+    applied = asyncio.run(_migrate_when_reachable(settings, args.wait, group_roles))
     where = settings.describe()
     if applied:
         print(f"{where}: applied {', '.join(f'{m.version:04d}_{m.name}' for m in applied)}")
@@ -58,12 +68,12 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 async def _migrate_when_reachable(
-    settings: connecting.DatabaseSettings, wait: float
+    settings: connecting.DatabaseSettings, wait: float, group_roles: roles.GroupRoles | None = None
 ) -> list[migrating.Migration]:
     deadline = time.monotonic() + wait
     while True:
         try:
-            return await migrating.migrate(settings)
+            return await migrating.migrate(settings, group_roles)
         except connecting.DatabaseError as error:
             if not error.retryable or time.monotonic() >= deadline:
                 raise

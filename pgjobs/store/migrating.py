@@ -24,7 +24,7 @@ from importlib import resources
 import psycopg
 from psycopg import errors, sql
 
-from pgjobs.store import connecting
+from pgjobs.store import connecting, roles
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,11 @@ def latest_version() -> int:
     return known_migrations()[-1].version
 
 
-async def migrate(settings: connecting.DatabaseSettings) -> list[Migration]:
-    """Create the database if needed and apply missing migrations; returns those applied."""
+async def migrate(
+    settings: connecting.DatabaseSettings, group_roles: roles.GroupRoles | None = None
+) -> list[Migration]:
+    """Create the database if needed and apply missing migrations; returns those applied.
+    Then grant the group roles their privileges (`roles.apply`), on every run."""
     # The lock below is a session's: behind a transaction pool, lock and unlock could land on
     # different server connections and leave the lock held.
     settings = settings.for_session()
@@ -95,7 +98,9 @@ async def migrate(settings: connecting.DatabaseSettings) -> list[Migration]:
     async with conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
         try:
-            return await _apply_missing(conn)
+            applied = await _apply_missing(conn)
+            await roles.apply(conn, group_roles)
+            return applied
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
 

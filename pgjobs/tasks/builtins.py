@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pgjobs.tasks import environment
 from pgjobs.tasks.context import JobStopped, TaskContext
 from pgjobs.tasks.registry import task
 
@@ -33,15 +34,23 @@ async def sleep(context: TaskContext, seconds: float = 10.0, steps: int = 10) ->
 
 
 @task("shell", unsafe=True)
-async def shell(context: TaskContext, command: Sequence[str]) -> dict[str, int]:
+async def shell(
+    context: TaskContext, command: Sequence[str], env: Mapping[str, str] | None = None
+) -> dict[str, int]:
     """Runs a command (a list: no shell parsing); output goes to the worker log.
 
+    The command gets a scrubbed environment (`pgjobs.tasks.environment`): PATH, HOME, the locale
+    and a few more from the worker, plus the job's `env`; never the worker's database login.
     A non-zero exit fails the job. A stop sends SIGTERM, then SIGKILL after a grace period.
     """
     if isinstance(command, str) or not command or not all(isinstance(part, str) for part in command):
         raise ValueError('shell needs "command" as a non-empty list of strings, e.g. ["echo", "hi"]')
+    if env is not None and not isinstance(env, Mapping):
+        raise ValueError('shell takes "env" as an object of strings, e.g. {"MODE": "fast"}')
+    variables = environment.scrubbed(env)
+    environment.protect_process()
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=variables
     )
     output = asyncio.create_task(_log_output(context, process))
     stop = asyncio.create_task(context.stopped())

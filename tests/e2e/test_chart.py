@@ -31,6 +31,7 @@ from tests.e2e.operator_helpers import (
 # Every optional feature on.
 ALL_FEATURES: Obj = {
     "postgresql": {"enabled": True, "persistence": {"enabled": True}},
+    "database": {"roles": {"separate": True}},
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "worker": {
         "hpa": {"enabled": True},
@@ -81,6 +82,7 @@ def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None
     everything = render(helm, tmp_path, ALL_FEATURES)
     assert kinds(everything) - defaults == {
         "Secret", "StatefulSet", "ServiceMonitor", "HorizontalPodAutoscaler", "APIService",
+        "ConfigMap",  # the dev PostgreSQL's script that creates the separate logins
     }  # fmt: skip
     (worker,) = [
         o for o in everything if o["kind"] == "Deployment" and o["metadata"]["name"] == "pgjobs-worker"
@@ -144,6 +146,61 @@ def test_an_hpa_on_another_adapters_metric_serves_no_external_metrics(helm: Path
     assert not any(
         "external-metrics" in a for a in operator["spec"]["template"]["spec"]["containers"][0]["args"]
     )
+
+
+def _database_secrets(pod: Obj) -> dict[str, set[str]]:
+    """Per container: the Secrets its PGJOBS_DATABASE_URL and DB_PASSWORD come from."""
+    containers = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+    return {
+        c["name"]: {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in c.get("env", [])
+            if e["name"] in ("PGJOBS_DATABASE_URL", "DB_PASSWORD")
+        }
+        for c in containers
+    }
+
+
+def test_separate_roles_give_workers_and_operator_their_own_logins(helm: Path, tmp_path: Path) -> None:
+    """database.roles.separate: the admin login only migrates; each component has its own."""
+    values = {
+        "database": {
+            "url": "postgresql://admin@db:5432/pgjobs?sslmode=require",
+            "password": "admin-secret",
+            "roles": {"separate": True, "worker": {"password": "w"}, "operator": {"password": "o"}},
+        }
+    }
+    rendered = render(helm, tmp_path, values)
+    pods = {o["metadata"]["name"]: o["spec"]["template"] for o in rendered if o["kind"] == "Deployment"}
+    assert _database_secrets(pods["pgjobs-operator"]) == {
+        "migrate": {"pgjobs-database"},
+        "operator": {"pgjobs-database-operator"},
+    }
+    assert _database_secrets(pods["pgjobs-worker"]) == {"worker": {"pgjobs-database-worker"}}
+    secrets = {o["metadata"]["name"]: o["stringData"] for o in rendered if o["kind"] == "Secret"}
+    assert secrets["pgjobs-database-worker"] == {
+        "PGJOBS_DATABASE_URL": "postgresql://pgjobs_worker_login@db:5432/pgjobs?sslmode=require",
+        "DB_PASSWORD": "w",
+    }
+    assert "admin-secret" not in str(secrets["pgjobs-database-operator"])
+    # off (the default): every container uses the one login, as before
+    rendered = render(helm, tmp_path, {"database": {"url": "postgresql://pgjobs@db/pgjobs", "password": "x"}})
+    for obj in rendered:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] != "pgjobs-uninstall":
+            assert set().union(*_database_secrets(obj["spec"]["template"]).values()) <= {"pgjobs-database"}
+
+
+def test_the_dev_postgresql_creates_the_separate_logins(helm: Path, tmp_path: Path) -> None:
+    rendered = render(
+        helm, tmp_path, {"postgresql": {"enabled": True}, "database": {"roles": {"separate": True}}}
+    )
+    (init,) = [o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-init")]
+    script = init["data"]["pgjobs-logins.sh"]
+    assert 'IN ROLE :"worker_group"' in script and 'IN ROLE :"operator_group"' in script
+    (database,) = [o for o in rendered if o["kind"] == "StatefulSet"]
+    env = {e["name"]: e for e in database["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PGJOBS_WORKER_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "pgjobs-database-worker"
+    assert env["PGJOBS_WORKER_GROUP"]["value"] == "pgjobs_worker"
 
 
 def test_the_uninstall_hook_may_only_release_pgjobs_and_stop_its_operator(helm: Path, tmp_path: Path) -> None:

@@ -108,3 +108,57 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "pgjobs.servesExternalMetrics" -}}
 {{- if and .Values.worker.hpa.enabled .Values.worker.hpa.serveExternalMetrics }}true{{ end }}
 {{- end }}
+
+{{/* Database roles (database.roles, docs/operations.md "Database roles"): with separate=true the
+     workers and the operator each connect with their own login, and the login of
+     pgjobs.secretName only migrates. `(list . "worker")` / `(list . "operator")`. */}}
+{{- define "pgjobs.componentSecretName" -}}
+{{- $root := index . 0 }}{{- $component := index . 1 }}
+{{- $login := index $root.Values.database.roles $component }}
+{{- if not $root.Values.database.roles.separate }}
+{{- include "pgjobs.secretName" $root }}
+{{- else if $login.existingSecret }}
+{{- $login.existingSecret }}
+{{- else }}
+{{- printf "%s-database-%s" (include "pgjobs.fullname" $root) $component }}
+{{- end }}
+{{- end }}
+
+{{/* The password of a component's login in the Secret the chart makes; the dev PostgreSQL
+     derives one from its own when none is set. */}}
+{{- define "pgjobs.componentPassword" -}}
+{{- $root := index . 0 }}{{- $component := index . 1 }}
+{{- $login := index $root.Values.database.roles $component }}
+{{- if $login.password }}
+{{- $login.password }}
+{{- else if $root.Values.postgresql.enabled }}
+{{- printf "%s-%s" $root.Values.postgresql.password $component }}
+{{- end }}
+{{- end }}
+
+{{/* The database URL with the component's login as its user. */}}
+{{- define "pgjobs.componentURL" -}}
+{{- $root := index . 0 }}{{- $component := index . 1 }}
+{{- $user := (index $root.Values.database.roles $component).user }}
+{{- $url := include "pgjobs.databaseURL" $root }}
+{{- if regexMatch "^postgres(ql)?://" $url }}
+{{- regexReplaceAll "^(postgres(ql)?://)([^@/?#]*@)?" $url (printf "${1}%s@" $user) }}
+{{- else }}
+{{- printf "%s user=%s" $url $user }}
+{{- end }}
+{{- end }}
+
+{{/* The database settings of the worker or the operator container. */}}
+{{- define "pgjobs.componentDatabaseEnv" -}}
+{{- $root := index . 0 }}
+- name: PGJOBS_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "pgjobs.componentSecretName" . }}
+      key: {{ $root.Values.database.urlKey }}
+- name: DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "pgjobs.componentSecretName" . }}
+      key: {{ $root.Values.database.passwordKey }}
+{{- end }}
