@@ -348,3 +348,28 @@ def test_every_table_and_sequence_of_the_schema_is_declared(database) -> None:  
     declared = {grant.name for grants in roles.GRANTS.values() for grant in grants} | roles.NOT_GRANTED
     present = run_as(database, roles.existing_relations)
     assert present - declared == set(), "declare them in pgjobs/store/roles.py, GRANTS or NOT_GRANTED"
+
+
+def test_a_single_login_without_createrole_still_migrates(postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """An install whose one login owns the schema but may not create roles keeps working: the
+    groups that do not exist are skipped with a warning, and that login runs everything."""
+    suffix = uuid.uuid4().hex[:8]
+    owner, password = f"owner_{suffix}", uuid.uuid4().hex
+    admin = connecting.DatabaseSettings(
+        url=postgres_server.url_without_password("postgres"), password=postgres_server.password
+    )
+    admin_sql(
+        admin,
+        sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+            sql.Identifier(owner), sql.Literal(password)
+        ),
+    )
+    url = psycopg.conninfo.make_conninfo(postgres_server.url_without_password(f"single_{suffix}"), user=owner)
+    single = connecting.DatabaseSettings(url=url, password=password)
+    names = ["--worker-role", f"missing_w_{suffix}", "--operator-role", f"missing_o_{suffix}"]
+    migrated = pgjobs(env_for(single), "migrate", *names)
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"Role missing_w_{suffix} does not exist" in migrated.stderr
+    assert Database(single).enqueue("noop") == [1]
+    admin_sql(admin, sql.SQL("DROP DATABASE {}").format(sql.Identifier(f"single_{suffix}")))
+    admin_sql(admin, sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
