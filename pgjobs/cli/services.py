@@ -296,6 +296,14 @@ def _add_operator(commands: Any) -> None:
         default=defaults.kubeconfig,
         help="kubeconfig file (default: in-cluster, then ~/.kube/config)",
     )
+    options.add(
+        parser,
+        "--policy-file",
+        default=defaults.policy_file,
+        metavar="PATH",
+        help="YAML file of the queues and tasks each namespace may use and its limits (default: none,"
+        " every namespace may use everything); the operator does not start when it is malformed",
+    )
 
 
 def operator_settings(args: argparse.Namespace) -> OperatorSettings:
@@ -313,6 +321,7 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings:
         external_metrics_port=int(args.external_metrics_port),
         serving_cert_dir=args.serving_cert_dir,
         kubeconfig=args.kubeconfig or None,
+        policy_file=args.policy_file or None,
     )
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import time
 from typing import Any
 
-from pgjobs.operator import kube
+from pgjobs.operator import kube, policy
 from pgjobs.operator.database import Database
 from pgjobs.operator.settings import OperatorSettings
 from pgjobs.store import connecting
@@ -59,6 +59,8 @@ class Context:
     adopted_at: float = 0.0
     #: Our own loops next to kopf (leadership and, through it, the leader's duties).
     background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    #: What each namespace may ask for, read from settings.policy_file at start.
+    policy: policy.Policy = dataclasses.field(default_factory=policy.Policy)
 
     def fence(self) -> None:
         """Call right before each of the leader's writes: raises NotLeading unless the lease is

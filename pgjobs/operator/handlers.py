@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -20,7 +20,7 @@ import kopf
 import psycopg
 
 from pgjobs import crd
-from pgjobs.operator import context, kube
+from pgjobs.operator import context, kube, policy
 from pgjobs.states import FINISHED_STATES, JobState, Priority
 from pgjobs.store import connecting, jobs, queries, resources
 from pgjobs.store.records import InvalidJob, NewJob, ResourceJob
@@ -124,34 +124,111 @@ async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
     generation = int(body["metadata"].get("generation", 1))
     async with ctx.database.connection() as conn:
         try:
-            job_id, created = await resources.upsert(conn, wanted, generation)
+            job_id, created = await _upsert(ctx, conn, wanted, generation)
         except InvalidJob as error:  # e.g. args over the size limit the API server cannot check
             await _refuse(ctx, body, str(error))
+            return
+        except policy.Refused as error:
+            await _refuse(ctx, body, str(error), POLICY_REASON)
             return
         # A new row already has the spec's stopped state, restart count and generation: one
         # round trip for a new PgJob. An existing one gets the rest of the spec, then the
         # generation, so a status never claims a generation whose stop is not applied yet.
         if not created:
-            await _apply_stopped(conn, job_id, wanted)
-            await _apply_restarts(conn, job_id, wanted)
+            await _apply_stopped(ctx, conn, job_id, wanted)
+            await _apply_restarts(ctx, conn, job_id, wanted)
             await resources.observe_generation(conn, wanted.uid, generation)
 
 
-async def _apply_stopped(conn: queries.Connection, job_id: int, wanted: ResourceJob) -> None:
+async def _upsert(
+    ctx: context.Context, conn: queries.Connection, wanted: ResourceJob, generation: int
+) -> tuple[int, bool]:
+    """`resources.upsert` within the namespace's policy: a new row must be allowed and fit.
+
+    Without a rule for the namespace this is the upsert alone. With one, a PgJob that has no
+    row yet is checked (queue, task, maxima, room under the limit of unfinished PgJobs) in
+    the transaction that adds its row; a PgJob with a row is never refused afterwards (a
+    stricter policy does not fail running jobs), but its row stays within the maxima.
+    """
+    rule = ctx.policy.rule_for(wanted.namespace)
+    if rule.unrestricted:
+        return await resources.upsert(conn, wanted, generation)
+    async with conn.transaction():
+        if await resources.get_state(conn, wanted.uid) is None:
+            ctx.policy.check(wanted)
+            if not wanted.stopped and not await _has_room(conn, rule, wanted.namespace):
+                raise ctx.policy.refusal(
+                    wanted.namespace,
+                    f"has {rule.max_unfinished} unfinished PgJobs, its limit (maxUnfinished);"
+                    " once fewer are Pending or Running, `kubectl pgjobs restart` submits it again",
+                )
+        return await resources.upsert(conn, ctx.policy.bounded(wanted), generation)
+
+
+async def _has_room(conn: queries.Connection, rule: policy.Rule, namespace: str) -> bool:
+    """Whether one more Pending job fits under the namespace's limit; in the caller's
+    transaction, which holds the namespace's lock from here until it adds the row."""
+    if rule.max_unfinished is None:
+        return True
+    unfinished = await resources.count_unfinished_locked(conn, namespace, rule.max_unfinished)
+    return unfinished < rule.max_unfinished
+
+
+#: How often a start or restart held back by the limit of unfinished PgJobs is tried again.
+LIMIT_RETRY = 5.0
+
+
+async def _unfinish(
+    ctx: context.Context,
+    conn: queries.Connection,
+    wanted: ResourceJob,
+    action: str,
+    run: Callable[[], Awaitable[object]],
+) -> None:
+    """Run `run()`, which makes a finished or Stopped job Pending, when the limit leaves room.
+
+    At the limit the start or restart waits (the handler tries again) rather than failing:
+    the PgJob has a row and a status the sync keeps, and only its spec asks for more work.
+    """
+    rule = ctx.policy.rule_for(wanted.namespace)
+    if rule.max_unfinished is None:
+        await run()
+        return
+    async with conn.transaction():
+        if not await _has_room(conn, rule, wanted.namespace):
+            raise kopf.TemporaryError(
+                f"namespace {wanted.namespace!r} has {rule.max_unfinished} unfinished PgJobs, its"
+                f" limit (maxUnfinished): the {action} waits until one finishes",
+                delay=LIMIT_RETRY,
+            )
+        await run()
+
+
+async def _apply_stopped(
+    ctx: context.Context, conn: queries.Connection, job_id: int, wanted: ResourceJob
+) -> None:
     """spec.stopped is the truth: stop a Pending/Running job, start a Stopped one, or withdraw a stop."""
     if wanted.stopped:
         await jobs.stop(conn, job_id)  # no-op when already Stopped, finished, or asked to stop
-    else:
+    elif ctx.policy.rule_for(wanted.namespace).max_unfinished is None:
         await jobs.start(conn, job_id)  # no-op unless Stopped or asked to stop
+    else:
+        row = await jobs.get(conn, job_id)
+        if row is not None and row.state is JobState.STOPPED:
+            await _unfinish(ctx, conn, wanted, "start", lambda: jobs.start(conn, job_id))
+        else:
+            await jobs.start(conn, job_id)  # no-op unless asked to stop: withdraws the request
 
 
-async def _apply_restarts(conn: queries.Connection, job_id: int, wanted: ResourceJob) -> None:
+async def _apply_restarts(
+    ctx: context.Context, conn: queries.Connection, job_id: int, wanted: ResourceJob
+) -> None:
     """A spec.restarts above the row's is a new run of a finished job, recorded either way."""
     row = await jobs.get(conn, job_id)
     if row is None or wanted.restarts <= row.restarts:
         return
     if row.state in FINISHED_STATES:
-        await jobs.restart(conn, job_id, wanted.restarts)
+        await _unfinish(ctx, conn, wanted, "restart", lambda: jobs.restart(conn, job_id, wanted.restarts))
     else:
         # Restarting an unfinished job means nothing; remember the request so that it is not
         # acted on later, when the job finishes.
@@ -160,19 +237,25 @@ async def _apply_restarts(conn: queries.Connection, job_id: int, wanted: Resourc
 
 #: The reason of the Event that says why a PgJob was refused.
 REFUSED_REASON = "InvalidSpec"
+#: The reason of the Event of a PgJob the namespace's policy does not allow.
+POLICY_REASON = "PolicyDenied"
+#: How each reason's status message begins.
+_REFUSAL_PREFIX = {REFUSED_REASON: "invalid PgJob", POLICY_REASON: "not allowed"}
 
 
-async def _refuse(ctx: context.Context, body: Mapping[str, Any], message: str) -> None:
+async def _refuse(
+    ctx: context.Context, body: Mapping[str, Any], message: str, reason: str = REFUSED_REASON
+) -> None:
     """A spec the queue cannot take: say so in the status and an Event instead of retrying for ever."""
     meta = body["metadata"]
-    text = f"invalid PgJob: {message}"
+    text = f"{_REFUSAL_PREFIX[reason]}: {message}"
     status = {"phase": "Failed", "message": text, "progress": 0, "progressPercent": "0%"}
     await ctx.kube.patch_status(meta["namespace"], meta["name"], status, meta.get("uid"))
     involved = {"name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")}
     try:
-        await ctx.kube.post_event(involved, "Warning", REFUSED_REASON, text)
+        await ctx.kube.post_event(involved, "Warning", reason, text)
     except UNREACHABLE as error:  # best effort: the status says it already
-        logger.warning("event %s for %s not posted: %s", REFUSED_REASON, _name(body), error)
+        logger.warning("event %s for %s not posted: %s", reason, _name(body), error)
     raise kopf.PermanentError(message)
 
 

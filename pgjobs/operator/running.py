@@ -26,6 +26,7 @@ from pgjobs.operator import (
     leadership,
     maintenance,
     metrics,
+    policy,
     syncing,
 )
 from pgjobs.operator.database import Database
@@ -117,13 +118,20 @@ def main(database_settings: connecting.DatabaseSettings, settings: OperatorSetti
 
 
 async def run(database_settings: connecting.DatabaseSettings, settings: OperatorSettings) -> None:
+    # First: a policy file that cannot be used stops the operator before it handles any PgJob.
+    loaded_policy = policy.load(settings.policy_file)
     await _check_schema(database_settings)
     database = Database(database_settings)
     sync_database = Database(database_settings, max_size=SYNC_CONNECTIONS)
     await database.open()
     await sync_database.open()
     ctx = context.Context(
-        settings, database_settings, database, kube.KubeApi.load(settings.kubeconfig), sync_database
+        settings,
+        database_settings,
+        database,
+        kube.KubeApi.load(settings.kubeconfig),
+        sync_database,
+        policy=loaded_policy,
     )
     metrics.serve(settings.metrics_port)
     stop_external_metrics = await _serve_external_metrics(ctx)

@@ -48,6 +48,9 @@ class OperatorSettings:
     #: CPU, cut off) stops writing, and a follower takes over; one that died is replaced within
     #: `leadership_interval`. Failover after a freeze takes up to the sum of the two.
     leader_lease: float = 6.0
+    #: The policy file: which queues and tasks each namespace may use, and its limits
+    #: (pgjobs.operator.policy); None: every namespace may use everything.
+    policy_file: str | None = None
 
     def watches(self, namespace: str) -> bool:
         return not self.namespaces or namespace in self.namespaces

@@ -426,6 +426,21 @@ SELECT id, state, stop_requested FROM pgjobs.jobs WHERE resource_uid = %(resourc
 SELECT count(*) AS unsynced FROM pgjobs.jobs
 WHERE change_count <> synced_count AND resource_uid IS NOT NULL;
 
+-- name: resource_lock_namespace
+-- Taken before counting a namespace's unfinished rows and adding one, until the transaction
+-- ends, so that PgJobs created at once cannot all pass a per-namespace limit. The two-key form
+-- never meets the one-key locks of leadership and migrations.
+SELECT pg_advisory_xact_lock(%(key)s::integer, hashtext(%(namespace)s))::text AS locked;
+
+-- name: resource_count_unfinished
+-- Pending or Running rows of one namespace's PgJobs, counted up to the limit (the partial
+-- indexes of pending and running rows bound the scan by the backlog, not the table).
+SELECT count(*) AS unfinished FROM (
+    SELECT 1 FROM pgjobs.jobs
+    WHERE (state = 'pending' OR state = 'running') AND resource_namespace = %(namespace)s
+    LIMIT %(limit)s
+) AS unfinished_rows;
+
 -- name: leader_try_lock
 SELECT pg_try_advisory_lock(%(key)s) AS acquired;
 

@@ -141,3 +141,16 @@ async def count_unsynced(conn: Connection) -> int:
     rows = await fetch_all(conn, "resource_count_unsynced", {})
     return int(rows[0]["unsynced"]) if rows else 0
 
+
+#: The first key of the per-namespace admission lock (`resource_lock_namespace`).
+NAMESPACE_LOCK_KEY = 0x706A6E73  # "pjns"
+
+
+async def count_unfinished_locked(conn: Connection, namespace: str, limit: int) -> int:
+    """The namespace's Pending and Running rows (at most `limit`), under its admission lock.
+
+    Call it in a transaction that then adds the row: the lock is held until it ends.
+    """
+    await fetch_all(conn, "resource_lock_namespace", {"key": NAMESPACE_LOCK_KEY, "namespace": namespace})
+    rows = await fetch_all(conn, "resource_count_unfinished", {"namespace": namespace, "limit": limit})
+    return int(rows[0]["unfinished"])
