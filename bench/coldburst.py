@@ -118,6 +118,7 @@ def claim_parameters(queues: tuple[str, ...]) -> dict[str, Any]:
         "lease": None,
         "worker_id": uuid.uuid4(),
         "queues": list(queues),
+        "tasks": ["noop"],
         "was_idle": False,
     }
 

@@ -132,7 +132,7 @@ async def _loop_many(url: str, count: int, connections: int) -> float:
 def _explain(database: environment.Database) -> dict[str, Any]:
     """EXPLAIN (ANALYZE, BUFFERS) of the bare claim, in a transaction rolled back."""
     params = {"job_id": None, "lease": None, "result": None, "message": None,
-              "worker_id": uuid.uuid4(), "queues": QUEUES}  # fmt: skip
+              "worker_id": uuid.uuid4(), "queues": QUEUES, "tasks": ["noop"]}  # fmt: skip
     with psycopg.connect(database.url) as conn:
         rows = conn.execute(
             sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + QUERIES["job_complete_and_claim"], params

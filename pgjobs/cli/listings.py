@@ -6,12 +6,16 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
+from pgjobs.states import JobState
 from pgjobs.store.records import Job, Worker
 
 
 def format_jobs(found: Sequence[Job], now: datetime.datetime | None = None) -> str:
+    """The jobs as a table; a NOTE column appears when a pending job has no live worker that can
+    run it (marked by the leading operator, `jobs.mark_no_worker`)."""
     now = now or datetime.datetime.now(datetime.UTC)
     rows = [["ID", "TASK", "STATE", "PRIORITY", "PROGRESS", "WORKER", "ATTEMPTS", "AGE"]]
+    notes = [no_worker_note(job, now) for job in found]
     for job in found:
         rows.append(
             [
@@ -25,7 +29,19 @@ def format_jobs(found: Sequence[Job], now: datetime.datetime | None = None) -> s
                 format_age(now - job.created_at),
             ]
         )
+    if any(notes):
+        rows[0].append("NOTE")
+        for row, note in zip(rows[1:], notes, strict=True):
+            row.append(note)
     return format_table(rows)
+
+
+def no_worker_note(job: Job, now: datetime.datetime) -> str:
+    """'no worker for task T on queue Q (5m)' for a pending job no live worker can run, else ''."""
+    if job.state is not JobState.PENDING or job.no_worker_since is None:
+        return ""
+    since = format_age(now - job.no_worker_since)
+    return f"no worker for task {job.task} on queue {job.queue} ({since})"
 
 
 def format_workers(found: Sequence[Worker], now: datetime.datetime | None = None) -> str:
@@ -58,6 +74,7 @@ def worker_json(worker: Worker) -> dict[str, Any]:
         "state": worker.state,
         "running_jobs": worker.running_jobs,
         "idle_slots": worker.idle_slots,
+        "tasks": worker.tasks,
         "started_at": worker.started_at.isoformat(),
         "heartbeat_at": worker.heartbeat_at.isoformat(),
     }

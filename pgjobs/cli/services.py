@@ -248,6 +248,14 @@ def _add_operator(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--no-worker-after",
+        default=defaults.no_worker_after,
+        type=float,
+        help="seconds a pending job waits with no live worker able to run it (none serves its queue"
+        " with its task) before its PgJob gets the condition Runnable=False, reason NoWorkerForTask",
+    )
+    options.add(
+        parser,
         "--leader-lease",
         default=defaults.leader_lease,
         type=float,
@@ -314,6 +322,7 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings:
         status_write_burst=int(args.status_write_burst),
         sync_interval=float(args.sync_interval),
         maintenance_interval=float(args.maintenance_interval),
+        no_worker_after=float(args.no_worker_after),
         leader_lease=float(args.leader_lease),
         liveness_port=int(args.liveness_port),
         liveness_address=args.liveness_address,

@@ -23,6 +23,13 @@ class OperatorSettings:
     status_write_burst: int = 500
     #: Seconds between looks for rows whose status must be copied to Kubernetes.
     sync_interval: float = 0.2
+    #: A pending job that no live worker can run (none serves its queue with its task) gets the
+    #: condition Runnable=False (NoWorkerForTask) once it has waited this long with no such
+    #: worker seen. Two minutes: longer than a worker pod takes to start and register in a
+    #: rollout or a scale-up from zero (seconds to tens of seconds, an image pull included) and
+    #: than the stall timeout that declares a crashed worker gone, so a fleet being replaced does
+    #: not raise it; short enough that whoever waits for the job sees why before wondering.
+    no_worker_after: float = 120.0
     #: Seconds between rescue sweeps, TTL cleanups and worker pruning (leader only).
     maintenance_interval: float = 5.0
     #: Port of the /healthz liveness endpoint (0: off).

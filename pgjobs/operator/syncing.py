@@ -24,7 +24,7 @@ from typing import Any
 
 from pgjobs.operator import context, metrics
 from pgjobs.states import JobState
-from pgjobs.store import resources
+from pgjobs.store import jobs, resources
 from pgjobs.store.resources import SyncRow
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ RESCUE_MESSAGE_PREFIX = "worker stopped heartbeating"
 #: Namespaces whose place in the round of progress-only changes is remembered; beyond that the
 #: least recently served are forgotten (they start their round again: no change is lost).
 MAX_CURSORS = 10_000
+#: The condition of a pending job no live worker can run (`jobs.mark_no_worker`).
+NO_WORKER_REASON = "NoWorkerForTask"
 
 Json = dict[str, Any]
 
@@ -105,7 +107,13 @@ def message_of(row: SyncRow, now: datetime.datetime) -> str:
     if row.state is JobState.PENDING and row.attempt > 0 and row.run_after > now:
         retry = f"attempt {row.attempt + 1}/{row.max_attempts} at {_stamp(row.run_after)}"
         message = f"{message}; next {retry}" if message else f"next {retry}"
+    if row.state is JobState.PENDING and row.no_worker_since is not None:
+        message = f"{message}; {waiting_for_worker(row)}" if message else waiting_for_worker(row)
     return message
+
+
+def waiting_for_worker(row: SyncRow) -> str:
+    return f"no live worker runs task {row.task!r} on queue {row.queue!r}"
 
 
 def _condition(kind: str, status: str, reason: str, message: str, since: Any, row: SyncRow) -> Json:
@@ -145,7 +153,23 @@ def conditions_of(row: SyncRow) -> list[Json]:
     else:
         since = row.started_at if row.state is JobState.RUNNING else row.created_at
         succeeded = _condition("Succeeded", "Unknown", row.state.phase, message, since, row)
-    return [running, succeeded]
+    conditions = [running, succeeded]
+    if row.state is JobState.PENDING and row.no_worker_since is not None:
+        conditions.append(
+            _condition(
+                "Runnable", "False", NO_WORKER_REASON, no_worker_message(row), row.no_worker_since, row
+            )
+        )
+    return conditions
+
+
+def no_worker_message(row: SyncRow) -> str:
+    """What the Runnable=False condition says: what is missing, and what to do about it."""
+    return (
+        f"{waiting_for_worker(row)}; the job waits (it is not failed): start workers that "
+        f"register the task and serve the queue (pgjobs worker --tasks MODULE --queue {row.queue}), "
+        "or check the task name; `pgjobs workers --json` lists each worker's queues and tasks"
+    )
 
 
 def status_of(row: SyncRow, now: datetime.datetime) -> Json:
@@ -285,6 +309,27 @@ class Syncer:
             for number in range(CONCURRENCY):
                 group.create_task(self._write(), name=f"pgjobs-status-writer-{number}")
             group.create_task(self._read(), name="pgjobs-status-reader")
+            group.create_task(self._watch_runnable(), name="pgjobs-no-worker")
+
+    async def _watch_runnable(self) -> None:
+        """Mark pending jobs no live worker can run, and clear marks a worker made stale; each
+        change bumps the row, so the reader copies the condition like any other change."""
+        settings = self.ctx.settings
+        # A job is shown at most a quarter of the delay late, and looked for no more often than
+        # the maintenance rounds run (a look costs an index probe per (queue, task) pending).
+        interval = max(0.1, min(settings.maintenance_interval, settings.no_worker_after / 4))
+        while True:
+            self.ctx.fence()  # a leader past its lease marks nothing
+            try:
+                async with self.ctx.sync_database.connection() as conn:
+                    marked, cleared = await jobs.mark_no_worker(conn, settings.no_worker_after)
+            except Exception:  # the database is away: the next look tries again
+                logger.warning("look for jobs no worker can run failed", exc_info=True)
+            else:
+                if marked or cleared:
+                    logger.info("jobs no live worker can run: %d newly, %d no longer", marked, cleared)
+                    self._low.set()
+            await asyncio.sleep(interval)
 
     async def _read(self) -> None:
         while True:

@@ -49,6 +49,7 @@ PARAMETER_TYPES = {
     "lease": _INT8,
     "worker_id": _UUID,
     "queues": _TEXT_ARRAY,
+    "tasks": _TEXT_ARRAY,
     "was_idle": _BOOL,
 }
 #: The answer's columns in order, as the parsing below reads them.
@@ -137,8 +138,10 @@ _STATEMENT = _Statement()
 #: (a reconnect is a new connection), with their client encoding (psycopg's `conn.info.encoding`
 #: builds an object and asks libpq every time).
 _prepared: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
-#: Encoded worker id and queues, which stay the same for a worker's whole life.
-_identities: dict[tuple[uuid.UUID, tuple[str, ...]], tuple[bytes, bytes]] = {}
+#: Encoded worker id, queues and tasks, which stay the same for a worker's whole life.
+_identities: dict[
+    tuple[uuid.UUID, tuple[str, ...], tuple[str, ...] | None], tuple[bytes, bytes, bytes | None]
+] = {}
 
 
 async def complete_and_claim(
@@ -150,11 +153,13 @@ async def complete_and_claim(
     worker_id: uuid.UUID,
     queues: Sequence[str],
     was_idle: bool | None = False,
+    tasks: Sequence[str] | None = None,
 ) -> tuple[bool, ClaimedJob | None]:
-    """Complete job `job_id` (fenced by `lease`; None: complete nothing) and claim the next one;
-    `was_idle`: the calling slot is counted among its worker's idle slots (None: not counted
-    either way, for a worker that does not listen for wake-ups)."""
-    worker, queue_list = _identity(worker_id, queues)
+    """Complete job `job_id` (fenced by `lease`; None: complete nothing) and claim the next one
+    of `queues` whose task is one of `tasks` (None: any); `was_idle`: the calling slot is counted
+    among its worker's idle slots (None: not counted either way, for a worker that does not
+    listen for wake-ups)."""
+    worker, queue_list, task_list = _identity(worker_id, queues, tasks)
     async with conn.lock:
         pgconn = _usable(conn)
         named = conn.prepare_threshold is not None
@@ -169,6 +174,7 @@ async def complete_and_claim(
             "lease": None if lease is None else str(lease).encode(),
             "worker_id": worker,
             "queues": queue_list,
+            "tasks": task_list,
             "was_idle": None if was_idle is None else b"t" if was_idle else b"f",
         }
         parameters = [values[name] for name in _STATEMENT.names]
@@ -189,11 +195,14 @@ def _send_unnamed(pgconn: pq.abc.PGconn, parameters: list[bytes | None]) -> None
     pgconn.send_query_params(statement.text, parameters, statement.types, None, _BINARY)
 
 
-def _identity(worker_id: uuid.UUID, queues: Sequence[str]) -> tuple[bytes, bytes]:
-    key = (worker_id, tuple(queues))
+def _identity(
+    worker_id: uuid.UUID, queues: Sequence[str], tasks: Sequence[str] | None
+) -> tuple[bytes, bytes, bytes | None]:
+    key = (worker_id, tuple(queues), None if tasks is None else tuple(tasks))
     encoded = _identities.get(key)
     if encoded is None:
-        encoded = _identities[key] = (str(worker_id).encode(), text_array(key[1]).encode())
+        task_list = None if key[2] is None else text_array(key[2]).encode()
+        encoded = _identities[key] = (str(worker_id).encode(), text_array(key[1]).encode(), task_list)
     return encoded
 
 

@@ -29,12 +29,19 @@ async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
 
 
 async def claim(
-    conn: Connection, worker_id: uuid.UUID, queues: Sequence[str], *, was_idle: bool | None = False
+    conn: Connection,
+    worker_id: uuid.UUID,
+    queues: Sequence[str],
+    *,
+    was_idle: bool | None = False,
+    tasks: Sequence[str] | None = None,
 ) -> ClaimedJob | None:
-    """Claim the next runnable job of `queues`, None when there is none. The worker's count of
-    idle slots follows: one fewer when an idle slot (`was_idle`) found work, one more when a busy
-    one found none (`was_idle` None: untouched)."""
-    _, claimed = await hotpath.complete_and_claim(conn, None, None, None, None, worker_id, queues, was_idle)
+    """Claim the next runnable job of `queues` whose task is one of `tasks` (None: any), None when
+    there is none. The worker's count of idle slots follows: one fewer when an idle slot
+    (`was_idle`) found work, one more when a busy one found none (`was_idle` None: untouched)."""
+    _, claimed = await hotpath.complete_and_claim(
+        conn, None, None, None, None, worker_id, queues, was_idle, tasks
+    )
     return claimed
 
 
@@ -47,12 +54,22 @@ async def complete_and_claim(
     queues: Sequence[str],
     *,
     was_idle: bool | None = False,
+    tasks: Sequence[str] | None = None,
 ) -> tuple[bool, ClaimedJob | None]:
     """Complete a held job and claim the next in one round trip: (completed, next job). The
-    idle count follows as in `claim` (a slot holding a job is busy: `was_idle` False, or None)."""
+    next job and the idle count are as in `claim` (a slot holding a job is busy: `was_idle`
+    False, or None)."""
     return await hotpath.complete_and_claim(
-        conn, job.id, job.lease, result, storable_text(message), worker_id, queues, was_idle
+        conn, job.id, job.lease, result, storable_text(message), worker_id, queues, was_idle, tasks
     )
+
+
+async def mark_no_worker(conn: Connection, after_seconds: float) -> tuple[int, int]:
+    """Mark the pending jobs no worker can run (waiting `after_seconds` without one), and clear
+    the mark of jobs a live worker can run again; returns (marked, cleared)."""
+    row = await fetch_one(conn, "job_mark_no_worker", {"after_seconds": after_seconds})
+    assert row is not None
+    return int(row["marked"]), int(row["cleared"])
 
 
 async def announce(conn: Connection) -> None:

@@ -31,9 +31,14 @@ WITH completed AS (
         -- shown which rows match: a CASE that is NULL for rows that do not has a fixed estimate
         -- (nearly all rows), which makes the first match always look a step away.
         -- tests/integration/test_claim_plan.py checks the plan in every statistics state.
+        -- Only the tasks the worker can run (NULL: any): in a mixed fleet, a job of a task this
+        -- worker lacks waits for one that has it. Such rows at the head of the index are
+        -- stepped over, as rows of other queues are (docs/architecture.md, "Claim").
         SELECT id FROM pgjobs.jobs
         WHERE state = 'pending'
-          AND (CASE WHEN queue = ANY(%(queues)s) AND run_after <= now() THEN true END) IS NOT NULL
+          AND (CASE WHEN queue = ANY(%(queues)s) AND run_after <= now()
+                         AND (task = ANY(%(tasks)s::text[]) OR %(tasks)s::text[] IS NULL)
+                    THEN true END) IS NOT NULL
         ORDER BY priority DESC, id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
@@ -246,10 +251,63 @@ SELECT id, state, attempt, max_attempts, (SELECT count(*) FROM silent_workers) A
        CASE WHEN state = 'pending' THEN pg_notify('pgjobs_jobs', '') END AS notified
 FROM rescued;
 
+-- name: job_mark_no_worker
+-- Idempotent (the leading operator runs it). Marks the pending jobs that no worker can run
+-- (none serves the job's queue with its task: tasks NULL is a worker of older code, which claims
+-- any) and that have waited %(after_seconds)s since they became due, with no such worker seen
+-- alive meanwhile (a fleet restarting is not "no worker"); clears the mark once a live worker
+-- can run the job, or the job is no longer pending. A mark shown or cleared bumps change_count,
+-- so the status sync copies it. The (queue, task) pairs of unmarked pending jobs are read by
+-- skipping through jobs_pending_kind_idx (a probe per pair); only unserved pairs' rows are visited.
+WITH RECURSIVE kinds AS (
+    (SELECT queue, task FROM pgjobs.jobs
+     WHERE state = 'pending' AND no_worker_since IS NULL
+     ORDER BY queue, task LIMIT 1)
+    UNION ALL
+    SELECT next.queue, next.task
+    FROM kinds, LATERAL (SELECT queue, task FROM pgjobs.jobs
+                         WHERE state = 'pending' AND no_worker_since IS NULL
+                           AND (queue, task) > (kinds.queue, kinds.task)
+                         ORDER BY queue, task LIMIT 1) AS next
+), able AS (
+    SELECT queues, tasks,
+           state = 'alive' AND heartbeat_at >= now() - make_interval(secs => stall_timeout) AS live
+    FROM pgjobs.workers
+    WHERE (state = 'alive' AND heartbeat_at >= now() - make_interval(secs => stall_timeout))
+       OR heartbeat_at >= now() - make_interval(secs => %(after_seconds)s)
+), unserved AS (
+    SELECT kinds.queue, kinds.task
+    FROM kinds
+    WHERE NOT EXISTS (SELECT FROM able
+                      WHERE kinds.queue = ANY(able.queues)
+                        AND (able.tasks IS NULL OR kinds.task = ANY(able.tasks)))
+), marked AS (
+    UPDATE pgjobs.jobs AS j
+    SET no_worker_since = now(), change_count = j.change_count + 1
+    FROM unserved
+    WHERE j.state = 'pending' AND j.queue = unserved.queue AND j.task = unserved.task
+      AND j.no_worker_since IS NULL
+      AND j.run_after <= now() - make_interval(secs => %(after_seconds)s)
+    RETURNING j.id
+), cleared AS (
+    UPDATE pgjobs.jobs AS j
+    SET no_worker_since = NULL,
+        change_count = j.change_count + CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END
+    WHERE j.no_worker_since IS NOT NULL
+      AND (j.state <> 'pending'
+           OR EXISTS (SELECT FROM able
+                      WHERE able.live AND j.queue = ANY(able.queues)
+                        AND (able.tasks IS NULL OR j.task = ANY(able.tasks))))
+    RETURNING j.id
+)
+SELECT (SELECT count(*) FROM marked) AS marked, (SELECT count(*) FROM cleared) AS cleared;
+
 -- name: worker_register
-INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, heartbeat_interval, stall_timeout)
+-- tasks: the task names the worker can run (the claim filters on the worker's own copy).
+INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, heartbeat_interval, stall_timeout,
+                            tasks)
 VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(heartbeat_interval)s,
-        %(stall_timeout)s)
+        %(stall_timeout)s, %(tasks)s)
 ON CONFLICT (id) DO UPDATE SET state = 'alive', heartbeat_at = now(), stopped_at = NULL;
 
 -- name: worker_heartbeat
@@ -400,7 +458,8 @@ WITH RECURSIVE later (namespace, place) AS (
 SELECT j.id, j.task, j.priority, j.queue, j.state, j.attempt, j.max_attempts, j.progress,
        j.message, j.result, j.restarts, j.run_after, j.created_at, j.started_at, j.finished_at,
        j.resource_uid, j.resource_namespace, j.resource_name, j.change_count,
-       j.observed_generation, j.synced_state, j.synced_attempt, w.hostname AS worker_name
+       j.observed_generation, j.synced_state, j.synced_attempt, j.no_worker_since,
+       w.hostname AS worker_name
 FROM picked JOIN pgjobs.jobs j ON j.id = picked.id
 LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
 ORDER BY picked.turn, picked.place;

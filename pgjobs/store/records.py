@@ -176,6 +176,9 @@ class Job:
     resource_name: str | None
     ttl_seconds_after_finished: int | None
     change_count: int
+    #: Since when no live worker can run this pending job (set by the leading operator once it
+    #: waited its delay, `OperatorSettings.no_worker_after`); None otherwise.
+    no_worker_since: datetime.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -205,6 +208,7 @@ class Job:
             "created_at": stamp(self.created_at),
             "started_at": stamp(self.started_at),
             "finished_at": stamp(self.finished_at),
+            "no_worker_since": stamp(self.no_worker_since),
         }
 
 
@@ -235,6 +239,8 @@ class Worker:
     running_jobs: int
     #: Slots counted waiting for work (what targeted wake-ups choose by; see migration 0004).
     idle_slots: int
+    #: The tasks it can run; None for a worker of code that did not record them (claims any).
+    tasks: list[str] | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Worker:

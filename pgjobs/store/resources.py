@@ -43,6 +43,8 @@ class SyncRow:
     synced_state: JobState | None
     synced_attempt: int
     worker_name: str | None
+    #: Since when no live worker can run the pending job (`jobs.mark_no_worker`); None otherwise.
+    no_worker_since: datetime.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> SyncRow:
@@ -154,3 +156,6 @@ async def count_unfinished_locked(conn: Connection, namespace: str, limit: int) 
     await fetch_all(conn, "resource_lock_namespace", {"key": NAMESPACE_LOCK_KEY, "namespace": namespace})
     rows = await fetch_all(conn, "resource_count_unfinished", {"namespace": namespace, "limit": limit})
     return int(rows[0]["unfinished"])
+
+
+

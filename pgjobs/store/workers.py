@@ -37,7 +37,11 @@ async def register(
     concurrency: int,
     heartbeat_interval: float = 2.0,
     stall_timeout: float = STALL_TIMEOUT,
+    *,
+    tasks: Sequence[str] | None = None,
 ) -> None:
+    """Record a worker: `tasks` are the names of the tasks it can run (None: any, as for
+    workers of code that did not record them)."""
     await conn.execute(
         QUERIES["worker_register"],
         {
@@ -48,6 +52,7 @@ async def register(
             "concurrency": concurrency,
             "heartbeat_interval": heartbeat_interval,
             "stall_timeout": stall_timeout,
+            "tasks": None if tasks is None else list(tasks),
         },
     )
 

@@ -65,6 +65,9 @@ class Worker:
         self.counts_idle = listen and not settings.burst
         #: Whether the listener's LISTEN is in place now (a wake-up sent meanwhile is lost).
         self._listening = False
+        #: The tasks this worker can run, recorded in its row: it claims only jobs of these, so
+        #: a job of a task it lacks waits for a worker that has it (a mixed fleet, a rollout).
+        self.tasks = tuple(registry.names())
 
     def keeps(self, claimed_at: float) -> bool:
         """Whether a job this worker claimed at `claimed_at` (monotonic) cannot have been rescued:
@@ -139,6 +142,7 @@ class Worker:
             settings.concurrency,
             settings.heartbeat_interval,
             settings.stall_timeout,
+            tasks=self.tasks,
         )
 
     async def _wait_for_database(self) -> Connection:

@@ -65,6 +65,8 @@ class Owner(Protocol):
     force_exit: bool
     #: Whether the worker's row counts idle slots for targeted wake-ups.
     counts_idle: bool
+    #: The tasks it can run: a claim takes only jobs of these.
+    tasks: tuple[str, ...]
 
     def keeps(self, claimed_at: float) -> bool: ...
 
@@ -173,7 +175,9 @@ class Slot:
         was_idle = self._was_idle()
 
         async def claim(conn: Connection) -> ClaimedJob | None:
-            return await jobs.claim(conn, worker.id, worker.settings.queues, was_idle=was_idle)
+            return await jobs.claim(
+                conn, worker.id, worker.settings.queues, was_idle=was_idle, tasks=worker.tasks
+            )
 
         started = time.perf_counter()
         self._enter(SlotState.CLAIMING)
@@ -256,7 +260,14 @@ class Slot:
         async def complete(conn: Connection) -> tuple[bool, ClaimedJob | None]:
             if chain:
                 return await jobs.complete_and_claim(
-                    conn, job, outcome.result, None, worker.id, worker.settings.queues, was_idle=was_idle
+                    conn,
+                    job,
+                    outcome.result,
+                    None,
+                    worker.id,
+                    worker.settings.queues,
+                    was_idle=was_idle,
+                    tasks=worker.tasks,
                 )
             return await jobs.complete(conn, job, outcome.result), None
 

@@ -119,9 +119,11 @@ def test_worker_survives_whatever_got_in(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     found = db.call(lambda conn: jobs.list_jobs(conn, limit=1000))
-    assert all(job.state in FINISHED_STATES for job in found), [(j.task, j.args, j.state) for j in found]
+    # A task the worker does not know is left for a worker that has it, not failed.
+    known = [job for job in found if job.task != "unknown_task"]
+    assert all(job.state in FINISHED_STATES for job in known), [(j.task, j.args, j.state) for j in known]
+    assert {(job.state.phase, job.attempt) for job in found if job.task == "unknown_task"} == {("Pending", 0)}
     failed = {(job.task, json.dumps(job.args)): job.message for job in found if job.state.phase == "Failed"}
-    assert "unknown task 'unknown_task'" in (failed[("unknown_task", "{}")] or "")
     assert "args do not fit task 'sleep'" in (
         failed[("sleep", json.dumps({"unexpected": [1, {"x": None}]}))] or ""
     )

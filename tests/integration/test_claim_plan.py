@@ -103,3 +103,43 @@ def test_the_check_sees_a_sorted_plan(conn: Conn) -> None:
     conn.execute("SET enable_indexscan = off")
     with pytest.raises(AssertionError):
         assert_claim_stops_at_the_first_row(custom_plan(conn, ("default",)))
+
+
+#: Pending rows at the head of the index (High, oldest) of a task the claiming worker lacks.
+LACKING = 20_000
+
+
+def lacking_head(conn: Conn, *, analyze_after: bool) -> None:
+    """A mixed fleet's queue: the first LACKING pending rows are of a task the worker (tasks
+    ['noop'], coldburst.claim_parameters) cannot run, then a burst of its own; analyzed before
+    the rows came (statistics that know nothing) or after (that know the head is someone else's)."""
+    coldburst.analyze(conn)
+    conn.execute(
+        "INSERT INTO pgjobs.jobs (task, priority) SELECT 'elsewhere', 2 FROM generate_series(1, %s)",
+        [LACKING],
+    )
+    coldburst.insert(conn, 2_000)
+    if analyze_after:
+        coldburst.analyze(conn)
+
+
+@pytest.mark.parametrize("analyze_after", [False, True], ids=["analyzed before", "analyzed after"])
+def test_a_head_of_tasks_the_worker_lacks_is_stepped_over_in_index_order(
+    conn: Conn, analyze_after: bool
+) -> None:
+    """The task filter keeps the plan (the CASE hides it from the estimate as it hides the queue),
+    and the claim walks the index over the rows it cannot run to its first own one: a cost in
+    proportion to them (docs/architecture.md gives the figures), not a scan and sort of all."""
+    lacking_head(conn, analyze_after=analyze_after)
+    assert_claim_stops_at_the_first_row(custom_plan(conn, ("default",)))
+    assert_claim_stops_at_the_first_row(generic_plan(conn, ("default",)))
+    conn.execute("RESET plan_cache_mode")
+    with conn.transaction(force_rollback=True):
+        row = conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + CLAIM, coldburst.claim_parameters(("default",))
+        ).fetchone()
+        assert row is not None
+        [scan] = [
+            node for node in coldburst.nodes(row[0][0]["Plan"]) if node.get("Index Name") == PENDING_INDEX
+        ]
+        assert scan["Actual Rows"] == 1 and scan["Rows Removed by Filter"] == LACKING

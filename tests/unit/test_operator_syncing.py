@@ -135,6 +135,9 @@ class FakeSync:
     async def post_event(self, *_: object) -> None:
         return None
 
+    async def mark_no_worker(self, _conn: object, _after: float) -> tuple[int, int]:
+        return 0, 0
+
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[None]:
         yield None
@@ -144,6 +147,7 @@ def run_syncer(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run a Syncer against the fake until every row is copied and recorded."""
     monkeypatch.setattr(syncing.resources, "list_unsynced", fake.list_unsynced)
     monkeypatch.setattr(syncing.resources, "mark_synced", fake.mark_synced)
+    monkeypatch.setattr(syncing.jobs, "mark_no_worker", fake.mark_no_worker)
     settings = OperatorSettings(status_writes_per_second=1000.0, sync_interval=0.01)
     ctx = types.SimpleNamespace(settings=settings, kube=fake, sync_database=fake, fence=lambda: None)
 

@@ -151,11 +151,13 @@ def _recording_slot(monkeypatch: pytest.MonkeyPatch, *, burst: bool) -> tuple[Wo
     now = datetime.datetime.now(datetime.UTC)
     job = ClaimedJob(7, "noop", {}, 1, 3, 0, None, 41, now, now)
 
-    async def claim(conn: Any, worker_id: Any, queues: Any, *, was_idle: bool | None) -> ClaimedJob | None:
+    async def claim(
+        conn: Any, worker_id: Any, queues: Any, *, was_idle: bool | None, tasks: Any
+    ) -> ClaimedJob | None:
         calls.append(("claim", was_idle))
         return job if len(calls) == 1 else None
 
-    async def complete_and_claim(*_: Any, was_idle: bool | None) -> tuple[bool, None]:
+    async def complete_and_claim(*_: Any, was_idle: bool | None, tasks: Any) -> tuple[bool, None]:
         calls.append(("complete and claim", was_idle))
         return True, None
 
