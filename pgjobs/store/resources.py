@@ -156,6 +156,3 @@ async def count_unfinished_locked(conn: Connection, namespace: str, limit: int) 
     await fetch_all(conn, "resource_lock_namespace", {"key": NAMESPACE_LOCK_KEY, "namespace": namespace})
     rows = await fetch_all(conn, "resource_count_unfinished", {"namespace": namespace, "limit": limit})
     return int(rows[0]["unfinished"])
-
-
-
