@@ -235,14 +235,6 @@ def test_a_read_with_few_namespaces_takes_several_rows_of_each_in_turn(
     assert asyncio.run(read()) == [big[0], small[0], big[1], small[1], *big[2:6]]
 
 
-#: The index the read is written for (for migration 0005; created here while a migration lacks it).
-TURNS_INDEX = """
-CREATE INDEX IF NOT EXISTS jobs_unsynced_turns_idx ON pgjobs.jobs
-    (resource_namespace, (CASE WHEN state = synced_state AND attempt = synced_attempt THEN 1 ELSE 0 END), id)
-    WHERE change_count <> synced_count AND resource_uid IS NOT NULL
-"""
-
-
 def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [plan, *(node for child in plan.get("Plans", []) for node in plan_nodes(child))]
 
@@ -263,7 +255,6 @@ def test_a_read_touches_a_few_index_entries_on_a_large_table(database: connectin
         insert_rows(conn, "flooding", 20_000)
         for number in range(300):
             insert_rows(conn, f"tenant-{number:03d}", 3)
-        conn.execute(TURNS_INDEX)
         conn.execute("ANALYZE pgjobs.jobs")
         params = {
             "limit": 16,
