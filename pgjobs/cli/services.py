@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import socket
 import sys
 import time
@@ -194,6 +195,11 @@ def _worker(args: argparse.Namespace) -> int:
 
     registry.load(options.resolved_list(args, "--tasks"))
     settings = worker_settings(args)
+    # Every module and task is loaded and lives as long as the process: out of the cyclic
+    # collector's sight, its passes no longer walk them. Eight single-slot workers on two CPUs
+    # shared with PostgreSQL spent 11% less CPU per noop job (one worker: no difference).
+    gc.collect()
+    gc.freeze()
     asyncio.run(running.run_worker(database.settings(args), settings, listen=not args.no_listen))
     return 0
 
