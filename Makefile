@@ -105,6 +105,7 @@ test-cluster: setup controlplane helm coredns image
 bench: setup controlplane
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench
+	$(PY) -m bench --only throughput --durable --shared-cpus --rounds 2
 
 soak: setup controlplane
 	PGJOBS_SOAK=1 $(VENV)/bin/pytest -ra tests/faults $(PYTEST_ARGS)

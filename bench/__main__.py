@@ -10,6 +10,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +73,45 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not give PostgreSQL its own CPUs in the queue parts (see bench/README.md)",
     )
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="a durable server (fsync, synchronous_commit, full_page_writes on); with --shared-cpus,"
+        " a small real deployment (see bench/README.md)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every worker count this many times, interleaved (a noisy machine)",
+    )
+    parser.add_argument(
+        "--worker-log-level",
+        choices=("debug", "info", "warning"),
+        default="warning",
+        help="the pgjobs workers' log level (a deployment's default is info; lines below warning"
+        " go to /dev/null)",
+    )
+    parser.add_argument(
+        "--one-process",
+        type=int,
+        nargs="*",
+        metavar="K",
+        help="for these worker counts, also one process with K slots (default with --shared-cpus: 8)",
+    )
     parser.add_argument("--no-procrastinate", action="store_true", help="skip the Procrastinate baseline")
     args = parser.parse_args(argv)
     size = dict(SIZES["quick" if args.quick else "full"])
     size |= {
         k: v for k, v in {"jobs": args.jobs, "workers": args.workers, "samples": args.samples}.items() if v
     }
+    config = report.configuration(durable=args.durable, shared_cpus=args.shared_cpus)
+    config["worker_log_level"] = environment.WORKER_LOG_LEVEL = args.worker_log_level
     name = args.name or ("quick" if args.quick else "full")
     if not args.name and set(args.only) != set(PARTS):  # a partial run keeps the full one's file
         name += "-" + "-".join(part for part in PARTS if part in args.only)
+    if not args.name and config["name"] != "pinned":  # nor does another configuration
+        name += "-" + config["name"]
     RESULTS.mkdir(exist_ok=True)
 
     results: dict[str, Any] = {
@@ -91,17 +122,27 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "python": sys.version.split()[0],
         },
-        "server": "pgjobs.devenv.PostgresServer defaults: fsync, synchronous_commit, full_page_writes off",
+        "server": config["server"],
+        "configuration": config,
         "sizes": size,
+        "load_average_start": os.getloadavg(),
     }
     began = time.monotonic()
-    with PostgresServer() as server:
+    with PostgresServer(durable=args.durable) as server:
         with _connect(server) as conn:
             results["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
         with environment.split_cpus(server, enabled=not args.shared_cpus) as layout:
             results["cpu_layout"] = layout
             if "throughput" in args.only:
-                results["throughput"] = _throughput(server, size, skip_procrastinate=args.no_procrastinate)
+                results["throughput"] = _throughput(
+                    server,
+                    size,
+                    skip_procrastinate=args.no_procrastinate,
+                    rounds=args.rounds,
+                    slots_rows=args.one_process
+                    if args.one_process is not None
+                    else ([8] if args.shared_cpus else []),
+                )
             if "latency" in args.only:
                 results["latency"] = [
                     latency.run(server, size["samples"], workers) for workers in args.latency_workers
@@ -133,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
         results["cluster"] = cluster.run(size)
     results["duration_s"] = round(time.monotonic() - began, 1)
+    results["load_average_end"] = os.getloadavg()
 
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -153,24 +195,37 @@ def _progress(message: str) -> None:
 
 
 def _throughput(
-    server: PostgresServer, size: dict[str, Any], *, skip_procrastinate: bool
+    server: PostgresServer,
+    size: dict[str, Any],
+    *,
+    skip_procrastinate: bool,
+    rounds: int = 1,
+    slots_rows: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     rows = []
     procrastinate_error: str | None = "skipped (--no-procrastinate)" if skip_procrastinate else None
     startup = throughput.startup_cpu(server)
-    for workers in size["workers"]:
+    for round_, workers in ((r, w) for r in range(1, rounds + 1) for w in size["workers"]):
         row: dict[str, Any] = {"workers": workers, "jobs": size["jobs"]}
-        row["pgjobs"] = measured = throughput.run_pgjobs(server, size["jobs"], workers)
+        if rounds > 1:
+            row["round"] = round_
+        row["pgjobs"] = measured = _loaded(throughput.run_pgjobs, server, size["jobs"], workers)
         # Worker CPU per job without each process's start-up and exit (measured on an empty queue).
         net = measured["worker_cpu_s"] - workers * startup
         measured["startup_cpu_s"] = startup
         measured["worker_cpu_us_per_job_net"] = 1e6 * net / max(1, measured["completed"])
-        row["pgbench"] = throughput.run_pgbench(server, size["jobs"], workers)
+        if workers > 1 and workers in slots_rows:
+            # The same slots in one process: one wake-up may serve several answers.
+            one = row["pgjobs_one_process"] = _loaded(throughput.run_pgjobs, server, size["jobs"], 1, workers)
+            one["worker_cpu_us_per_job_net"] = (
+                1e6 * (one["worker_cpu_s"] - startup) / max(1, one["completed"])
+            )
+        row["pgbench"] = _loaded(throughput.run_pgbench, server, size["jobs"], workers)
         if workers == 1:
-            row["store_loop"] = throughput.run_store_loop(server, size["jobs"])
+            row["store_loop"] = _loaded(throughput.run_store_loop, server, size["jobs"])
         if procrastinate_error is None:
             try:
-                row["procrastinate"] = throughput.run_procrastinate(server, size["jobs"], workers)
+                row["procrastinate"] = _loaded(throughput.run_procrastinate, server, size["jobs"], workers)
             except Exception as error:
                 procrastinate_error = f"{type(error).__name__}: {error}"
         if procrastinate_error:
@@ -178,6 +233,15 @@ def _throughput(
         _progress(f"throughput {workers} worker(s): {report.throughput_line(row)}")
         rows.append(row)
     return rows
+
+
+def _loaded(run: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """One measurement, with the machine's load average (1 min) before and after it: the machine
+    is shared, and a figure taken under a high load is repeated or said to be."""
+    before = os.getloadavg()[0]
+    measured = run(*args)
+    measured["load_average"] = [round(before, 2), round(os.getloadavg()[0], 2)]
+    return measured
 
 
 if __name__ == "__main__":

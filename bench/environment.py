@@ -1,9 +1,9 @@
 """The server all benchmarks share, fresh databases on it, and worker processes.
 
 One `PostgresServer` (pgjobs.devenv) per run, with its non-durable defaults (fsync,
-synchronous_commit and full_page_writes off): every figure and its baseline run on the same
-server with the same settings, so the comparison holds; absolute numbers on a durable server
-are lower for everyone.
+synchronous_commit and full_page_writes off) or durable (`python -m bench --durable`): every
+figure and its baseline run on the same server with the same settings, so the comparison holds;
+absolute numbers on a durable server are lower for everyone.
 """
 
 from __future__ import annotations
@@ -118,8 +118,13 @@ def enqueue(database: Database, job: NewJob, count: int) -> None:
         conn.execute("VACUUM ANALYZE pgjobs.jobs")
 
 
+#: The workers' `--log-level` (`python -m bench --worker-log-level`). Below warning their lines
+#: go to /dev/null: formatted and written as in a deployment, without flooding the run's output.
+WORKER_LOG_LEVEL = "warning"
+
+
 def worker_command(*options: str) -> list[str]:
-    return [sys.executable, "-m", "pgjobs.cli.main", "worker", "--log-level", "warning", *options]
+    return [sys.executable, "-m", "pgjobs.cli.main", "worker", "--log-level", WORKER_LOG_LEVEL, *options]
 
 
 def start_workers(
@@ -131,7 +136,7 @@ def start_workers(
             env=database.worker_env(),
             cwd=REPO,
             stdout=subprocess.DEVNULL,
-            stderr=None,
+            stderr=None if WORKER_LOG_LEVEL in ("warning", "error") else subprocess.DEVNULL,
             start_new_session=True,
         )
         for _ in range(count)

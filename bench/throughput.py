@@ -40,11 +40,12 @@ FROM pgjobs.jobs WHERE state = 'completed'
 """
 
 
-def run_pgjobs(server: PostgresServer, jobs_count: int, workers: int) -> dict[str, Any]:
+def run_pgjobs(server: PostgresServer, jobs_count: int, workers: int, slots: int = 1) -> dict[str, Any]:
+    """`workers` burst worker processes of `slots` slots each."""
     database = environment.pgjobs_database(server, f"tp_pgjobs_{workers}")
     environment.enqueue(database, NewJob("noop"), jobs_count)
     started = time.perf_counter()
-    processes = environment.start_workers(database, workers, ["--burst"])
+    processes = environment.start_workers(database, workers, ["--burst", "--concurrency", str(slots)])
     codes, cpu = environment.wait_with_cpu(processes)
     wall = time.perf_counter() - started
     result = _drain_rate(database, PGJOBS_SPAN)
