@@ -2,7 +2,8 @@
 
 With an operator and a worker running, each random spec is either refused by the API server with
 a message naming every bad field (`spec.<field>`), or accepted and then reaches a terminal phase
-(Completed, Failed with a status message, or Stopped when it asked to be stopped). The operator
+(Completed, Failed with a status message, or Stopped when it asked to be stopped), or, for a task
+no worker has, stays Pending with the condition Runnable=False (NoWorkerForTask). The operator
 and the worker never crash: still alive at the end, no traceback in their logs.
 
 Valid values are drawn only where the job finishes within the test's time: a valid one-day
@@ -20,7 +21,7 @@ from typing import Any
 
 import kubernetes
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.operator_helpers import GROUP, PLURAL, VERSION, Recorder, Services, query, wait_until
@@ -80,7 +81,7 @@ wrong_types = st.sampled_from([True, 1, 1.5, "text", [1], {"a": 1}])
 
 tasks = st.one_of(
     valid(st.sampled_from(["noop", "record", "sleep", "flaky"])),
-    valid(st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_.:-]{0,20}\Z")),  # unknown to the worker: Failed
+    valid(st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_.:-]{0,20}\Z")),  # unknown: Runnable=False
     invalid(st.text(max_size=20).filter(lambda text: not TASK_RE.fullmatch(text))),
     invalid(st.just("t" * 129)),
     invalid(wrong_types.filter(lambda value: not isinstance(value, str))),
@@ -144,16 +145,26 @@ def api_error(error: kubernetes.client.exceptions.ApiException) -> str:
 
 
 def terminal_version(recorder: Recorder, uid: str) -> Json | None:
+    """The version that ends the PgJob's run here: a terminal phase, or Pending with no worker
+    able to run its task (it waits, visibly, for one that can)."""
     for obj in reversed(recorder.seen):
-        if obj["metadata"]["uid"] == uid and (obj.get("status") or {}).get("phase") in TERMINAL:
+        status = obj.get("status") or {}
+        if obj["metadata"]["uid"] == uid and (status.get("phase") in TERMINAL or no_worker(status)):
             return obj
     return None
+
+
+def no_worker(status: Json) -> bool:
+    return status.get("phase") == "Pending" and any(
+        c.get("type") == "Runnable" and c.get("status") == "False" and c.get("reason") == "NoWorkerForTask"
+        for c in status.get("conditions", [])
+    )
 
 
 @pytest.fixture
 def running(services: Services) -> Services:
     services.env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", PGJOBS_TEST_LEDGER="/dev/null")
-    services.operator()
+    services.operator("operator", "--no-worker-after", "1")
     queues = [arg for queue in QUEUES for arg in ("--queue", queue)]
     services.worker("worker", "--tasks", "tests.sample_tasks", *queues)
     return services
@@ -171,6 +182,11 @@ def test_random_specs_are_refused_naming_the_field_or_run_to_an_end(
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+    # One of each outcome for certain: the 30 derandomized specs change with this function's code.
+    @example(spec={"task": Field("t" * 129, False)})
+    @example(spec={"task": Field("noop", True)})
+    @example(spec={"task": Field("noop", True), "args": Field({"big": "x" * 70_000}, True)})
+    @example(spec={"task": Field("no_worker_has_this", True)})
     @given(spec=specs())
     def throw(spec: dict[str, Field]) -> None:
         name = f"bad-{time.monotonic_ns()}"
@@ -194,7 +210,12 @@ def test_random_specs_are_refused_naming_the_field_or_run_to_an_end(
         uid = created["metadata"]["uid"]
         final = wait_until(lambda: terminal_version(recorder, uid), timeout=60, what=f"{name} terminal")
         status = final["status"]
-        if status["phase"] == "Failed":
+        if no_worker(status):
+            able = "SELECT 1 FROM pgjobs.workers WHERE state = 'alive' AND %s = ANY(tasks)"
+            assert query(database, able, spec["task"].value) == [], f"a worker has the task: {status}"
+            outcomes["NoWorkerForTask"] += 1
+            status = {**status, "phase": "NoWorkerForTask"}
+        elif status["phase"] == "Failed":
             assert status.get("message"), status
         elif status["phase"] == "Stopped":
             assert spec.get("stopped", Field(False, True)).value is True, status
@@ -207,7 +228,7 @@ def test_random_specs_are_refused_naming_the_field_or_run_to_an_end(
 
     throw()
     print(f"outcomes: {dict(outcomes)}")
-    assert outcomes["refused"] and outcomes["Completed"] and outcomes["Failed"], outcomes
+    assert all(outcomes[kind] for kind in ("refused", "Completed", "Failed", "NoWorkerForTask")), outcomes
     for process in running.processes:
         assert process.alive(), f"{process.name} exited:\n{process.text()[-3000:]}"
         assert "Traceback" not in process.text(), f"{process.name} logged a traceback"
@@ -228,7 +249,10 @@ def test_ttl_zero_jobs_show_their_outcome_before_deletion(
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "PgJob",
             "metadata": {"name": f"ttl0-{i}"},
-            "spec": {"task": "noop" if i % 2 else f"unknown{i}", "ttlSecondsAfterFinished": 0},
+            # every other one fails: its only attempt raises
+            "spec": {"task": "noop", "ttlSecondsAfterFinished": 0}
+            if i % 2
+            else {"task": "flaky", "maxAttempts": 1, "ttlSecondsAfterFinished": 0},
         }
         for i in range(20)
     ]
