@@ -13,7 +13,7 @@ from pgjobs.devenv import postgres
 from pgjobs.store import connecting, migrating
 
 #: Registered here, once, so every suite shares one control plane per session.
-pytest_plugins = ["tests.cluster_fixtures", "tests.e2e.operator_helpers"]
+pytest_plugins = ["tests.cluster_fixtures", "tests.e2e.chart_helpers", "tests.e2e.operator_helpers"]
 
 _database_numbers = itertools.count(1)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,15 @@ def helm_binary() -> Path | None:
         subprocess.run([str(BUILD)], check=True, timeout=1800)
         return path
     return None
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary for the chart tests (a fixture of every suite: tests/conftest.py)."""
+    path = helm_binary()
+    if path is None:
+        pytest.skip("helm is not built: run deploy/helm/build.sh (`make helm`, a few minutes)")
+    return path
 
 
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

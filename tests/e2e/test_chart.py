@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.chart_helpers import CHART, ROOT, Obj, chart_rbac, helm_binary, render, run_helm, values_file
+from tests.e2e.chart_helpers import CHART, ROOT, Obj, chart_rbac, render, run_helm, values_file
 from tests.e2e.operator_helpers import (
     Services,
     create,
@@ -54,14 +54,6 @@ WITH_HPA: Obj = {
 FOREIGN_CRDS = [
     ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
 ]
-
-
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    path = helm_binary()
-    if path is None:
-        pytest.skip("helm is not built: run deploy/helm/build.sh (`make helm`, a few minutes)")
-    return path
 
 
 def kinds(objects: list[Obj]) -> set[str]:

@@ -10,20 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e.chart_helpers import helm_binary, render
+from tests.e2e.chart_helpers import render
 
 Obj = dict[str, Any]
 EVERYTHING = {"postgresql": {"enabled": True}, "worker": {"hpa": {"enabled": True}}}
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    path = helm_binary()
-    if path is None:
-        pytest.skip("helm is not built: run deploy/helm/build.sh (`make helm`, a few minutes)")
-    return path
 
 
 def pod_templates(objects: list[Obj]) -> list[Obj]:

@@ -11,9 +11,6 @@ import yaml
 
 from pgjobs.operator import policy
 from tests.e2e.chart_helpers import CHART, Obj, render, run_helm, values_file
-from tests.e2e.test_chart import helm
-
-__all__ = ["helm"]
 
 POLICY: Obj = {
     "contact": "the platform team (#platform)",
