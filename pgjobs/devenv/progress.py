@@ -16,8 +16,8 @@ from typing import TextIO
 def watch(kubeconfig: Path, namespace: str, selector: str, timeout: float, out: TextIO) -> int:
     """Follow the PgJobs matching `selector` until all are finished; the plugin's exit code."""
     argv = [
-        sys.executable, "-m", "pgjobs.cli.kubectl", "watch", "--kubeconfig", str(kubeconfig),
-        "--namespace", namespace, "--selector", selector, "--timeout", f"{timeout:.0f}s",
+        sys.executable, "-m", "pgjobs.cli.kubectl", "--kubeconfig", str(kubeconfig),
+        "--namespace", namespace, "watch", "--selector", selector, "--timeout", f"{timeout:.0f}s",
     ]  # fmt: skip
     if out is sys.stdout:  # the terminal itself: progress bars, as the user would see them
         sys.stdout.flush()
