@@ -9,5 +9,6 @@ from __future__ import annotations
 GROUP = "pgjobs.dev"
 VERSION = "v1alpha1"
 PLURAL = "pgjobs"
+SINGULAR = "pgjob"
 KIND = "PgJob"
 API_VERSION = f"{GROUP}/{VERSION}"

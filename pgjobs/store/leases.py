@@ -57,4 +57,3 @@ async def show(conn: Connection) -> Leadership | None:
     if row is None:
         return None
     return Leadership(int(row["term"]), str(row["holder"]), row["remaining"])
-

@@ -254,6 +254,7 @@ class FakeJobs:
     """Just enough of PgJobApi for the verbs; records what was called."""
 
     namespace = "ns"
+    all_namespaces = False
 
     def __init__(self, *listings: list[dict[str, Any]]) -> None:
         # Each list call returns the next listing; the last one repeats.
@@ -400,12 +401,18 @@ def test_parser_global_options_and_verbs() -> None:
         ["submit", "sleep", "--priority", "Urgent"],
         ["submit", "sleep", "--name", "a", "--generate-name", "b-"],
         ["stop"],
+        ["restart", "a", "-l", "app=x"],
+        ["submit", "sleep", "--dry-run=client", "--wait"],
+        ["submit", "sleep", "--label", "no-equals-sign"],
+        ["submit", "sleep", "--label", "a=b c"],
+        ["submit", "sleep", "-o", "wide"],
         ["list"],
+        ["rescue"],
     ],
 )
 def test_parser_refuses(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        arguments.build_parser().parse_args(argv)
+        arguments.parse_command_line(argv)
     assert exit_.value.code == 2
 
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from pgjobs.cli.kubectl.api import connect
-from pgjobs.cli.kubectl.arguments import build_parser
+from pgjobs.cli.kubectl.arguments import parse_command_line
 from pgjobs.cli.kubectl.errors import PluginError
 from pgjobs.cli.kubectl.watching import Selection, run_watch
 
@@ -27,7 +27,7 @@ __all__ = ["Selection", "connect", "main", "run_watch"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `kubectl-pgjobs` console script."""
-    opts = build_parser().parse_args(argv)
+    opts = parse_command_line(argv)
     try:
         return int(opts.func(opts, sys.stdout))
     except PluginError as exc:

@@ -51,32 +51,49 @@ def api_errors(what: str) -> Iterator[None]:
 
 
 class PgJobApi:
-    """PgJob calls of one namespace, returning plain JSON dicts."""
+    """PgJob calls of one namespace (or, for list and watch, of all), returning plain JSON dicts."""
 
-    def __init__(self, api: Any, namespace: str) -> None:
+    def __init__(
+        self, api: Any, namespace: str, all_namespaces: bool = False, request_timeout: float | None = None
+    ) -> None:
         self._api = api  # kubernetes.client.CustomObjectsApi
         self.namespace = namespace
+        self.all_namespaces = all_namespaces
+        # kubectl's --request-timeout: 0 (the default) waits as long as the server takes.
+        self._limits: dict[str, Any] = {"_request_timeout": request_timeout} if request_timeout else {}
 
     def _where(self) -> tuple[str, str, str, str]:
         return crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL
 
-    def create(self, body: Json) -> Json:
-        return cast(Json, self._api.create_namespaced_custom_object(*self._where(), body))
+    def _listing(self) -> tuple[Any, tuple[str, ...]]:
+        """The list call and its leading arguments: of the namespace, or of the whole cluster."""
+        if self.all_namespaces:
+            return self._api.list_cluster_custom_object, (crd.GROUP, crd.VERSION, crd.PLURAL)
+        return self._api.list_namespaced_custom_object, self._where()
+
+    def create(self, body: Json, dry_run: bool = False) -> Json:
+        extra = {"dry_run": "All"} if dry_run else {}
+        return cast(
+            Json, self._api.create_namespaced_custom_object(*self._where(), body, **extra, **self._limits)
+        )
 
     def get(self, name: str) -> Json:
-        return cast(Json, self._api.get_namespaced_custom_object(*self._where(), name))
+        return cast(Json, self._api.get_namespaced_custom_object(*self._where(), name, **self._limits))
 
     def list_all(self, selector: str | None = None) -> Json:
-        return cast(Json, self._api.list_namespaced_custom_object(*self._where(), label_selector=selector))
+        call, where = self._listing()
+        return cast(Json, call(*where, label_selector=selector, **self._limits))
 
     def merge_patch(self, name: str, patch: Json) -> Json:
-        return cast(Json, self._api.patch_namespaced_custom_object(*self._where(), name, patch))
+        return cast(
+            Json, self._api.patch_namespaced_custom_object(*self._where(), name, patch, **self._limits)
+        )
 
     def json_patch(self, name: str, patch: list[Json]) -> Json:
         return cast(
             Json,
             self._api.patch_namespaced_custom_object(
-                *self._where(), name, patch, _content_type="application/json-patch+json"
+                *self._where(), name, patch, _content_type="application/json-patch+json", **self._limits
             ),
         )
 
@@ -85,7 +102,7 @@ class PgJobApi:
         from kubernetes.client import V1DeleteOptions, V1Preconditions
 
         options = V1DeleteOptions(preconditions=V1Preconditions(uid=uid, resource_version=resource_version))
-        self._api.delete_namespaced_custom_object(*self._where(), name, body=options)
+        self._api.delete_namespaced_custom_object(*self._where(), name, body=options, **self._limits)
 
     def watch(self, selector: str | None, resource_version: str, timeout: int) -> Iterator[Json]:
         """Raw watch events (dicts with 'type' and 'object') from a resourceVersion."""
@@ -93,9 +110,10 @@ class PgJobApi:
 
         untyped: Any = watch  # the client's watch module is not annotated
         watcher = untyped.Watch()
+        call, where = self._listing()
         stream = watcher.stream(
-            self._api.list_namespaced_custom_object,
-            *self._where(),
+            call,
+            *where,
             label_selector=selector,
             resource_version=resource_version,
             allow_watch_bookmarks=True,
@@ -111,6 +129,7 @@ class JobsApi(Protocol):
     """What the verbs need of PgJobApi (the unit tests pass fakes)."""
 
     namespace: str
+    all_namespaces: bool
 
     def get(self, name: str) -> Json: ...
     def list_all(self, selector: str | None = None) -> Json: ...
@@ -135,7 +154,38 @@ def kube_namespace(kubeconfig: str, context: str | None) -> str:
 
 
 def connect(opts: argparse.Namespace) -> PgJobApi:
-    """A PgJobApi from --kubeconfig/--context/--namespace."""
+    """A PgJobApi from the global flags (--kubeconfig, --context, --namespace, --request-timeout)."""
+    from kubernetes import client
+
+    api_client, namespace = load_client(opts)
+    return PgJobApi(
+        client.CustomObjectsApi(api_client),
+        namespace,
+        all_namespaces=bool(getattr(opts, "all_namespaces", False)),
+        request_timeout=opts.request_timeout,
+    )
+
+
+def operator_versions(opts: argparse.Namespace) -> list[tuple[str, str]]:
+    """(namespace/name, version label) of every pgjobs operator Deployment the user may list."""
+    from kubernetes import client
+
+    api_client, _ = load_client(opts)
+    extra = {"_request_timeout": opts.request_timeout} if opts.request_timeout else {}
+    found: Any = client.AppsV1Api(api_client).list_deployment_for_all_namespaces(
+        label_selector="app.kubernetes.io/name=pgjobs,app.kubernetes.io/component=operator", **extra
+    )
+    return [
+        (
+            f"{d.metadata.namespace}/{d.metadata.name}",
+            (d.metadata.labels or {}).get("app.kubernetes.io/version", "?"),
+        )
+        for d in found.items
+    ]
+
+
+def load_client(opts: argparse.Namespace) -> tuple[Any, str]:
+    """An ApiClient and the namespace to use, from the global flags."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
@@ -155,5 +205,4 @@ def connect(opts: argparse.Namespace) -> PgJobApi:
         namespace = opts.namespace or kube_namespace(kubeconfig, opts.context)
     except ConfigException as exc:
         raise PluginError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
-    api = client.CustomObjectsApi(client.ApiClient(configuration))
-    return PgJobApi(api, namespace)
+    return client.ApiClient(configuration), namespace

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from pgjobs.cli.kubectl import objects
 from pgjobs.cli.kubectl.objects import DEFAULT_PRUNE_PHASES, FINISHED_PHASES, PRIORITIES
-from pgjobs.cli.kubectl.verbs import cmd_prune, cmd_restart, cmd_start, cmd_stop, cmd_submit, cmd_watch
+from pgjobs.cli.kubectl.verbs import (
+    cmd_prune,
+    cmd_restart,
+    cmd_start,
+    cmd_stop,
+    cmd_submit,
+    cmd_version,
+    cmd_watch,
+)
 
 DESCRIPTION = """\
 Manage PgJobs (pgjobs.dev/v1alpha1): background jobs run by pgjobs workers.
@@ -23,9 +32,13 @@ EPILOG = """\
 examples:
   kubectl pgjobs submit sleep --args '{"seconds": 10, "steps": 10}' --priority High
   kubectl pgjobs watch --selector app.kubernetes.io/part-of=pgjobs-demo
-  kubectl pgjobs stop my-job; kubectl pgjobs start my-job
-  kubectl pgjobs restart my-failed-job
+  kubectl pgjobs stop my-job -n team-a; kubectl pgjobs start my-job -n team-a
+  kubectl pgjobs restart -l app=batch
   kubectl pgjobs prune --phase Completed,Failed --older-than 1h --dry-run
+  kubectl pgjobs version
+
+global flags (-n/--namespace, --context, --kubeconfig, --request-timeout)
+go before or after the verb, as with kubectl itself.
 
 exit codes: 0 ok; 1 a job Failed/was Stopped, or an API call failed;
             2 bad usage; 124 watch timed out
@@ -47,6 +60,8 @@ equivalent:
 examples:
   kubectl pgjobs submit sleep --args '{"seconds": 5}'
   kubectl pgjobs submit resize --name resize-42 --priority High --max-attempts 5 --wait
+  kubectl pgjobs submit sleep -n team-a --label app=batch -o name
+  kubectl pgjobs submit sleep --dry-run=client -o yaml > job.yaml   # then: kubectl apply -f job.yaml
 """,
     ),
     "stop": (
@@ -54,6 +69,7 @@ examples:
         """\
 equivalent:
   kubectl patch pgjob NAME --type merge -p '{"spec":{"stopped":true}}'
+with -l SELECTOR, every PgJob matching it (kubectl get pgjobs -l SELECTOR).
 """,
     ),
     "start": (
@@ -61,6 +77,7 @@ equivalent:
         """\
 equivalent:
   kubectl patch pgjob NAME --type merge -p '{"spec":{"stopped":false}}'
+with -l SELECTOR, every PgJob matching it (kubectl get pgjobs -l SELECTOR).
 """,
     ),
     "restart": (
@@ -73,6 +90,7 @@ concurrent restarts are two restarts:
   kubectl patch pgjob NAME --type json -p \\
     '[{"op":"test","path":"/spec/restarts","value":0},
       {"op":"replace","path":"/spec/restarts","value":1}]'
+with -l SELECTOR, every PgJob matching it (kubectl get pgjobs -l SELECTOR).
 """,
     ),
     "prune": (
@@ -90,12 +108,20 @@ spec.ttlSecondsAfterFinished makes the operator delete jobs by itself.
         "show live progress until the shown PgJobs are finished",
         """\
 equivalent:
-  kubectl get pgjobs -w
+  kubectl get pgjobs -w        (-A: kubectl get pgjobs -A -w)
 shows the named jobs, or the jobs matching --selector, or else the jobs of
 the namespace that are not finished yet (--all: finished ones too), plus
 jobs created while watching. Progress bars on a terminal, one line per
 change otherwise. Exits 0 when all are Completed, 1 if any is Failed or
 Stopped (or deleted), 124 on --timeout.
+""",
+    ),
+    "version": (
+        "print the plugin's version and, where visible, the operators' versions",
+        """\
+equivalent:
+  kubectl get deployments -A -l app.kubernetes.io/name=pgjobs,app.kubernetes.io/component=operator \\
+    -L app.kubernetes.io/version
 """,
     ),
 }
@@ -141,6 +167,34 @@ def phases_arg(text: str) -> frozenset[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+OUTPUT_FORMATS = ("name", "json", "yaml")
+SELECTED_VERBS = frozenset({"stop", "start", "restart"})
+DRY_RUN_MODES = ("none", "client", "server")
+
+
+def add_global_flags(parser: argparse.ArgumentParser, *, after_verb: bool) -> None:
+    """kubectl's global flags; after the verb they override nothing unless given (SUPPRESS)."""
+    default: Any = argparse.SUPPRESS if after_verb else None
+    group = parser.add_argument_group("global flags (before or after the verb, as in kubectl)")
+    group.add_argument(
+        "--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)"
+    )
+    group.add_argument("--context", default=default, help="kubeconfig context (default: the current one)")
+    group.add_argument(
+        "-n",
+        "--namespace",
+        default=default,
+        help="namespace (default: the context's namespace, else default)",
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=duration_arg,
+        default=default,
+        metavar="DURATION",
+        help="give up on each API request after this (30s, 1m; 0 = no limit, the default)",
+    )
+
+
 def add_verb(sub: Any, name: str, func: Callable[[argparse.Namespace, TextIO], int]) -> Any:
     summary, details = VERB_HELP[name]
     parser = sub.add_parser(
@@ -151,7 +205,18 @@ def add_verb(sub: Any, name: str, func: Callable[[argparse.Namespace, TextIO], i
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(func=func)
+    add_global_flags(parser, after_verb=True)
     return parser
+
+
+def label_arg(text: str) -> tuple[str, str]:
+    """A --label KEY=VALUE, checked against Kubernetes' label syntax."""
+    key, sep, value = text.partition("=")
+    if not sep or not objects.valid_label(key, value):
+        raise argparse.ArgumentTypeError(
+            f"invalid label {text!r}: use KEY=VALUE, e.g. team=data or app.kubernetes.io/part-of=reports"
+        )
+    return key, value
 
 
 def add_submit(sub: Any) -> None:
@@ -166,13 +231,37 @@ def add_submit(sub: Any) -> None:
     names = p.add_mutually_exclusive_group()
     names.add_argument("--name", help="exact object name")
     names.add_argument("--generate-name", metavar="PREFIX", help="name prefix (default: TASK-)")
+    p.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        type=label_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label on the PgJob (repeatable)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUT_FORMATS,
+        help="print the PgJob as name (pgjob.pgjobs.dev/NAME), json or yaml (default: its bare name)",
+    )
+    p.add_argument(
+        "--dry-run",
+        nargs="?",
+        const="client",
+        default="none",
+        choices=DRY_RUN_MODES,
+        help="client: print the manifest only; server: also let the API server validate it",
+    )
     p.add_argument("--wait", action="store_true", help="watch the job until it finished")
     p.add_argument("--wait-timeout", type=duration_arg, metavar="DURATION", help="give up waiting after this")
 
 
-def add_names_verb(sub: Any, name: str, func: Callable[[argparse.Namespace, TextIO], int]) -> None:
+def add_selected_verb(sub: Any, name: str, func: Callable[[argparse.Namespace, TextIO], int]) -> None:
     p = add_verb(sub, name, func)
-    p.add_argument("names", nargs="+", metavar="NAME", help="PgJob names")
+    p.add_argument("names", nargs="*", metavar="NAME", help="PgJob names (or -l SELECTOR)")
+    p.add_argument("-l", "--selector", help="label selector instead of names, e.g. app=batch")
 
 
 def add_prune(sub: Any) -> None:
@@ -198,8 +287,18 @@ def add_watch(sub: Any) -> None:
     p = add_verb(sub, "watch", cmd_watch)
     p.add_argument("names", nargs="*", metavar="NAME", help="PgJob names (default: see below)")
     p.add_argument("-l", "--selector", help="label selector, e.g. app.kubernetes.io/part-of=demo")
+    p.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="PgJobs of every namespace (shown as NAMESPACE/NAME)",
+    )
     p.add_argument("--all", action="store_true", help="include jobs already finished")
     p.add_argument("--timeout", type=duration_arg, metavar="DURATION", help="give up after this")
+
+
+def add_version(sub: Any) -> None:
+    add_verb(sub, "version", cmd_version)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,16 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
-    parser.add_argument(
-        "-n", "--namespace", help="namespace (default: the context's namespace, else default)"
-    )
+    add_global_flags(parser, after_verb=False)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     add_submit(sub)
-    add_names_verb(sub, "stop", cmd_stop)
-    add_names_verb(sub, "start", cmd_start)
-    add_names_verb(sub, "restart", cmd_restart)
+    add_selected_verb(sub, "stop", cmd_stop)
+    add_selected_verb(sub, "start", cmd_start)
+    add_selected_verb(sub, "restart", cmd_restart)
     add_prune(sub)
     add_watch(sub)
+    add_version(sub)
     return parser
+
+
+def parse_command_line(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check what argparse alone cannot: exits 2 with argparse's usage line on misuse."""
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if opts.verb in SELECTED_VERBS and bool(opts.names) == bool(opts.selector):
+        parser.error(f"{opts.verb}: give PgJob names or -l SELECTOR (one of the two)")
+    if opts.verb == "submit" and opts.wait and opts.dry_run != "none":
+        parser.error("submit: --wait cannot follow a --dry-run (nothing is created)")
+    return opts

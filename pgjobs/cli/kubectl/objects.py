@@ -31,6 +31,19 @@ def parse_args_json(text: str) -> Json:
     return value
 
 
+# Kubernetes' label syntax: an optional DNS-subdomain prefix and a name of up to 63 characters.
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def valid_label(key: str, value: str) -> bool:
+    """Whether KEY=VALUE is a label the API server accepts."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _LABEL_PREFIX.fullmatch(prefix)):
+        return False
+    return bool(name) and all(_LABEL_NAME.fullmatch(part) for part in (name, value))
+
+
 def generate_name_for(task: str) -> str:
     """A valid metadata.generateName prefix derived from a task name."""
     # Task names allow upper case, '_', '.', ':' which object names do not.
@@ -49,6 +62,7 @@ def build_manifest(
     ttl_seconds: int | None = None,
     name: str | None = None,
     generate_name: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Json:
     """The PgJob object `submit` creates; unset options are left to CRD defaults."""
     spec: Json = {"task": task, "args": args}
@@ -61,6 +75,8 @@ def build_manifest(
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     metadata: Json = {"name": name} if name else {"generateName": generate_name or generate_name_for(task)}
+    if labels:
+        metadata["labels"] = dict(labels)
     return {"apiVersion": crd.API_VERSION, "kind": crd.KIND, "metadata": metadata, "spec": spec}
 
 

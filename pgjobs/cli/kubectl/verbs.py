@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from typing import TextIO
 
+import yaml
+
+import pgjobs
 from pgjobs import crd
-from pgjobs.cli.kubectl.api import JobsApi, api_errors, connect
+from pgjobs.cli.kubectl.api import JobsApi, api_errors, connect, load_client, operator_versions
 from pgjobs.cli.kubectl.errors import EXIT_FAILED, EXIT_OK, PluginError
 from pgjobs.cli.kubectl.objects import (
     Json,
@@ -37,22 +41,60 @@ def cmd_submit(opts: argparse.Namespace, out: TextIO) -> int:
         ttl_seconds=opts.ttl,
         name=opts.name,
         generate_name=opts.generate_name,
+        labels=dict(opts.labels),
     )
+    if opts.dry_run == "client":
+        body["metadata"]["namespace"] = opts.namespace or namespace_of(opts)
+        print(render(body, opts.output or "yaml"), file=out, end="", flush=True)
+        return EXIT_OK
     jobs = connect(opts)
     with api_errors(f"cannot create PgJob for task {opts.task!r}"):
-        created = jobs.create(body)
-    name = str(created["metadata"]["name"])
-    print(name, file=out, flush=True)
+        created = jobs.create(body, dry_run=opts.dry_run == "server")
+    if opts.dry_run == "server" and not opts.output:
+        print(render(created, "yaml"), file=out, end="", flush=True)
+        return EXIT_OK
+    name = str(created["metadata"].get("name") or "")
+    print(render(created, opts.output) if opts.output else f"{name}\n", file=out, end="", flush=True)
     if not opts.wait:
         return EXIT_OK
     return run_watch(jobs, Selection(names=frozenset({name})), opts.wait_timeout, out)
+
+
+def namespace_of(opts: argparse.Namespace) -> str:
+    """The namespace a client-side dry run shows: the kubeconfig's, without calling the API."""
+    try:
+        return load_client(opts)[1]
+    except PluginError:
+        return "default"  # no kubeconfig needed to print a manifest
+
+
+def render(obj: Json, output: str) -> str:
+    """A PgJob as -o name, json or yaml prints it (as kubectl does)."""
+    if output == "name":
+        metadata = obj["metadata"]
+        return f"{crd.SINGULAR}.{crd.GROUP}/{metadata.get('name') or metadata.get('generateName', '')}\n"
+    if output == "json":
+        return json.dumps(obj, indent=2) + "\n"
+    return str(yaml.safe_dump(obj, sort_keys=False))
+
+
+def selected_names(jobs: JobsApi, opts: argparse.Namespace) -> list[str]:
+    """The NAMEs given, or the PgJobs matching -l SELECTOR (the parser allows exactly one)."""
+    if opts.names:
+        return list(opts.names)
+    with api_errors(f"cannot list PgJobs in namespace {jobs.namespace!r}"):
+        items = jobs.list_all(opts.selector).get("items") or []
+    names = [str(obj["metadata"]["name"]) for obj in items]
+    if not names:
+        raise PluginError(f"no PgJobs match {opts.selector!r} in namespace {jobs.namespace}")
+    return names
 
 
 def set_stopped(opts: argparse.Namespace, stopped: bool, out: TextIO) -> int:
     jobs = connect(opts)
     verb = "stop" if stopped else "start"
     failures = 0
-    for name in opts.names:
+    for name in selected_names(jobs, opts):
         try:
             with api_errors(f"cannot {verb} PgJob {name!r}"):
                 jobs.merge_patch(name, stopped_patch(stopped))
@@ -60,7 +102,7 @@ def set_stopped(opts: argparse.Namespace, stopped: bool, out: TextIO) -> int:
             failures += 1
             print(f"error: {exc}", file=sys.stderr)
             continue
-        print(f"pgjob.{crd.GROUP}/{name} {verb} requested", file=out)
+        print(f"{crd.SINGULAR}.{crd.GROUP}/{name} {verb} requested", file=out)
     return EXIT_FAILED if failures else EXIT_OK
 
 
@@ -105,14 +147,14 @@ def restart_one(jobs: JobsApi, name: str) -> int:
 def cmd_restart(opts: argparse.Namespace, out: TextIO) -> int:
     jobs = connect(opts)
     failures = 0
-    for name in opts.names:
+    for name in selected_names(jobs, opts):
         try:
             restarts = restart_one(jobs, name)
         except PluginError as exc:
             failures += 1
             print(f"error: {exc}", file=sys.stderr)
             continue
-        print(f"pgjob.{crd.GROUP}/{name} restart requested (spec.restarts={restarts})", file=out)
+        print(f"{crd.SINGULAR}.{crd.GROUP}/{name} restart requested (spec.restarts={restarts})", file=out)
     return EXIT_FAILED if failures else EXIT_OK
 
 
@@ -124,17 +166,17 @@ def prune_one(jobs: JobsApi, obj: Json, dry_run: bool) -> str:
     name = str(meta["name"])
     phase = (obj.get("status") or {}).get("phase")
     if dry_run:
-        return f"pgjob.{crd.GROUP}/{name} would be deleted ({phase}) (dry run)"
+        return f"{crd.SINGULAR}.{crd.GROUP}/{name} would be deleted ({phase}) (dry run)"
     try:
         jobs.delete_exact(name, str(meta["uid"]), str(meta["resourceVersion"]))
     except ApiException as exc:
         if exc.status == 404:
-            return f"pgjob.{crd.GROUP}/{name} already gone"
+            return f"{crd.SINGULAR}.{crd.GROUP}/{name} already gone"
         if exc.status == 409:
             # Restarted or otherwise changed after we listed it: not ours to delete.
-            return f"pgjob.{crd.GROUP}/{name} changed since listed, kept"
+            return f"{crd.SINGULAR}.{crd.GROUP}/{name} changed since listed, kept"
         raise
-    return f"pgjob.{crd.GROUP}/{name} deleted ({phase})"
+    return f"{crd.SINGULAR}.{crd.GROUP}/{name} deleted ({phase})"
 
 
 def cmd_prune(opts: argparse.Namespace, out: TextIO) -> int:
@@ -157,5 +199,22 @@ def cmd_watch(opts: argparse.Namespace, out: TextIO) -> int:
         names=frozenset(opts.names),
         selector=opts.selector,
         include_finished=opts.all or bool(opts.selector),
+        all_namespaces=opts.all_namespaces,
     )
     return run_watch(jobs, selection, opts.timeout, out)
+
+
+def cmd_version(opts: argparse.Namespace, out: TextIO) -> int:
+    """The plugin's version, then each operator's that the user may see (best effort)."""
+    print(f"kubectl-pgjobs {pgjobs.__version__}", file=out)
+    try:
+        with api_errors("cannot list the pgjobs operators"):
+            operators = operator_versions(opts)
+    except PluginError as exc:
+        print(f"operator: unknown ({exc})", file=out)
+        return EXIT_OK
+    if not operators:
+        print("operator: none found (no Deployment labelled app.kubernetes.io/component=operator)", file=out)
+    for where, version in operators:
+        print(f"operator {where}: {version}", file=out)
+    return EXIT_OK

@@ -36,13 +36,17 @@ class Snapshot:
         return self.phase in FINISHED_PHASES
 
 
-def snapshot_of(obj: Json) -> Snapshot:
-    """The watch view of a PgJob; a job the operator has not seen yet is Pending."""
+def snapshot_of(obj: Json, qualified: bool = False) -> Snapshot:
+    """The watch view of a PgJob (named NAMESPACE/NAME when `qualified`); not yet seen is Pending."""
     status = obj.get("status") or {}
     progress = status.get("progress")
     attempts = status.get("attempts")
+    metadata = obj.get("metadata", {})
+    name = str(metadata.get("name", "?"))
+    if qualified:
+        name = f"{metadata.get('namespace', '?')}/{name}"
     return Snapshot(
-        name=str(obj.get("metadata", {}).get("name", "?")),
+        name=name,
         phase=str(status.get("phase") or "Pending"),
         progress=progress if isinstance(progress, int) else 0,
         worker=str(status.get("worker") or ""),
@@ -85,6 +89,7 @@ class Selection:
     names: frozenset[str] = frozenset()
     selector: str | None = None
     include_finished: bool = True
+    all_namespaces: bool = False
 
     def wants(self, snap: Snapshot, initial: bool) -> bool:
         if self.names:
@@ -158,7 +163,7 @@ class Tracker:
         self.jobs: dict[str, Snapshot] = {}
 
     def apply(self, event_type: str, obj: Json, initial: bool = False) -> None:
-        snap = snapshot_of(obj)
+        snap = snapshot_of(obj, qualified=self.selection.all_namespaces)
         if event_type == "DELETED":
             if snap.name in self.jobs:
                 # A deleted job will never finish; show it as gone.
@@ -184,7 +189,8 @@ def follow(jobs: JobsApi, tracker: Tracker, deadline: float | None) -> bool:
     """List, then watch from the list's resourceVersion until done (True) or deadline."""
     selector = tracker.selection.selector
     while True:
-        with api_errors(f"cannot list PgJobs in namespace {jobs.namespace!r}"):
+        where = "any namespace" if jobs.all_namespaces else f"namespace {jobs.namespace!r}"
+        with api_errors(f"cannot list PgJobs in {where}"):
             listing = jobs.list_all(selector)
         for obj in listing.get("items") or []:
             tracker.apply("ADDED", obj, initial=True)
