@@ -164,29 +164,39 @@ def watch_jobs(cluster: controlplane.ControlPlane, started: list[Process], out: 
     return code
 
 
-def keep_running(cluster: controlplane.ControlPlane, started: list[Process], out: TextIO) -> None:
-    print(
-        f"""
+def keep_running(
+    cluster: controlplane.ControlPlane, env: dict[str, str], started: list[Process], out: TextIO
+) -> None:
+    print(explore_text(cluster, env, started[0].log.parent), file=out, flush=True)
+    while True:
+        for process in started:
+            process.check()
+        time.sleep(1)
+
+
+def explore_text(cluster: controlplane.ControlPlane, env: dict[str, str], log_dir: Path) -> str:
+    """What --keep prints: a shell set-up and commands that work as printed in another terminal.
+
+    PATH gets this virtualenv's bin (kubectl-pgjobs and pgjobs live there) as well as kubectl's
+    directory, so a terminal without the virtualenv activated finds the plugin too.
+    """
+    path = f"{Path(sys.executable).parent}:{cluster.kubectl.parent}"
+    return f"""
 Everything keeps running until Ctrl-C. In another terminal:
 
   export KUBECONFIG={cluster.kubeconfig}
-  export PATH={cluster.kubectl.parent}:$PATH
+  export PATH={path}:$PATH
+  export PGJOBS_DATABASE_URL={env["PGJOBS_DATABASE_URL"]} DB_PASSWORD={env["DB_PASSWORD"]}
   kubectl get pgjobs -o wide
   kubectl pgjobs submit sleep --args '{{"seconds": 20, "steps": 10}}' --priority High
   kubectl get pgjobs -w
   kubectl pgjobs stop NAME; kubectl pgjobs start NAME; kubectl pgjobs restart NAME
   kubectl describe pgjob demo-high-1
   kubectl pgjobs prune --phase Completed
+  pgjobs jobs
 
-Logs: {started[0].log.parent}
-""",
-        file=out,
-        flush=True,
-    )
-    while True:
-        for process in started:
-            process.check()
-        time.sleep(1)
+Logs: {log_dir}
+"""
 
 
 def run(keep: bool, out: TextIO = sys.stdout) -> int:
@@ -219,7 +229,7 @@ def run(keep: bool, out: TextIO = sys.stdout) -> int:
                 for process in started:
                     print(f"---- {process.log} ----\n{process.tail()}", file=sys.stderr)
             if keep:
-                keep_running(cluster, started, out)
+                keep_running(cluster, env, started, out)
             return code
 
 
