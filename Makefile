@@ -32,13 +32,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) system-deps
 
-# PostgreSQL's server binaries: Debian's postgresql-15 (installed when we are root and they are missing).
+# PostgreSQL's server binaries (Debian's postgresql-15) and PgBouncer for the pooled tests, installed
+# when we are root and they are missing.
 system-deps:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_config >/dev/null 2>&1 && test -x "$$(pg_config --bindir 2>/dev/null)/initdb"; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "Installing PostgreSQL 15 server binaries (Debian package postgresql-15)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
 	else echo "PostgreSQL server binaries are missing: install postgresql-15 (or set PGJOBS_PG_BINDIR)" >&2; exit 1; fi
+	@if command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing PgBouncer (Debian package pgbouncer) for the pooled tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
+	else echo "PgBouncer is missing: install Debian's pgbouncer (the pooled tests need it)" >&2; exit 1; fi
 
 # The node's runtime (containerd, runc, CNI plugins, iptables) and image tools, from Debian.
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack kmod buildah mmdebstrap

@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import psycopg
+
 from pgjobs.cli import options, queue, services
 from pgjobs.cli.options import UserError
 from pgjobs.store import connecting
@@ -46,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except connecting.DatabaseError as error:
         print(f"pgjobs: error: {error}", file=sys.stderr)
+        return 1
+    except psycopg.Error as error:
+        advice = connecting.advice_for(error)
+        if advice is None:
+            raise
+        print(f"pgjobs: error: {advice}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -200,8 +200,7 @@ def _worker(args: argparse.Namespace) -> int:
     # shared with PostgreSQL spent 11% less CPU per noop job (one worker: no difference).
     gc.collect()
     gc.freeze()
-    asyncio.run(running.run_worker(database.settings(args), settings, listen=not args.no_listen))
-    return 0
+    return asyncio.run(running.run_worker(database.settings(args), settings, listen=not args.no_listen))
 
 
 # operator

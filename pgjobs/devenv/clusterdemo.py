@@ -96,7 +96,8 @@ def run(helm: Path, keep: bool, out: TextIO = sys.stdout) -> int:
     if keep:
         print(
             f"\nThe cluster keeps running; `make cluster-down` stops it.\n\n"
-            f"  export KUBECONFIG={kubeconfig}\n  export PATH={kubectl.parent}:$PATH\n"
+            f"  export KUBECONFIG={kubeconfig}\n"
+            f"  export PATH={Path(sys.executable).parent}:{kubectl.parent}:$PATH\n"
             f"  kubectl get pods,pgjobs -n {NAMESPACE} -o wide\n"
             f"  kubectl scale deployment/{RELEASE}-worker -n {NAMESPACE} --replicas=4\n",
             file=out,

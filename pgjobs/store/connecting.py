@@ -171,3 +171,25 @@ def explain(error: psycopg.Error, settings: DatabaseSettings) -> str:
             "--database-url (or PGHOST and PGPORT) and that the server is running"
         )
     return f"{where}: {text}"
+
+
+#: Server errors that are settings, not bugs: what each means for the person who runs pgjobs.
+_SERVER_ERROR_ADVICE = {
+    "25006": "the server is read-only (a standby, or a primary that was demoted): point "
+    "PGJOBS_DATABASE_URL / --database-url at the primary",
+    "42501": "the login lacks a privilege pgjobs needs: run `pgjobs migrate` as the schema's owner, "
+    "or grant the login its pgjobs role (docs/operations.md, database roles)",
+    "28000": "the server refused the login: check the user in PGJOBS_DATABASE_URL / --database-url "
+    "and the server's pg_hba.conf",
+}
+
+
+def advice_for(error: Exception) -> str | None:
+    """One line for a server error that a setting causes (read-only server, missing privilege),
+    None for anything else."""
+    sqlstate = getattr(error, "sqlstate", None)
+    advice = _SERVER_ERROR_ADVICE.get(sqlstate or "")
+    if advice is None:
+        return None
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{text}: {advice}"

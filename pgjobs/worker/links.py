@@ -3,12 +3,21 @@
 Each slot, the heartbeat and the listener own one `Link`. An operation that fails with a
 connection error drops the connection; the next use reconnects with backoff and says why it
 waits, once per outage rather than once per try.
+
+Outages are more than lost connections. A switchover leaves sessions on a server that turned
+read-only (a demoted primary behind the same Service) or that is shutting down: their writes
+fail with an SQLSTATE, not a broken connection, and only a new connection can reach the new
+primary. Those errors drop the connection too. A pooler in transaction mode (PgBouncer before
+1.21) hands named prepared statements between clients; the first collision switches the link
+to unnamed statements with one WARNING naming the flag that avoids it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -24,6 +33,29 @@ Result = TypeVar("Result")
 
 INITIAL_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
+
+
+#: Errors of a server that cannot take this session's writes now, where a new connection can:
+#: read_only_sql_transaction (a demoted primary, a replica during a switchover), admin_shutdown,
+#: crash_shutdown, cannot_connect_now (a server starting or in recovery).
+RECONNECT_STATES = frozenset({"25006", "57P01", "57P02", "57P03"})
+#: A pooler in transaction mode mixing named statements: duplicate_prepared_statement,
+#: invalid_sql_statement_name.
+POOLED_STATEMENT_STATES = frozenset({"42P05", "26000"})
+NO_PREPARED_STATEMENTS_WARNING = (
+    "%s: the database connection is pooled in transaction mode (%s): switched to unnamed statements; "
+    "start the worker with --no-prepared-statements (PGJOBS_NO_PREPARED_STATEMENTS=true) to say so"
+)
+
+
+_pooling_reported = threading.Event()
+
+
+def needs_new_connection(error: Exception) -> bool:
+    """Whether `error` is an outage that a new connection may get past (see the module's text)."""
+    if isinstance(error, psycopg.OperationalError | connecting.DatabaseError):
+        return True
+    return isinstance(error, psycopg.Error) and error.sqlstate in RECONNECT_STATES | POOLED_STATEMENT_STATES
 
 
 class GaveUp(Exception):
@@ -67,7 +99,9 @@ class Link:
         while True:
             try:
                 return await operation(await self.connection())
-            except (psycopg.OperationalError, connecting.DatabaseError) as error:
+            except (psycopg.Error, connecting.DatabaseError) as error:
+                if not needs_new_connection(error):
+                    raise
                 await self.drop(error)
             if give_up():
                 raise GaveUp(self.name)
@@ -78,12 +112,16 @@ class Link:
         """Run `operation` once; None (after dropping the connection) when the database is unreachable."""
         try:
             return await operation(await self.connection())
-        except (psycopg.OperationalError, connecting.DatabaseError) as error:
+        except (psycopg.Error, connecting.DatabaseError) as error:
+            if not needs_new_connection(error):
+                raise
             await self.drop(error)
             return None
 
     async def drop(self, error: Exception) -> None:
-        if self._outage_since is None:
+        if isinstance(error, psycopg.Error) and error.sqlstate in POOLED_STATEMENT_STATES:
+            self._use_unnamed_statements(error)
+        elif self._outage_since is None:
             self._outage_since = time.monotonic()
             logger.warning(
                 "%s: lost the database (%s); retrying with backoff up to %.0fs",
@@ -99,6 +137,13 @@ class Link:
                 await conn.close()
             except psycopg.Error:
                 logger.debug("%s: error while closing a broken connection", self.name, exc_info=True)
+
+    def _use_unnamed_statements(self, error: psycopg.Error) -> None:
+        if self.settings.prepared_statements:
+            if not _pooling_reported.is_set():  # one line per process, not one per link
+                _pooling_reported.set()
+                logger.warning(NO_PREPARED_STATEMENTS_WARNING, self.name, error.sqlstate)
+            self.settings = dataclasses.replace(self.settings, prepared_statements=False)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

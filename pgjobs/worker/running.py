@@ -42,6 +42,8 @@ class Worker:
         self.id = uuid.uuid4()
         self.stopping = False
         self.force_exit = False
+        #: Why the worker ended on its own (a background loop died); None for a normal end.
+        self.failure: str | None = None
         self.slots = [Slot(self, database, index) for index in range(settings.concurrency)]
         self._control = Link(database, "heartbeat")
         self._beat_now = asyncio.Event()
@@ -86,6 +88,8 @@ class Worker:
         background = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         if self.listen:
             background.append(asyncio.create_task(self._listen_loop(), name="listen"))
+        for task in background:
+            task.add_done_callback(self._supervise)
         slots_done = False
         try:
             await asyncio.gather(*(slot.run() for slot in self.slots))
@@ -183,6 +187,19 @@ class Worker:
         logger.info("Worker %s stopped", self.id)
 
     # Shutdown
+
+    def _supervise(self, task: asyncio.Task[None]) -> None:
+        """A heartbeat or listener that dies leaves a worker that looks alive and is not: its
+        jobs go stale and come back to it. End the worker instead, with one line saying why;
+        it exits non-zero, so its pod restarts, and its jobs are handed back now."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        self.failure = f"the {task.get_name()} loop stopped: {type(error).__name__}: {error}"
+        logger.error("%s; handing running jobs back and exiting so that the worker restarts", self.failure)
+        if not self.stopping:
+            self.begin_shutdown()
+        self._end_running(StopReason.SHUTDOWN)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -436,7 +453,9 @@ class Worker:
 
 async def run_worker(
     database: connecting.DatabaseSettings, settings: WorkerSettings, *, listen: bool = True
-) -> None:
+) -> int:
+    """Run a worker until it is told to stop; its exit code (1 when a background loop died)."""
     worker = Worker(database, settings, listen=listen)
     worker.install_signal_handlers()
     await worker.run()
+    return 1 if worker.failure else 0

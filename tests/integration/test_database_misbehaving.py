@@ -1,0 +1,146 @@
+"""PostgreSQL as it really misbehaves: a read-only window, a pooler mixing named statements.
+
+A switchover leaves the worker's sessions on a server that refuses writes
+(`ReadOnlySqlTransaction`, not a broken connection), here made with
+`ALTER DATABASE … SET default_transaction_read_only` and cut sessions, as a demoted primary
+behind the same Service does. The worker must drop those sessions, reach the writable server
+again, keep its heartbeat fresh and finish its job once; never keep running on a dead heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import pytest
+
+from pgjobs.states import FINISHED_STATES, JobState
+from pgjobs.store import connecting, jobs
+from pgjobs.store.records import NewJob
+from pgjobs.worker import links
+from tests.integration import pooler
+from tests.processes import Database, Ledger, WorkerProcess, pgjobs, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def set_read_only(database: connecting.DatabaseSettings, read_only: bool) -> None:
+    """Turn the database read-only (or writable) for new sessions and cut the existing ones."""
+
+    async def run() -> None:
+        admin = await connecting.connect(database, dbname="postgres")
+        async with admin:
+            name = database.database_name()
+            setting = (
+                "SET default_transaction_read_only = on"
+                if read_only
+                else "RESET default_transaction_read_only"
+            )
+            await admin.execute(f'ALTER DATABASE "{name}" {setting}')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+
+    asyncio.run(run())
+
+
+def heartbeat_age(database: connecting.DatabaseSettings) -> float:
+    async def run() -> float:
+        conn = await connecting.connect(database)
+        async with conn:
+            cur = await conn.execute(
+                "SELECT extract(epoch FROM now() - max(heartbeat_at))::float AS age FROM pgjobs.workers"
+            )
+            row = await cur.fetchone()
+            return float(row["age"]) if row and row["age"] is not None else float("inf")
+
+    return asyncio.run(run())
+
+
+def test_a_read_only_window_leaves_no_zombie_worker(database, spawn, ledger: Ledger) -> None:  # type: ignore[no-untyped-def]
+    db = Database(database)
+    [job_id] = db.enqueue("record", 1, args={"seconds": 8}, max_attempts=1)
+    worker = spawn("--stall-timeout", "4")
+    wait_for(lambda: db.job(job_id).state is JobState.RUNNING, 30, what="the job to run")
+    set_read_only(database, True)
+    time.sleep(3)
+    set_read_only(database, False)
+    # Within a few heartbeats of writes coming back, the worker beats again from a new session.
+    wait_for(lambda: heartbeat_age(database) < 2, 20, interval=0.3, what="a fresh heartbeat after the window")
+    wait_for(lambda: db.job(job_id).state in FINISHED_STATES, 60, interval=0.3, what="the job to finish")
+    job = db.job(job_id)
+    assert job.state is JobState.COMPLETED, (job, worker.output())
+    assert ledger.count("done")[job_id] == 1
+    assert "Traceback" not in worker.output()
+    assert "read-only" in worker.output()  # the outage is said, once per link and window
+
+
+def test_a_read_only_server_is_one_line_for_migrate(database, database_env) -> None:  # type: ignore[no-untyped-def]
+    set_read_only(database, True)
+    try:
+        result = pgjobs(database_env, "migrate")
+    finally:
+        set_read_only(database, False)
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "read-only" in lines[0] and "primary" in lines[0], result.stderr
+
+
+def test_links_behind_a_transaction_pool_without_the_flag_switch_with_one_warning(
+    database: connecting.DatabaseSettings,
+    transaction_pool: pooler.PgBouncer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two links claim one after the other through the pool, as two slots do: the second gets
+    the first's server connection, named statement and all. Both claim, one WARNING says so."""
+    through = connecting.DatabaseSettings(
+        url=transaction_pool.url_without_password(database.database_name()), password=database.password
+    )
+    links._pooling_reported.clear()
+
+    async def run() -> list[int]:
+        first, second = links.Link(through, "slot-0"), links.Link(through, "slot-1")
+        try:
+            await first.call(lambda conn: jobs.enqueue(conn, NewJob("noop"), 4))
+            claimed = []
+            for link in (first, second, first, second):
+                job = await link.call(lambda conn: jobs.claim(conn, uuid.uuid4(), ["default"]))
+                claimed.append(job.id if job else 0)
+            return claimed
+        finally:
+            await first.close()
+            await second.close()
+
+    with caplog.at_level(logging.WARNING, logger=links.__name__):
+        claimed = asyncio.run(run())
+    assert len(set(claimed)) == 4 and 0 not in claimed
+    warnings = [r.getMessage() for r in caplog.records if "--no-prepared-statements" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+
+
+def test_a_worker_behind_a_transaction_pool_without_the_flag_runs_every_job(
+    database: connecting.DatabaseSettings,
+    database_env: dict[str, str],
+    ledger: Ledger,
+    transaction_pool: pooler.PgBouncer,
+) -> None:
+    env = database_env | {
+        "PGJOBS_DATABASE_URL": transaction_pool.url_without_password(database.database_name())
+    }
+    db = Database(database)
+    ids = db.enqueue("record", 40, args={"seconds": 0})
+    workers = [WorkerProcess(env, ledger, ("--concurrency", "2")) for _ in range(2)]
+    try:
+        wait_for(lambda: all(db.job(i).state is JobState.COMPLETED for i in ids), 60, what="every job done")
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert set(ledger.count("done")) == set(ids) and max(ledger.count("done").values()) == 1
+    for worker in workers:
+        output = worker.output()
+        assert "Traceback" not in output, output
+        assert output.count("--no-prepared-statements") <= 1, output
