@@ -107,6 +107,10 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
     except (kopf.PermanentError, kopf.TemporaryError, *UNREACHABLE):
         raise
     except Exception as error:
+        if connecting.is_outage(error):
+            # A read-only window or a server shutting down is an outage, not a bad spec: retried
+            # for as long as it lasts, like a lost connection.
+            raise kopf.TemporaryError(f"database unavailable: {error}", delay=RETRY_BACKOFF) from error
         reason = f"{type(error).__name__}: {error}"
         if retry < UNEXPECTED_ERROR_RETRIES:
             raise kopf.TemporaryError(reason, delay=RETRY_BACKOFF) from error
@@ -123,6 +127,13 @@ async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
         return
     generation = int(body["metadata"].get("generation", 1))
     async with ctx.database.connection() as conn:
+        if run_is_over(body) and await resources.get_state(conn, wanted.uid) is None:
+            logger.warning(
+                "PgJob %s finished (%s) and its row is gone (a restored backup, a forced delete): "
+                "not running it again; `kubectl pgjobs restart %s -n %s` runs it anew",
+                _name(body), body["status"]["phase"], wanted.name, wanted.namespace,
+            )  # fmt: skip
+            return
         try:
             job_id, created = await _upsert(ctx, conn, wanted, generation)
         except InvalidJob as error:  # e.g. args over the size limit the API server cannot check
@@ -138,6 +149,20 @@ async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
             await _apply_stopped(ctx, conn, job_id, wanted)
             await _apply_restarts(ctx, conn, job_id, wanted)
             await resources.observe_generation(conn, wanted.uid, generation)
+
+
+def run_is_over(body: Mapping[str, Any]) -> bool:
+    """Whether the PgJob's status records a finished run of a row and the spec asks for no new one.
+
+    Such a PgJob whose row is gone must not get a new row: that would run finished work again.
+    """
+    status = body.get("status") or {}
+    restarts = int(body.get("spec", {}).get("restarts", 0))
+    return (
+        status.get("jobId") is not None
+        and status.get("phase") in {state.phase for state in FINISHED_STATES}
+        and restarts <= int(status.get("restarts") or 0)
+    )
 
 
 async def _upsert(

@@ -86,8 +86,11 @@ async def adopt_missing(ctx: context.Context) -> None:
 
 
 def _rowless(body: dict[str, Any], uid: str) -> bool:
-    """Still the same PgJob, not being deleted, and not one the handler refused (status Failed)."""
+    """Still the same PgJob, not being deleted, not one the handler refused (status Failed), and
+    not one whose run is over (its row may be gone, its work must not run twice)."""
     meta, status = body["metadata"], body.get("status") or {}
+    if handlers.run_is_over(body):
+        return False
     return meta["uid"] == uid and not meta.get("deletionTimestamp") and status.get("phase") != "Failed"
 
 

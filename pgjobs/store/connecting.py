@@ -143,6 +143,23 @@ async def connect(
     return conn
 
 
+#: Errors of a server that cannot take this session's statements now, where a new connection can:
+#: read_only_sql_transaction (a demoted primary, a replica during a switchover), admin_shutdown,
+#: crash_shutdown, cannot_connect_now (a server starting or in recovery).
+RECONNECT_STATES = frozenset({"25006", "57P01", "57P02", "57P03"})
+#: A pooler in transaction mode mixing named statements: duplicate_prepared_statement,
+#: invalid_sql_statement_name. Nothing ran; a connection without named statements gets past it.
+POOLED_STATEMENT_STATES = frozenset({"42P05", "26000"})
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` is the database being away or in a switchover, not a refusal of what we sent:
+    waiting and a new connection get past it, so it is retried, never reported as a bad job."""
+    if isinstance(error, psycopg.OperationalError | DatabaseError):
+        return True
+    return isinstance(error, psycopg.Error) and error.sqlstate in RECONNECT_STATES | POOLED_STATEMENT_STATES
+
+
 def _is_login_failure(error: psycopg.Error) -> bool:
     lowered = str(error).lower()
     return "password authentication failed" in lowered or "no password supplied" in lowered

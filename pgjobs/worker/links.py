@@ -35,13 +35,6 @@ INITIAL_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 
 
-#: Errors of a server that cannot take this session's writes now, where a new connection can:
-#: read_only_sql_transaction (a demoted primary, a replica during a switchover), admin_shutdown,
-#: crash_shutdown, cannot_connect_now (a server starting or in recovery).
-RECONNECT_STATES = frozenset({"25006", "57P01", "57P02", "57P03"})
-#: A pooler in transaction mode mixing named statements: duplicate_prepared_statement,
-#: invalid_sql_statement_name.
-POOLED_STATEMENT_STATES = frozenset({"42P05", "26000"})
 NO_PREPARED_STATEMENTS_WARNING = (
     "%s: the database connection is pooled in transaction mode (%s): switched to unnamed statements; "
     "start the worker with --no-prepared-statements (PGJOBS_NO_PREPARED_STATEMENTS=true) to say so"
@@ -49,13 +42,6 @@ NO_PREPARED_STATEMENTS_WARNING = (
 
 
 _pooling_reported = threading.Event()
-
-
-def needs_new_connection(error: Exception) -> bool:
-    """Whether `error` is an outage that a new connection may get past (see the module's text)."""
-    if isinstance(error, psycopg.OperationalError | connecting.DatabaseError):
-        return True
-    return isinstance(error, psycopg.Error) and error.sqlstate in RECONNECT_STATES | POOLED_STATEMENT_STATES
 
 
 class GaveUp(Exception):
@@ -100,7 +86,7 @@ class Link:
             try:
                 return await operation(await self.connection())
             except (psycopg.Error, connecting.DatabaseError) as error:
-                if not needs_new_connection(error):
+                if not connecting.is_outage(error):
                     raise
                 await self.drop(error)
             if give_up():
@@ -113,13 +99,13 @@ class Link:
         try:
             return await operation(await self.connection())
         except (psycopg.Error, connecting.DatabaseError) as error:
-            if not needs_new_connection(error):
+            if not connecting.is_outage(error):
                 raise
             await self.drop(error)
             return None
 
     async def drop(self, error: Exception) -> None:
-        if isinstance(error, psycopg.Error) and error.sqlstate in POOLED_STATEMENT_STATES:
+        if isinstance(error, psycopg.Error) and error.sqlstate in connecting.POOLED_STATEMENT_STATES:
             self._use_unnamed_statements(error)
         elif self._outage_since is None:
             self._outage_since = time.monotonic()

@@ -288,3 +288,23 @@ def test_a_pgjob_left_without_a_row_gets_one_from_the_leader(
     assert "rowless had no row" in operator.text()
     patch_spec(kube, namespace, "rowless", stopped=False)
     wait_phase(kube, namespace, "rowless", "Completed")
+
+
+def test_a_finished_pgjob_whose_row_is_lost_does_not_run_again(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    """A restored backup or `pgjobs delete --force` takes the row of a Completed PgJob: after an
+    operator restart (resume) it must stay Completed, with no second run; a restart runs it anew."""
+    operator = services.operator("operator-1")
+    services.worker("worker-1")
+    create(kube, namespace, sleep_job("once", seconds=0.5, steps=1))
+    first = wait_phase(kube, namespace, "once", "Completed")
+    query(database, "DELETE FROM pgjobs.jobs WHERE resource_name = 'once' RETURNING id")
+    operator.kill()
+    second = services.operator("operator-2")
+    wait_until(lambda: "its row is gone" in second.text(), timeout=30, what="the resume to see it")
+    assert rows(database) == []
+    assert status(kube, namespace, "once")["jobId"] == first["jobId"]
+    patch_spec(kube, namespace, "once", restarts=1)
+    wait_until(lambda: len(rows(database)) == 1, timeout=30, what="a restart to give it a new row")
+    wait_phase(kube, namespace, "once", "Completed")
