@@ -12,3 +12,5 @@ PLURAL = "pgjobs"
 SINGULAR = "pgjob"
 KIND = "PgJob"
 API_VERSION = f"{GROUP}/{VERSION}"
+#: Held by every PgJob that has a row, so that its deletion waits until the operator removed the row.
+FINALIZER = f"{GROUP}/row"

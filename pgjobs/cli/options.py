@@ -103,11 +103,17 @@ def command(
     return parser
 
 
-def add_stall_timeout(parser: argparse.ArgumentParser) -> None:
-    add(
-        parser,
-        "--stall-timeout",
-        default=states.STALL_TIMEOUT,
-        type=float,
-        help="seconds without heartbeat after which a worker is presumed dead and its jobs rescued",
-    )
+#: What --stall-timeout means for each command that takes it.
+STALL_TIMEOUT_HELP = {
+    "rescue": "the stall timeout of a Running job whose worker has no row any more (each worker's "
+    "own timeout, recorded in its row, decides for the others)",
+    "worker": "seconds without a heartbeat after which this worker is presumed dead and its jobs "
+    "rescued (it lets its jobs go first); recorded in its row for every rescuer",
+    "operator": "a new leader's warm-up before its first rescue sweep (workers reconnect and beat "
+    "first), and the stall timeout of a Running job whose worker has no row any more (each "
+    "worker's own timeout, recorded in its row, decides for the others)",
+}
+
+
+def add_stall_timeout(parser: argparse.ArgumentParser, command: str) -> None:
+    add(parser, "--stall-timeout", default=states.STALL_TIMEOUT, type=float, help=STALL_TIMEOUT_HELP[command])

@@ -211,7 +211,7 @@ def _add_rescue(commands: Any) -> None:
     parser = options.command(
         commands, "rescue", "run the stalled-job sweep once (workers and the operator run it too)", _rescue
     )
-    options.add_stall_timeout(parser)
+    options.add_stall_timeout(parser, "rescue")
 
 
 def _rescue(args: argparse.Namespace) -> int:

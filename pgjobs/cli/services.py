@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from pgjobs import crd
 from pgjobs.cli import database, options
 from pgjobs.operator.settings import OperatorSettings
 from pgjobs.store import connecting, migrating, roles
@@ -108,7 +109,7 @@ def _add_worker(commands: Any) -> None:
         type=float,
         help="seconds between heartbeats",
     )
-    options.add_stall_timeout(parser)
+    options.add_stall_timeout(parser, "worker")
     options.add(
         parser,
         "--poll-interval",
@@ -221,7 +222,7 @@ def _add_operator(commands: Any) -> None:
         metavar="NS",
         help="namespace to watch (default: all)",
     )
-    options.add_stall_timeout(parser)
+    options.add_stall_timeout(parser, "operator")
     options.add(
         parser,
         "--status-writes-per-second",
@@ -365,13 +366,13 @@ def _add_release_pgjobs(commands: Any) -> None:
 
 
 def _release_pgjobs(args: argparse.Namespace) -> int:
-    from pgjobs.operator import kube, running, uninstalling
+    from pgjobs.operator import kube, uninstalling
 
     target = uninstalling.Target(
         namespace=args.operator_namespace,
         deployment=args.operator_deployment,
         watched=tuple(options.resolved_list(args, "--namespace")),
-        finalizer=running.FINALIZER,
+        finalizer=crd.FINALIZER,
     )
 
     async def run() -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -181,12 +182,13 @@ def explore_text(cluster: controlplane.ControlPlane, env: dict[str, str], log_di
     directory, so a terminal without the virtualenv activated finds the plugin too.
     """
     path = f"{Path(sys.executable).parent}:{cluster.kubectl.parent}"
+    database = " ".join(f"{key}={shlex.quote(env[key])}" for key in ("PGJOBS_DATABASE_URL", "DB_PASSWORD"))
     return f"""
 Everything keeps running until Ctrl-C. In another terminal:
 
   export KUBECONFIG={cluster.kubeconfig}
   export PATH={path}:$PATH
-  export PGJOBS_DATABASE_URL={env["PGJOBS_DATABASE_URL"]} DB_PASSWORD={env["DB_PASSWORD"]}
+  export {database}
   kubectl get pgjobs -o wide
   kubectl pgjobs submit sleep --args '{{"seconds": 20, "steps": 10}}' --priority High
   kubectl get pgjobs -w

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import kopf
 
-from pgjobs import states
+from pgjobs import crd, probes
 from pgjobs.operator import (
     context,
     externalmetrics,
@@ -35,7 +35,6 @@ from pgjobs.store import connecting, migrating
 
 logger = logging.getLogger(__name__)
 
-FINALIZER = "pgjobs.dev/row"
 #: The status sync reads and records on one connection at a time; a spare for a broken one.
 SYNC_CONNECTIONS = 2
 
@@ -90,7 +89,7 @@ def spec_digest(spec: Any) -> str:
 
 def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = crd.FINALIZER
     settings.persistence.diffbase_storage = MemoryDiffBaseStorage()
     # kopf posts an Event per handler outcome; ours are the job transitions. Keep only problems.
     settings.posting.level = logging.WARNING
@@ -159,7 +158,7 @@ def liveness_endpoint(settings: OperatorSettings) -> str | None:
     probes the pod's IP, else the loopback) and `--liveness-port` (0: none)."""
     if not settings.liveness_port:
         return None
-    address = states.probe_address(settings.liveness_address)
+    address = probes.probe_address(settings.liveness_address)
     host = f"[{address}]" if ":" in address else address
     return f"http://{host}:{settings.liveness_port}/healthz"
 

@@ -15,7 +15,8 @@ from pgjobs import states
 class OperatorSettings:
     #: Namespaces whose PgJobs this operator handles; empty: all.
     namespaces: tuple[str, ...] = ()
-    #: A worker silent this long is presumed dead and its jobs are rescued.
+    #: A new leader's warm-up before its first rescue sweep, and the stall timeout of a Running
+    #: job whose worker has no row any more (each worker's row records its own).
     stall_timeout: float = states.STALL_TIMEOUT
     #: PgJob status writes per second towards the API server (Events get a budget of the same size).
     status_writes_per_second: float = 50.0
@@ -35,7 +36,7 @@ class OperatorSettings:
     #: Port of the /healthz liveness endpoint (0: off).
     liveness_port: int = 8080
     #: The address it listens on; "": every interface in a pod, else the loopback
-    #: (`states.probe_address`).
+    #: (`probes.probe_address`).
     liveness_address: str = ""
     #: Port of the Prometheus metrics (0: off).
     metrics_port: int = 9090

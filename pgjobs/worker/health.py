@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from pgjobs import states
+from pgjobs import probes
 
 _REQUEST_LINE_LIMIT = 1024
 _READ_TIMEOUT = 5.0
@@ -61,10 +61,10 @@ async def _serve_one(
 
 async def serve(port: int, ready: Callable[[], str | None], address: str = "") -> asyncio.Server:
     """Listen on `address` (`--health-address`; "": every interface in a pod, where the kubelet
-    probes the pod's IP, else the loopback: `states.probe_address`)."""
+    probes the pod's IP, else the loopback: `probes.probe_address`)."""
     return await asyncio.start_server(
         lambda r, w: _serve_one(r, w, ready),
-        host=states.probe_address(address),
+        host=probes.probe_address(address),
         port=port,
         limit=_REQUEST_LINE_LIMIT,
     )

@@ -49,7 +49,7 @@ class WorkerSettings:
     #: Serve /healthz and /readyz for the kubelet's probes on this port (pgjobs.worker.health).
     health_port: int | None = None
     #: The address they listen on; "": every interface in a pod, else the loopback
-    #: (`states.probe_address`).
+    #: (`probes.probe_address`).
     health_address: str = ""
     #: The name shown for this worker in listings (in Kubernetes, the pod name).
     hostname: str = dataclasses.field(default_factory=socket.gethostname)

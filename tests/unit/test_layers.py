@@ -13,14 +13,16 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "pgjobs"
 
 #: What each part of pgjobs may import besides itself. `pgjobs` is the package's own
-#: `__init__` (the task authors' API), `crd` the PgJob resource's name.
+#: `__init__` (the task authors' API), `crd` the PgJob resource's name, `probes` where probe
+#: endpoints listen.
 ALLOWED: dict[str, set[str]] = {
     "states": set(),
     "crd": set(),
+    "probes": set(),
     "store": {"states"},
     "tasks": {"states", "store"},
-    "worker": {"states", "store", "tasks"},
-    "operator": {"states", "crd", "store"},
+    "worker": {"states", "store", "tasks", "probes"},
+    "operator": {"states", "crd", "store", "probes"},
     "cli": {"states", "crd", "store", "tasks", "worker", "operator"},
     "devenv": {"states", "crd", "store", "tasks", "worker", "operator", "cli"},
     "pgjobs": {"tasks"},

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from pgjobs import states
+from pgjobs import probes
 from pgjobs.cli import services
 from pgjobs.cli.main import build_parser
 from pgjobs.operator import running
@@ -60,10 +60,10 @@ async def bound_and_reachable(address: str) -> tuple[str, bool, bool | None]:
 
 
 def test_the_default_is_every_interface_in_a_pod_and_the_loopback_elsewhere() -> None:
-    assert states.probe_address("", IN_A_POD) == "0.0.0.0"
-    assert states.probe_address("", {}) == "127.0.0.1"
-    assert states.probe_address("10.0.0.7", IN_A_POD) == "10.0.0.7"
-    assert states.probe_address("::1", {}) == "::1"
+    assert probes.probe_address("", IN_A_POD) == "0.0.0.0"
+    assert probes.probe_address("", {}) == "127.0.0.1"
+    assert probes.probe_address("10.0.0.7", IN_A_POD) == "10.0.0.7"
+    assert probes.probe_address("::1", {}) == "::1"
 
 
 def test_outside_a_pod_the_health_server_answers_the_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
