@@ -148,10 +148,12 @@ def main(argv: list[str] | None = None) -> int:
                     latency.run(server, size["samples"], workers) for workers in args.latency_workers
                 ]
                 for part in results["latency"]:
-                    _progress(f"latency, {part['workers']} idle worker(s): {latency.summary(part)}")
+                    environment.progress(
+                        f"latency, {part['workers']} idle worker(s): {latency.summary(part)}"
+                    )
             if "recovery" in args.only:
                 results["recovery"] = recovery.run(server, size["repeats"])
-                _progress(f"recovery: {results['recovery']}")
+                environment.progress(f"recovery: {results['recovery']}")
             if "profile" in args.only:
                 try:
                     results["profile"] = profiling.run(
@@ -190,10 +192,6 @@ def _connect(server: PostgresServer) -> Any:
     return psycopg.connect(server.url(), autocommit=True)
 
 
-def _progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def _throughput(
     server: PostgresServer,
     size: dict[str, Any],
@@ -230,7 +228,7 @@ def _throughput(
                 procrastinate_error = f"{type(error).__name__}: {error}"
         if procrastinate_error:
             row["procrastinate"] = {"error": procrastinate_error}
-        _progress(f"throughput {workers} worker(s): {report.throughput_line(row)}")
+        environment.progress(f"throughput {workers} worker(s): {report.throughput_line(row)}")
         rows.append(row)
     return rows
 

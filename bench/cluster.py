@@ -22,7 +22,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -31,16 +30,13 @@ from typing import Any
 
 import yaml
 
+from bench import environment
 from pgjobs.devenv import cluster, controlplane, nodeconfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "pgjobs"
 VALUES = ROOT / "deploy" / "cluster" / "values.yaml"
 SHUTDOWN_GRACE = 2
-
-
-def _progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _script(script: str, *args: str) -> str:
@@ -236,7 +232,7 @@ def _autoscaling(release: Release, jobs: int, fixed: int) -> dict[str, Any]:
             )
         row["drain_s"] = round(time.monotonic() - started + _until(_all_done(release, jobs), 1200, 1.0), 1)
         results[mode] = row
-        _progress(f"autoscaling {mode}: {row}")
+        environment.progress(f"autoscaling {mode}: {row}")
         release.clear()
     return results
 
@@ -257,14 +253,14 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
         began = time.monotonic()
         release.helm_install({"worker": {"shutdownGrace": SHUTDOWN_GRACE}})
         results["helm_install_ready_s"] = round(time.monotonic() - began, 1)
-        _progress(f"cluster: node and chart up {results}")
+        environment.progress(f"cluster: node and chart up {results}")
         results["apply_to_running"] = _latency(release, size["cluster_latency_jobs"])
-        _progress(f"cluster: apply -> Running {results['apply_to_running']}")
+        environment.progress(f"cluster: apply -> Running {results['apply_to_running']}")
         results["burst"] = _burst(release, size["cluster_burst_jobs"], size["cluster_burst_workers"])
-        _progress(f"cluster: burst {results['burst']}")
+        environment.progress(f"cluster: burst {results['burst']}")
         results["scale_to_claim"] = _scale_to_claim(release)
         results["sigterm"] = _sigterm_to_running_elsewhere(release)
-        _progress(f"cluster: {results['scale_to_claim']} {results['sigterm']}")
+        environment.progress(f"cluster: {results['scale_to_claim']} {results['sigterm']}")
         results["autoscaling"] = _autoscaling(release, size["cluster_hpa_jobs"], 6)
     finally:
         release.run(release.helm, "uninstall", release.name, f"--namespace={release.name}", "--wait")

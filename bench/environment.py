@@ -178,3 +178,8 @@ def wait_for_workers(database: Database, count: int, timeout: float = 30.0) -> N
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {row and row['n']} of {count} workers registered in {timeout}s")
             time.sleep(0.02)
+
+
+def progress(message: str) -> None:
+    """A line on stderr about where a long benchmark run is."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

@@ -56,10 +56,6 @@ TARGETS = {
 }
 
 
-def _progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -482,10 +478,10 @@ def run(server: PostgresServer, size: dict[str, Any]) -> dict[str, Any]:
         result["operator_idle_rss"] = cluster.rss()
         cluster.start_workers(2)
         result["latency"] = _latency(cluster, watcher, size["k8s_latency_jobs"])
-        _progress(f"kubernetes apply → Running: {result['latency']['apply_to_running_ms']}")
+        environment.progress(f"kubernetes apply → Running: {result['latency']['apply_to_running_ms']}")
         cluster.start_workers(size["k8s_burst_workers"] - 2)
         result["burst"] = _burst(cluster, watcher, size["k8s_burst_jobs"], size["k8s_burst_workers"])
-        _progress(f"kubernetes burst: {result['burst']}")
+        environment.progress(f"kubernetes burst: {result['burst']}")
         # The same burst with the operator's write budget (--status-writes-per-second, default
         # 50, shared by status patches and Events) out of the way: what the budget costs.
         cluster.stop_operator()
@@ -495,15 +491,15 @@ def run(server: PostgresServer, size: dict[str, Any]) -> dict[str, Any]:
             cluster, watcher, size["k8s_burst_jobs"], size["k8s_burst_workers"], prefix="fast"
         )
         result["burst_budget_1000"]["status_writes_per_second"] = 1000
-        _progress(f"kubernetes burst, budget 1000/s: {result['burst_budget_1000']}")
+        environment.progress(f"kubernetes burst, budget 1000/s: {result['burst_budget_1000']}")
         cluster.stop_operator()
         cluster.start_operator()
         cluster.stop_workers()
         result["memory"] = _memory(cluster, size["k8s_memory_jobs"])
-        _progress(f"kubernetes memory: {result['memory']}")
+        environment.progress(f"kubernetes memory: {result['memory']}")
     except Exception as error:
         result["error"] = f"{type(error).__name__}: {error}"
-        _progress(f"kubernetes: {result['error']} (logs in {log_dir})")
+        environment.progress(f"kubernetes: {result['error']} (logs in {log_dir})")
     finally:
         if watcher:
             watcher.stop()

@@ -235,14 +235,12 @@ def _drain_batch(db: environment.Database, dead: int, drain: int) -> float:
 def run(
     server: PostgresServer, pending_sizes: list[int], finished: int, dead: int, drain: int = 4000
 ) -> dict[str, Any]:
-    from bench.__main__ import _progress
-
     cases: list[dict[str, Any]] = []
 
     def done(row: dict[str, Any]) -> None:
         cases.append(row)
         one, plan = row["one_connection"], row["explain"]
-        _progress(
+        environment.progress(
             f"scaling {row['case']}: claim p50 {one['p50_ms']:.2f} ms (x{row['ratio_p50']:.2f} of ref),"
             f" p99 {one['p99_ms']:.2f} ms, {one['jobs_per_s']:.0f}/s 1 conn (x{row['ratio_rate_1']:.2f}),"
             f" {row['four_connections_jobs_per_s']:.0f}/s 4 conn (x{row['ratio_rate_4']:.2f});"

@@ -99,7 +99,8 @@ async def migrate(
         await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
         try:
             applied = await _apply_missing(conn)
-            await roles.apply(conn, group_roles)
+            newer = await current_version(conn) > latest_version()
+            await roles.apply(conn, group_roles, schema_is_newer=newer)
             return applied
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))

@@ -197,17 +197,18 @@ async def existing_relations(conn: psycopg.AsyncConnection[dict[str, object]]) -
 
 
 async def apply(
-    conn: psycopg.AsyncConnection[dict[str, object]], names: GroupRoles | None = None
+    conn: psycopg.AsyncConnection[dict[str, object]],
+    names: GroupRoles | None = None,
+    *,
+    schema_is_newer: bool = False,
 ) -> list[str]:
     """Create the missing group roles and set their privileges to `GRANTS`; the groups granted.
 
-    Run under the migration lock by `migrating.migrate`. A login that may not create roles
-    skips the groups that do not exist (with a warning): a single-login install needs none.
+    Run under the migration lock by `migrating.migrate`, which says whether the schema is newer
+    than this code. A login that may not create roles skips the groups that do not exist (with
+    a warning): a single-login install needs none.
     """
-    # Imported here: migrating calls this module.
-    from pgjobs.store import migrating
-
-    if await migrating.current_version(conn) > migrating.latest_version():
+    if schema_is_newer:
         # Older code during a rolling update: the newer code's migrate owns the grants, and
         # this declaration would take away what its new columns need.
         logger.info("The schema is newer than this pgjobs: its grants are left as they are")

@@ -7,6 +7,7 @@ top of a module.
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +96,50 @@ def test_the_dev_environment_runs_the_kubectl_plugin_as_users_do() -> None:
         or (isinstance(node, ast.Import) and any(a.name.startswith("pgjobs.cli.kubectl") for a in node.names))
     ]  # fmt: skip
     assert importers == []
+
+
+def module_imports(root: Path, package: str) -> dict[str, set[str]]:
+    """Module name -> the modules of `package` it imports (anywhere in its body)."""
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root.parent).with_suffix("")
+        name = ".".join(relative.parts[:-1] if relative.name == "__init__" else relative.parts)
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+        graph[name] = {t for t in targets if t.split(".")[0] == package and t != name}
+    return {name: {t for t in targets if t in graph and t != name} for name, targets in graph.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import circles between two modules or more (a package importing its own modules is none)."""
+    found = []
+    for start in sorted(graph):
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for target in sorted(graph[node]):
+                if target == start and len(path) > 1 and min(path) == start:
+                    found.append([*path, start])
+                elif target not in path and target > start:
+                    stack.append((target, [*path, target]))
+    return [circle for circle in found if not within_one_package(circle)]
+
+
+def within_one_package(circle: list[str]) -> bool:
+    """A package and its own modules importing each other (an `__init__` re-export) is no circle."""
+    return all(a.startswith(b + ".") or b.startswith(a + ".") for a, b in itertools.pairwise(circle))
+
+
+def test_no_import_circles() -> None:
+    """A circle makes import order matter and hides which module is the lower one."""
+    root = PACKAGE.parent
+    for package in ("pgjobs", "bench"):
+        assert cycles(module_imports(root / package, package)) == [], package
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    assert cycles({"a.x": {"a.y"}, "a.y": {"a.x"}, "a.z": set()}) == [["a.x", "a.y", "a.x"]]
