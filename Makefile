@@ -57,30 +57,30 @@ node-deps:
 	else echo "as root, install the Debian packages:$$missing" >&2; exit 1; fi
 
 controlplane:
-	deploy/controlplane/build.sh
+	tools/controlplane/build.sh
 
 coredns:
-	deploy/coredns/build.sh
+	tools/coredns/build.sh
 
 prometheus:
-	deploy/prometheus/build.sh
+	tools/prometheus/build.sh
 
 image: node-deps
 	deploy/image/build.sh
 
 # The cluster's processes outlive make; `make cluster-down` stops them.
 cluster: setup node-deps controlplane coredns image
-	$(PY) -m pgjobs.devenv.cluster up --coredns "$$(deploy/coredns/build.sh --bin)" \
+	$(PY) -m pgjobs.devenv.cluster up --coredns "$$(tools/coredns/build.sh --bin)" \
 		$$(deploy/image/build.sh --archives | awk '$$1 !~ /-base:/ {print "--image", $$2}')
 
 cluster-down: $(STAMP)
 	$(PY) -m pgjobs.devenv.cluster down
 
 cluster-demo: cluster helm
-	$(PY) -m pgjobs.devenv.clusterdemo --helm "$$(deploy/helm/build.sh --bin)" $(if $(KEEP),--keep,)
+	$(PY) -m pgjobs.devenv.clusterdemo --helm "$$(tools/helm/build.sh --bin)" $(if $(KEEP),--keep,)
 
 helm:
-	deploy/helm/build.sh
+	tools/helm/build.sh
 
 manifests: helm
 	scripts/render-manifests.sh

@@ -47,7 +47,7 @@ class Release:
     def __init__(self, layout: nodeconfig.Layout, name: str) -> None:
         self.layout = layout
         self.name = name
-        self.helm = _script("deploy/helm/build.sh", "--bin").strip()
+        self.helm = _script("tools/helm/build.sh", "--bin").strip()
         self.kubectl_path = str(controlplane.bin_dir() / "kubectl")
 
     def run(self, *argv: str, stdin: str | None = None) -> str:
@@ -244,7 +244,7 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
     if started_here:
         listed = [line.split() for line in _script("deploy/image/build.sh", "--archives").splitlines()]
         archives = [Path(path) for ref, path in listed if "-base:" not in ref]
-        coredns = Path(_script("deploy/coredns/build.sh", "--bin").strip())
+        coredns = Path(_script("tools/coredns/build.sh", "--bin").strip())
         if layout.root.exists():
             cluster.down(layout)
         results["node_start_s"] = round(cluster.up(layout, coredns, archives), 1)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create a kind cluster for pgjobs, load the pgjobs:dev image and install the
-# chart. For machines with Docker; without it, use the local control plane
-# (`make controlplane`, pgjobs.devenv.controlplane) instead.
+# chart with its dev PostgreSQL (postgresql.enabled=true). For machines with
+# Docker; without it, `make cluster` runs a real node on the host instead.
 #
 # Environment: KIND_CLUSTER (default pgjobs), KIND_NODE_IMAGE (optional),
 #              HELM_ARGS (extra arguments for helm upgrade --install).
-# Afterwards:  PGJOBS_KUBECONFIG=<printed path> pytest tests/e2e
+# Afterwards:  make kind-e2e
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,9 +17,7 @@ missing=()
 command -v docker >/dev/null 2>&1 || missing+=("docker (https://docs.docker.com/engine/install/)")
 command -v kind >/dev/null 2>&1 || missing+=("kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)")
 command -v kubectl >/dev/null 2>&1 || missing+=("kubectl (https://kubernetes.io/docs/tasks/tools/)")
-if [ -d helm/pgjobs ] && ! command -v helm >/dev/null 2>&1; then
-    missing+=("helm (https://helm.sh/docs/intro/install/)")
-fi
+command -v helm >/dev/null 2>&1 || missing+=("helm (https://helm.sh/docs/intro/install/, or make helm)")
 if [ ${#missing[@]} -gt 0 ]; then
     echo "kind-up: missing tools:" >&2
     printf '  - %s\n' "${missing[@]}" >&2
@@ -41,24 +39,17 @@ else
 fi
 export KUBECONFIG="$kubeconfig"
 
-if [ -f deploy/Dockerfile ]; then
-    docker build -t pgjobs:dev -f deploy/Dockerfile .
-    kind load docker-image pgjobs:dev --name "$cluster"
-else
-    echo "kind-up: deploy/Dockerfile does not exist yet; no image built"
-fi
+docker build -t pgjobs:dev -f deploy/Dockerfile .
+kind load docker-image pgjobs:dev --name "$cluster"
 
-if [ -d helm/pgjobs ]; then
-    # pullPolicy Never: the image only exists inside the kind nodes.
-    # shellcheck disable=SC2086
-    helm upgrade --install pgjobs helm/pgjobs --namespace pgjobs --create-namespace \
-        --set image.repository=pgjobs --set image.tag=dev --set image.pullPolicy=Never \
-        --wait --timeout 5m ${HELM_ARGS:-}
-    echo "pgjobs installed in namespace pgjobs"
-else
-    echo "kind-up: helm/pgjobs does not exist yet; stopping after the cluster"
-fi
+# pullPolicy Never: the image only exists inside the kind nodes. The dev PostgreSQL gives the
+# release a database (HELM_ARGS can point it at another: --set postgresql.enabled=false,...).
+# shellcheck disable=SC2086
+helm upgrade --install pgjobs helm/pgjobs --namespace pgjobs --create-namespace \
+    --set image.repository=pgjobs --set image.tag=dev --set image.pullPolicy=Never \
+    --set postgresql.enabled=true --wait --timeout 5m ${HELM_ARGS:-}
+echo "pgjobs installed in namespace pgjobs"
 
 echo
 echo "export KUBECONFIG=$kubeconfig"
-echo "run the e2e suite against it: PGJOBS_KUBECONFIG=$kubeconfig pytest tests/e2e"
+echo "the opt-in suite against it: make kind-e2e"

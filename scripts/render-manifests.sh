@@ -10,7 +10,7 @@
 #   scripts/render-manifests.sh           rewrite the file
 #   scripts/render-manifests.sh --stdout  print what the file should contain
 #
-# Uses helm from PATH, else the one deploy/helm/build.sh builds (built if missing).
+# Uses helm from PATH, else the one tools/helm/build.sh builds (built if missing).
 # tests/unit/test_chart.py checks the checked-in file is current.
 set -euo pipefail
 
@@ -20,8 +20,8 @@ out=deploy/manifests/pgjobs.yaml
 
 helm="${HELM:-}"
 if [ -z "$helm" ]; then
-    helm="$(deploy/helm/build.sh --bin)"
-    [ -x "$helm" ] || deploy/helm/build.sh >&2
+    helm="$(tools/helm/build.sh --bin)"
+    [ -x "$helm" ] || tools/helm/build.sh >&2
 fi
 
 render() {

@@ -20,7 +20,7 @@
 # each with a .stamp (the hash of its inputs) next to it, and build logs in images/logs/.
 # buildah's storage lives in .../buildah/ (CONTAINERS_STORAGE_CONF=.../buildah/storage.conf
 # buildah images), nothing in /var/lib/containers. Needs root, buildah and mmdebstrap (installed
-# with apt-get when missing), Go for the pause binary (deploy/go-env.sh) and network access to
+# with apt-get when missing), Go for the pause binary (tools/go-env.sh) and network access to
 # the Debian mirror and PyPI.
 set -euo pipefail
 
@@ -314,8 +314,8 @@ pause_image() {
     local bin="$images/.pause.tmp"
     (
         MAKE_TARGET=image
-        # shellcheck source=../go-env.sh
-        source "$here/../go-env.sh"
+        # shellcheck source=../../tools/go-env.sh
+        source "$here/../../tools/go-env.sh"
         cd "$here/pause"
         "$GO" build -trimpath -ldflags '-s -w' -o "$bin" .
     )

@@ -2,7 +2,7 @@
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy (built
 from the Go module proxy by ``make controlplane``), containerd + runc + the CNI bridge plugin
-(Debian packages) and CoreDNS (``deploy/coredns/build.sh``) run as host processes, so pods run
+(Debian packages) and CoreDNS (``tools/coredns/build.sh``) run as host processes, so pods run
 for real: images imported into containerd, Deployments scaled by the controller-manager,
 SIGTERM from the kubelet, Service names resolved by cluster DNS.
 

@@ -4,7 +4,7 @@ The operator has to be tested against a real API server: structural-schema
 pruning, CEL validation, the status subresource, watches, finalizers and RBAC
 are where operators break, and no mock reproduces them. kind needs Docker, so
 like controller-runtime's envtest we run the two binaries directly, built from
-the Go module proxy by ``make controlplane`` (deploy/controlplane/build.sh).
+the Go module proxy by ``make controlplane`` (tools/controlplane/build.sh).
 
 There is no controller-manager, scheduler or kubelet: objects are stored,
 validated, watched and authorised, but nothing reconciles them (no pods from
@@ -47,7 +47,7 @@ from pgjobs.devenv.processes import (
     wait_until,
 )
 
-# Must match k8s.io/kubernetes in deploy/controlplane/go.mod (a test checks).
+# Must match k8s.io/kubernetes in tools/controlplane/go.mod (a test checks).
 K8S_VERSION = "1.36.3"
 
 ADMIN_USER = "pgjobs-admin"

@@ -67,7 +67,7 @@ def node(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterato
     started_here = False
     if os.geteuid() != 0:
         _unavailable("the cluster tests need root (containerd, kubelet, iptables)")
-    coredns = Path(_script("deploy/coredns/build.sh", "--bin").strip())
+    coredns = Path(_script("tools/coredns/build.sh", "--bin").strip())
     # The base image only builds the others; pods never run it.
     listed = [line.split() for line in _script("deploy/image/build.sh", "--archives").splitlines()]
     archives = [Path(path) for ref, path in listed if "-base:" not in ref]

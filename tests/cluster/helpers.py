@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 def helm_binary() -> str:
     return subprocess.run(
-        [str(ROOT / "deploy" / "helm" / "build.sh"), "--bin"], capture_output=True, text=True, check=True
+        [str(ROOT / "tools" / "helm" / "build.sh"), "--bin"], capture_output=True, text=True, check=True
     ).stdout.strip()
 
 

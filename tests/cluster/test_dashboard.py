@@ -1,6 +1,6 @@
 """Every panel of the Grafana dashboard answered by a real Prometheus scraping the chart's pods.
 
-Prometheus (deploy/prometheus/build.sh) runs as a host process next to the node with the scrape
+Prometheus (tools/prometheus/build.sh) runs as a host process next to the node with the scrape
 config a user without the Prometheus Operator uses (deploy/prometheus/prometheus.yaml: the
 chart's `pgjobs.dev/metrics` Services, found through the API server) and the rules
 (pgjobs-rules.yaml). Only what a test needs is added to that file: a 2 s scrape and evaluation
@@ -71,7 +71,10 @@ class Prometheus:
 
 def _prometheus_bin_dir() -> Path:
     out = subprocess.run(
-        [str(PROMETHEUS_DIR / "build.sh"), "--bin-dir"], capture_output=True, text=True, check=True
+        [str(ROOT / "tools" / "prometheus" / "build.sh"), "--bin-dir"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return Path(out.strip())
 

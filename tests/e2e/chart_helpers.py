@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "pgjobs"
-BUILD = ROOT / "deploy" / "helm" / "build.sh"
+BUILD = ROOT / "tools" / "helm" / "build.sh"
 
 Obj = dict[str, Any]
 
@@ -41,7 +41,7 @@ def helm() -> Path:
     """The helm binary for the chart tests (a fixture of every suite: tests/conftest.py)."""
     path = helm_binary()
     if path is None:
-        pytest.skip("helm is not built: run deploy/helm/build.sh (`make helm`, a few minutes)")
+        pytest.skip("helm is not built: run tools/helm/build.sh (`make helm`, a few minutes)")
     return path
 
 

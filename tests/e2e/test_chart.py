@@ -1,7 +1,7 @@
 """The Helm chart against real tools: helm lint/template, the values schema, server-side dry-run
 on the real API server, and the operator running with the chart's own RBAC.
 
-helm is built from the Go module proxy by deploy/helm/build.sh into the pgjobs cache. Without it
+helm is built from the Go module proxy by tools/helm/build.sh into the pgjobs cache. Without it
 these tests are skipped, except in CI (CI=true), where the session builds it.
 """
 

@@ -89,7 +89,7 @@ def widget_crd(kube: Kube) -> str:
 
 
 def test_pinned_version_is_the_one_go_mod_builds() -> None:
-    go_mod = (REPO / "deploy/controlplane/go.mod").read_text()
+    go_mod = (REPO / "tools/controlplane/go.mod").read_text()
     pinned = re.search(r"^\s*k8s\.io/kubernetes (v\S+)", go_mod, re.MULTILINE)
     assert pinned is not None, "go.mod does not require k8s.io/kubernetes"
     assert pinned.group(1) == f"v{cp.K8S_VERSION}"

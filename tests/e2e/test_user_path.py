@@ -115,7 +115,8 @@ class KeptDemo:
 
 
 class Terminal:
-    """A new terminal: a bare PATH, then the demo's `export` lines; runs commands as printed."""
+    """A new terminal in the checkout: a bare PATH, then the demo's `export` lines; runs commands
+    as printed."""
 
     def __init__(self, exports: list[str], cwd: Path) -> None:
         self.setup = "\n".join(exports)
@@ -166,13 +167,13 @@ def following(command: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def kept_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KeptDemo, Terminal, list[str]]]:
+def kept_demo() -> Iterator[tuple[KeptDemo, Terminal, list[str]]]:
     demo = KeptDemo()
     try:
         printed = demo.wait_for_instructions()
         exports = [line for line in printed if line.startswith("export ")]
         commands = [line for line in printed if not line.startswith("export ")]
-        yield demo, Terminal(exports, tmp_path_factory.mktemp("terminal")), commands
+        yield demo, Terminal(exports, ROOT), commands  # the docs' paths are the checkout's
     finally:
         code = demo.stop()
         assert code == 130, "\n".join(demo.printed[-30:])

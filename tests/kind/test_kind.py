@@ -1,7 +1,7 @@
 """pgjobs on a real (containerised) cluster: kind + the image + the Helm chart (opt-in).
 
 PGJOBS_KIND=1 runs it (`make kind-e2e`); it needs docker with a reachable daemon, kind, kubectl
-and helm (on PATH, or built by deploy/helm/build.sh). One module-scoped cluster: create it, build
+and helm (on PATH, or built by tools/helm/build.sh). One module-scoped cluster: create it, build
 and load the image, `helm install` with the dev PostgreSQL, then the tests below in order;
 the cluster is deleted at the end unless PGJOBS_KIND_KEEP=1.
 """
@@ -36,7 +36,7 @@ def _helm() -> str | None:
     if on_path:
         return on_path
     built = subprocess.run(
-        [str(ROOT / "deploy" / "helm" / "build.sh"), "--bin"], capture_output=True, text=True, check=False
+        [str(ROOT / "tools" / "helm" / "build.sh"), "--bin"], capture_output=True, text=True, check=False
     ).stdout.strip()
     return built if built and os.access(built, os.X_OK) else None
 
@@ -46,7 +46,7 @@ def _missing() -> str | None:
         return "kind end-to-end tests are opt-in: set PGJOBS_KIND=1 (make kind-e2e)"
     absent = [tool for tool in ("docker", "kind", "kubectl") if shutil.which(tool) is None]
     if _helm() is None:
-        absent.append("helm (PATH or deploy/helm/build.sh)")
+        absent.append("helm (PATH or tools/helm/build.sh)")
     if absent:
         return f"kind end-to-end tests need: {', '.join(absent)}"
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:

@@ -1,6 +1,6 @@
 """The Prometheus rules (deploy/prometheus/pgjobs-rules.yaml): valid, tested, on exported metrics.
 
-`promtool` comes from deploy/prometheus/build.sh (`make prometheus`); without it these tests skip,
+`promtool` comes from tools/prometheus/build.sh (`make prometheus`); without it these tests skip,
 except in CI, which must run them.
 """
 
@@ -26,7 +26,10 @@ CONFIG = HERE / "prometheus.yaml"
 @pytest.fixture(scope="module")
 def promtool() -> Path:
     bin_dir = subprocess.run(
-        [str(HERE / "build.sh"), "--bin-dir"], capture_output=True, text=True, check=True
+        [str(HERE.parents[1] / "tools" / "prometheus" / "build.sh"), "--bin-dir"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     tool = Path(bin_dir) / "promtool"
     if not tool.exists():

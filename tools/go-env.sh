@@ -1,4 +1,4 @@
-# Sourced by the build scripts under deploy/: find Go (or say how to get it) and set the flags
+# Sourced by the build scripts under tools/ (and deploy/image/build.sh): find Go (or say how to get it) and set the flags
 # every pgjobs build uses. The caller sets MAKE_TARGET to the make target that reruns it.
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 if ! [ -x "$GO" ] && ! command -v "$GO" >/dev/null 2>&1; then

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Build the helm CLI from the Go module proxy at the version pinned in go.mod,
 # into a cache directory outside the checkout (same cache root as the control
-# plane: deploy/controlplane/build.sh).
+# plane: tools/controlplane/build.sh).
 #
-#   deploy/helm/build.sh            build (no-op when already built)
-#   deploy/helm/build.sh --force    rebuild even if the binary exists
-#   deploy/helm/build.sh --bin      print the path of the helm binary and exit
+#   tools/helm/build.sh            build (no-op when already built)
+#   tools/helm/build.sh --force    rebuild even if the binary exists
+#   tools/helm/build.sh --bin      print the path of the helm binary and exit
 #
 # Output: ${PGJOBS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgjobs}/helm/<version>/bin/helm
 set -euo pipefail

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Build Prometheus and promtool from the Go module proxy at the version pinned in
 # go.mod (github.com/prometheus/prometheus v0.3MM.P is Prometheus 3.MM.P), into a
-# cache directory outside the checkout (same cache root as deploy/helm and
-# deploy/coredns). Used by tests/cluster/test_dashboard.py (the dashboard's queries
+# cache directory outside the checkout (same cache root as tools/helm and
+# tools/coredns). Used by tests/cluster/test_dashboard.py (the dashboard's queries
 # against a real Prometheus) and tests/unit/test_prometheus_rules.py (promtool).
 #
-#   deploy/prometheus/build.sh             build (no-op when already built)
-#   deploy/prometheus/build.sh --force     rebuild even if the binaries exist
-#   deploy/prometheus/build.sh --bin-dir   print the directory of prometheus and promtool
+#   tools/prometheus/build.sh             build (no-op when already built)
+#   tools/prometheus/build.sh --force     rebuild even if the binaries exist
+#   tools/prometheus/build.sh --bin-dir   print the directory of prometheus and promtool
 #
 # Output: ${PGJOBS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgjobs}/prometheus/<version>/bin/{prometheus,promtool}
 #

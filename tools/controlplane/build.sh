@@ -5,10 +5,10 @@
 # for all of them: they share most packages, so together they build in little more than kubelet
 # alone.
 #
-#   deploy/controlplane/build.sh            build (no-op when already built)
-#   deploy/controlplane/build.sh --force    rebuild even if the binaries exist
-#   deploy/controlplane/build.sh --bindir   print the binary directory and exit
-#   deploy/controlplane/build.sh --regen [K8S_VERSION]
+#   tools/controlplane/build.sh            build (no-op when already built)
+#   tools/controlplane/build.sh --force    rebuild even if the binaries exist
+#   tools/controlplane/build.sh --bindir   print the binary directory and exit
+#   tools/controlplane/build.sh --regen [K8S_VERSION]
 #                                           rewrite go.mod/go.sum for a new
 #                                           Kubernetes release (needs network)
 #

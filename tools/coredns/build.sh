@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Build the cluster DNS (CoreDNS with the plugins imported by main.go) from the
 # Go module proxy at the version pinned in go.mod, into a cache directory
-# outside the checkout (same cache root as deploy/controlplane and deploy/helm).
+# outside the checkout (same cache root as tools/controlplane and tools/helm).
 #
-#   deploy/coredns/build.sh            build (no-op when already built)
-#   deploy/coredns/build.sh --force    rebuild even if the binary exists
-#   deploy/coredns/build.sh --bin      print the path of the coredns binary and exit
+#   tools/coredns/build.sh            build (no-op when already built)
+#   tools/coredns/build.sh --force    rebuild even if the binary exists
+#   tools/coredns/build.sh --bin      print the path of the coredns binary and exit
 #
 # Output: ${PGJOBS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgjobs}/coredns/<version>/bin/coredns
 set -euo pipefail
