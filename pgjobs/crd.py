@@ -14,3 +14,30 @@ KIND = "PgJob"
 API_VERSION = f"{GROUP}/{VERSION}"
 #: Held by every PgJob that has a row, so that its deletion waits until the operator removed the row.
 FINALIZER = f"{GROUP}/row"
+
+#: Every field of a PgJob's spec and status this code reads or writes. A CRD in the cluster
+#: that lacks one is older than this code: the API server would drop the field (structural
+#: schemas prune unknown fields). tests/unit/test_crd.py checks these against crds/.
+SPEC_FIELDS = frozenset(
+    {"task", "args", "priority", "queue", "maxAttempts", "backoffSeconds", "timeoutSeconds"}
+    | {"ttlSecondsAfterFinished", "stopped", "restarts"}
+)
+STATUS_FIELDS = frozenset(
+    {"phase", "progress", "progressPercent", "message", "worker", "attempts", "startedAt"}
+    | {"finishedAt", "result", "conditions", "observedGeneration", "restarts", "jobId"}
+)
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+
+def missing_fields(definition: dict[str, object]) -> list[str]:
+    """`spec.X` / `status.X` this code needs that a CRD object (as the API serves it) lacks."""
+    versions = definition.get("spec", {}).get("versions", [])  # type: ignore[attr-defined]
+    served = next((v for v in versions if v.get("name") == VERSION), None)
+    if served is None:
+        return [f"version {VERSION}"]
+    properties = served.get("schema", {}).get("openAPIV3Schema", {}).get("properties", {})
+    missing = []
+    for part, needed in (("spec", SPEC_FIELDS), ("status", STATUS_FIELDS)):
+        present = set(properties.get(part, {}).get("properties", {}))
+        missing += [f"{part}.{field}" for field in sorted(needed - present)]
+    return missing

@@ -52,6 +52,11 @@ class KubeApi:
         self._session: aiohttp.ClientSession | None = None
         self._instance = socket.gethostname()
 
+    @property
+    def host(self) -> str:
+        """The API server's address, for messages."""
+        return self._host
+
     @classmethod
     def load(cls, kubeconfig: str | None) -> KubeApi:
         return cls(load_configuration(kubeconfig))

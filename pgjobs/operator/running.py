@@ -27,6 +27,7 @@ from pgjobs.operator import (
     maintenance,
     metrics,
     policy,
+    preflight,
     syncing,
 )
 from pgjobs.operator.database import Database
@@ -120,6 +121,7 @@ async def run(database_settings: connecting.DatabaseSettings, settings: Operator
     # First: a policy file that cannot be used stops the operator before it handles any PgJob.
     loaded_policy = policy.load(settings.policy_file)
     await _check_schema(database_settings)
+    await _check_api(settings)
     database = Database(database_settings)
     sync_database = Database(database_settings, max_size=SYNC_CONNECTIONS)
     await database.open()
@@ -194,6 +196,15 @@ async def _until_done(step: Any, what: str, ctx: context.Context) -> None:
             context.stop_if_cancelled()
             logger.warning("%s failed, retrying: %s", what, error)
             await asyncio.sleep(ctx.settings.maintenance_interval)
+
+
+async def _check_api(settings: OperatorSettings) -> None:
+    """Fail at start, in one line, when the API server is away or serves an older PgJob CRD."""
+    api = kube.KubeApi.load(settings.kubeconfig)
+    try:
+        await preflight.check_api(api, api.host)
+    finally:
+        await api.close()
 
 
 async def _check_schema(settings: connecting.DatabaseSettings) -> None:

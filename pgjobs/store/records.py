@@ -209,6 +209,8 @@ class Job:
             "started_at": stamp(self.started_at),
             "finished_at": stamp(self.finished_at),
             "no_worker_since": stamp(self.no_worker_since),
+            # The PgJob that owns the row (NAMESPACE/NAME), None for a job enqueued without one.
+            "pgjob": f"{self.resource_namespace}/{self.resource_name}" if self.resource_name else None,
         }
 
 

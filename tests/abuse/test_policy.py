@@ -10,17 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 import yaml
 
 from pgjobs.store import connecting
 from tests.e2e.operator_helpers import (
-    GROUP,
     OPERATOR_ARGS,
     PGJOBS,
-    PLURAL,
-    VERSION,
     Process,
     Services,
     create,
@@ -174,35 +170,3 @@ def test_a_malformed_policy_file_stops_the_operator_at_start(
     missing = services.operator("missing", "--policy-file", str(tmp_path / "absent.yaml"))
     missing.popen.wait(30)
     assert missing.popen.returncode == 2 and "cannot be read" in missing.text()
-
-
-def test_a_resource_quota_caps_the_pgjobs_of_a_namespace(kube: Any, namespace: str, crd: None) -> None:
-    """The API server's ResourceQuota admission refuses the PgJob over the count at create time.
-
-    The local control plane runs no kube-controller-manager, so the quota's status (its hard
-    limits and usage) is written here the way the quota controller would write it; admission
-    then counts each created PgJob into `used` itself.
-    """
-    resource = "count/pgjobs.pgjobs.dev"
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "pgjobs", "namespace": namespace},
-        "spec": {"hard": {resource: "2"}},
-    }
-    kube.core.create_namespaced_resource_quota(namespace, quota)
-    kube.core.patch_namespaced_resource_quota_status(
-        "pgjobs", namespace, {"status": {"hard": {resource: "2"}, "used": {resource: "0"}}}
-    )
-    time.sleep(1)  # the admission plugin reads quotas through an informer
-    create(kube, namespace, pgjob("one", "noop"), pgjob("two", "noop"))
-    with pytest.raises(kubernetes.client.exceptions.ApiException) as error:
-        kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, pgjob("three", "noop"))
-    assert error.value.status == 403
-    assert (
-        f"exceeded quota: pgjobs, requested: {resource}=1, used: {resource}=2, limited: {resource}=2"
-        in str(error.value.body)
-    )
-    used = kube.core.read_namespaced_resource_quota("pgjobs", namespace).status.used
-    assert used == {resource: "2"}
-    assert status(kube, namespace, "one") == {}  # no operator ran: the quota alone refused

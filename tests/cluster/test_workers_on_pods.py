@@ -7,6 +7,9 @@ checked in the PgJob statuses and in the job rows of the release's PostgreSQL.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -120,3 +123,36 @@ def test_force_deleting_a_worker_pod_gets_its_job_rescued(release: Release) -> N
     assert attempts["attempt"] in (1, 2), attempts
     assert attempts["attempt"] == attempts["status_attempts"]
     assert moved_after < STALL_TIMEOUT + 2 * HEARTBEAT + STATUS_SLACK, f"{moved_after:.1f}s"
+
+
+def test_a_resourcequota_on_pgjobs_refuses_the_plugins_submit_in_one_line(release: Release) -> None:
+    """The real quota controller (kube-controller-manager on the node) counts PgJobs; over the
+    count, `kubectl pgjobs submit` says so in one line and creates nothing."""
+    prefix = f"quota-{uuid.uuid4().hex[:5]}"
+    release.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": {"name": prefix},
+                "spec": {"hard": {"count/pgjobs.pgjobs.dev": "1"}},
+            }
+        ]
+    )
+    wait_for(
+        lambda: release.get("resourcequota", prefix).get("status", {}).get("hard"), 60, "the quota counted"
+    )
+    release.apply(sleep_jobs(prefix, 1, seconds=0.2))
+    submit = [sys.executable, "-m", "pgjobs.cli.kubectl", "submit", "sleep", "-n", release.namespace]
+    result = subprocess.run(
+        submit,
+        env={**os.environ, "KUBECONFIG": str(release.node.admin_kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result
+    assert result.stderr.count("\n") == 1 and "exceeded quota" in result.stderr, result.stderr
+    assert len([n for n in release.phases() if n.startswith("sleep-")]) == 0
+    release.kubectl("delete", "resourcequota", prefix)

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -425,13 +424,17 @@ def test_plugin_watch_exits_when_jobs_finish(kube: Any, crd: None, namespace: st
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # let it list and start watching: what follows must arrive as events
+    # Both jobs shown: the listing is done, and the watch resumes from its resourceVersion, so
+    # everything that follows arrives as events.
+    assert proc.stdout is not None
+    listed = [proc.stdout.readline(), proc.stdout.readline()]
+    assert sorted(line.split()[0] for line in listed) == ["w-a", "w-b"], listed
     set_status(kube, namespace, "w-a", {"phase": "Running", "progress": 50, "worker": "w1"})
     set_status(kube, namespace, "w-a", {"phase": "Completed", "progress": 100})
     set_status(kube, namespace, "w-b", {"phase": "Failed", "message": "boom"})
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
-    lines = out.splitlines()
+    lines = [line.rstrip("\n") for line in listed] + out.splitlines()
     assert lines[-1] == "1 Completed, 1 Failed (w-b)"
     a_lines = [line.split()[:3] for line in lines if line.startswith("w-a ")]
     assert a_lines == [["w-a", "Pending", "0%"], ["w-a", "Running", "50%"], ["w-a", "Completed", "100%"]]

@@ -9,6 +9,7 @@ and every docs block marked `run demo` (tests/docs_blocks.py) runs in it, as pri
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -17,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -26,6 +28,7 @@ from pgjobs.devenv import controlplane
 from tests import docs_blocks
 from tests.docs_blocks import ROOT
 
+T = TypeVar("T")
 DEMO = [sys.executable, "-m", "pgjobs.devenv.demo"]
 #: A fresh terminal's PATH: no virtualenv, no kubectl; the demo's printed exports must add them.
 BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -239,11 +242,31 @@ def test_plugin_conventions_against_the_api_server(kept_demo: tuple[KeptDemo, Te
 def test_the_command_an_error_message_names_runs(kept_demo: tuple[KeptDemo, Terminal, list[str]]) -> None:
     """`pgjobs stop ID` on a PgJob's row names the kubectl command to use instead; that command works."""
     _, terminal, _ = kept_demo
-    listing = terminal.run("pgjobs jobs --json")
-    assert listing.returncode == 0, listing
-    refused = terminal.run("pgjobs stop 1")
+    created = terminal.run("kubectl pgjobs submit sleep --args '{\"seconds\": 30}' -n default")
+    assert created.returncode == 0, created
+    name = created.stdout.strip()
+
+    def row_id() -> int | None:
+        listing = terminal.run("pgjobs jobs --json")
+        assert listing.returncode == 0, listing
+        rows = [row for row in json.loads(listing.stdout) if row["pgjob"] == f"default/{name}"]
+        return int(rows[0]["id"]) if rows else None
+
+    job_id = wait_until(row_id, 30, f"a row for PgJob {name}")
+    refused = terminal.run(f"pgjobs stop {job_id}")
     assert refused.returncode != 0
     named = re.search(r"`(kubectl pgjobs stop [^`]+)`", refused.stderr + refused.stdout)
     assert named, refused.stderr
+    assert named.group(1) == f"kubectl pgjobs stop {name} -n default"
     result = terminal.run(named.group(1))
     assert result.returncode == 0, f"`{named.group(1)}`:\n{result.stdout}\n{result.stderr}"
+
+
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value is not None:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

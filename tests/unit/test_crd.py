@@ -8,6 +8,7 @@ an example that would be refused.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +295,15 @@ def test_check_value_catches_errors(root: Schema) -> None:
     bad = {"task": "9x", "priority": "Urgent", "maxAttempts": 0, "colour": "red"}
     errors = check_value(".spec", spec, bad)
     assert len(errors) == 4, errors
+
+
+def test_the_operator_needs_exactly_the_fields_the_crd_declares(crd: dict[str, Any]) -> None:
+    """pgjobs.crd.SPEC_FIELDS/STATUS_FIELDS are what the operator's preflight asks of the cluster's CRD."""
+    assert pgjobs.crd.missing_fields(crd) == []
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert set(spec) == pgjobs.crd.SPEC_FIELDS
+    older = copy.deepcopy(crd)
+    del older["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "restarts"
+    ]
+    assert pgjobs.crd.missing_fields(older) == ["spec.restarts"]
