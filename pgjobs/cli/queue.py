@@ -121,7 +121,10 @@ _ADMIN = {
     ),
     "start": ("start a Stopped job again", "Stopped"),
     "restart": ("run a Completed, Failed or Stopped job again, as a new run", "Completed, Failed or Stopped"),
-    "delete": ("delete a job that is not running (--force: also a running one)", "not Running"),
+    "delete": (
+        "delete a job that is not running (--force: also a running one; never a PgJob's)",
+        "not Running",
+    ),
 }
 #: The command that changes a PgJob's intent, for a job that belongs to one.
 _KUBECTL = {
@@ -137,19 +140,24 @@ def _add_admin(commands: Any) -> None:
     for name, (help, _) in _ADMIN.items():
         parser = options.command(commands, name, help, _admin)
         parser.add_argument("job_id", type=int, metavar="ID", help="job id (see `pgjobs jobs`)")
-        force_help = f"delete even a running job; {_FORCE_HELP}" if name == "delete" else _FORCE_HELP
+        force_help = "delete even a running job (never a PgJob's)" if name == "delete" else _FORCE_HELP
         parser.add_argument("--force", action="store_true", help=force_help)
 
 
 def _refuse_pgjob_rows(job: Job | None, args: argparse.Namespace) -> None:
     """Kubernetes owns the intent of a PgJob's job: a change here would be undone by the
-    operator, or leave the row and the PgJob disagreeing, so it is made through kubectl."""
-    if job is None or job.resource_name is None or args.force:
+    operator, or leave the row and the PgJob disagreeing, so it is made through kubectl. A
+    deletion is refused even with --force: the PgJob would be left with no row behind it."""
+    if job is None or job.resource_name is None:
+        return
+    forcible = args.command != "delete"
+    if forcible and args.force:
         return
     command = _KUBECTL[args.command].format(name=job.resource_name, namespace=job.resource_namespace)
     raise UserError(
         f"job {job.id} belongs to PgJob {job.resource_namespace}/{job.resource_name}, whose spec "
-        f"decides what it does: run `{command}` (or --force to change the row anyway)"
+        f"decides what it does: run `{command}`"
+        + (" (or --force to change the row anyway)" if forcible else "")
     )
 
 

@@ -128,11 +128,7 @@ async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
     generation = int(body["metadata"].get("generation", 1))
     async with ctx.database.connection() as conn:
         if run_is_over(body) and await resources.get_state(conn, wanted.uid) is None:
-            logger.warning(
-                "PgJob %s finished (%s) and its row is gone (a restored backup, a forced delete): "
-                "not running it again; `kubectl pgjobs restart %s -n %s` runs it anew",
-                _name(body), body["status"]["phase"], wanted.name, wanted.namespace,
-            )  # fmt: skip
+            await _report_row_missing(ctx, body)
             return
         try:
             job_id, created = await _upsert(ctx, conn, wanted, generation)
@@ -276,12 +272,48 @@ async def _refuse(
     text = f"{_REFUSAL_PREFIX[reason]}: {message}"
     status = {"phase": "Failed", "message": text, "progress": 0, "progressPercent": "0%"}
     await ctx.kube.patch_status(meta["namespace"], meta["name"], status, meta.get("uid"))
+    await _warn(ctx, body, reason, text)
+    raise kopf.PermanentError(message)
+
+
+async def _warn(ctx: context.Context, body: Mapping[str, Any], reason: str, text: str) -> None:
+    """A Warning Event on the PgJob; best effort, its status says the same already."""
+    meta = body["metadata"]
     involved = {"name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")}
     try:
         await ctx.kube.post_event(involved, "Warning", reason, text)
-    except UNREACHABLE as error:  # best effort: the status says it already
+    except UNREACHABLE as error:
         logger.warning("event %s for %s not posted: %s", reason, _name(body), error)
-    raise kopf.PermanentError(message)
+
+
+#: The condition (and Event reason) of a finished PgJob whose row is gone.
+ROW_MISSING = "RowMissing"
+
+
+async def _report_row_missing(ctx: context.Context, body: Mapping[str, Any]) -> None:
+    """A finished PgJob whose row vanished (a restored backup, a lost dev database) keeps its
+    phase and is not run again; a condition and an Event say so, once, and how to run it anew."""
+    meta, status = body["metadata"], body["status"]
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != ROW_MISSING]
+    if len(conditions) < len(status.get("conditions") or []):
+        return  # reported already
+    message = (
+        f"job {status['jobId']}'s row is gone from the database (a restored backup, a lost database): "
+        f"its {status['phase']} run is not repeated; `kubectl pgjobs restart {meta['name']} "
+        f"-n {meta['namespace']}` runs it anew"
+    )
+    logger.warning("PgJob %s: %s", _name(body), message)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    missing = {"type": ROW_MISSING, "status": "True", "reason": ROW_MISSING, "message": message}
+    missing |= {"lastTransitionTime": stamp, "observedGeneration": meta.get("generation", 1)}
+    await ctx.kube.patch_status(
+        meta["namespace"], meta["name"], {"conditions": [*conditions, missing]}, meta["uid"]
+    )
+    involved = {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}
+    try:
+        await ctx.kube.post_event(involved, "Warning", ROW_MISSING, message)
+    except UNREACHABLE as error:  # best effort: the condition says it already
+        logger.warning("event %s for %s not posted: %s", ROW_MISSING, _name(body), error)
 
 
 def _name(body: Mapping[str, Any]) -> str:

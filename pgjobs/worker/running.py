@@ -67,9 +67,10 @@ class Worker:
         self.counts_idle = listen and not settings.burst
         #: Whether the listener's LISTEN is in place now (a wake-up sent meanwhile is lost).
         self._listening = False
-        #: The tasks this worker can run, recorded in its row: it claims only jobs of these, so
-        #: a job of a task it lacks waits for a worker that has it (a mixed fleet, a rollout).
-        self.tasks = tuple(registry.names())
+        #: The tasks this worker runs, recorded in its row: it claims only jobs of these, so a job
+        #: of a task it lacks or refuses (an unsafe one without --enable-shell) waits for a worker
+        #: that runs it (a mixed fleet, a rollout) instead of failing here.
+        self.tasks = tuple(runnable_tasks(settings.enable_shell))
 
     def keeps(self, claimed_at: float) -> bool:
         """Whether a job this worker claimed at `claimed_at` (monotonic) cannot have been rescued:
@@ -120,7 +121,7 @@ class Worker:
             os.getpid(),
             ", ".join(self.settings.queues),
             self.settings.concurrency,
-            ", ".join(registry.names()) or "none",
+            ", ".join(self.tasks) or "none",
         )
         logger.info(
             "This worker runs %s job(s) at a time. To scale, run more workers.", self.settings.concurrency
@@ -449,6 +450,12 @@ class Worker:
                 slot.wake()
                 return True
         return False
+
+
+def runnable_tasks(enable_shell: bool) -> list[str]:
+    """The registered tasks this worker runs: the unsafe ones only when they are enabled."""
+    found = (registry.get(name) for name in registry.names())
+    return [task.name for task in found if task is not None and (enable_shell or not task.unsafe)]
 
 
 async def run_worker(

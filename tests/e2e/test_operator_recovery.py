@@ -293,7 +293,7 @@ def test_a_pgjob_left_without_a_row_gets_one_from_the_leader(
 def test_a_finished_pgjob_whose_row_is_lost_does_not_run_again(
     kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
 ) -> None:
-    """A restored backup or `pgjobs delete --force` takes the row of a Completed PgJob: after an
+    """A restored backup or a lost dev database takes the row of a Completed PgJob: after an
     operator restart (resume) it must stay Completed, with no second run; a restart runs it anew."""
     operator = services.operator("operator-1")
     services.worker("worker-1")
@@ -302,9 +302,18 @@ def test_a_finished_pgjob_whose_row_is_lost_does_not_run_again(
     query(database, "DELETE FROM pgjobs.jobs WHERE resource_name = 'once' RETURNING id")
     operator.kill()
     second = services.operator("operator-2")
-    wait_until(lambda: "its row is gone" in second.text(), timeout=30, what="the resume to see it")
-    assert rows(database) == []
-    assert status(kube, namespace, "once")["jobId"] == first["jobId"]
+
+    def row_missing() -> Any:
+        conditions = status(kube, namespace, "once").get("conditions") or []
+        return next((c for c in conditions if c["type"] == "RowMissing"), None)
+
+    condition = wait_until(row_missing, timeout=30, what="the RowMissing condition")
+    assert f"job {first['jobId']}'s row is gone" in condition["message"]
+    assert "kubectl pgjobs restart once" in condition["message"]
+    assert "RowMissing" in [e["reason"] for e in events(kube, namespace)]
+    assert rows(database) == [] and "its row is gone" in second.text()
+    assert status(kube, namespace, "once")["phase"] == "Completed"
     patch_spec(kube, namespace, "once", restarts=1)
     wait_until(lambda: len(rows(database)) == 1, timeout=30, what="a restart to give it a new row")
+    wait_until(lambda: row_missing() is None, timeout=30, what="the status sync to replace the conditions")
     wait_phase(kube, namespace, "once", "Completed")

@@ -38,5 +38,7 @@ def test_an_operator_without_an_api_server_says_so_in_one_line(
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr, result.stderr
-    assert lines[-1].startswith("pgjobs: error: cannot reach the Kubernetes API server at https://127.0.0.1:1")
+    assert lines[-1].startswith(
+        "pgjobs: error: cannot reach the Kubernetes API server at https://127.0.0.1:1"
+    )
     assert len([line for line in lines if "error" in line.lower()]) == 1, result.stderr

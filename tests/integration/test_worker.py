@@ -196,12 +196,21 @@ def test_progress_writes_are_throttled(database, spawn) -> None:  # type: ignore
     assert job.change_count >= 4, "progress was never written while the job ran"
 
 
-def test_shell_task_is_refused_unless_enabled(database, spawn) -> None:  # type: ignore[no-untyped-def]
+def test_shell_jobs_wait_for_a_worker_that_enables_shell(database, spawn) -> None:  # type: ignore[no-untyped-def]
+    """A worker without --enable-shell neither advertises nor claims `shell`: in a mixed fleet the
+    job waits for a worker that runs it instead of failing on one that refuses it."""
     db = Database(database)
     [job_id] = db.enqueue("shell", args={"command": ["true"]})
+    [other] = db.enqueue("record")
     spawn()
-    job = wait_for(lambda: (j := db.job(job_id)).state is JobState.FAILED and j, 20, what="the refusal")
-    assert "--enable-shell" in (job.message or "")
+    wait_for(lambda: state_of(db, other) is JobState.COMPLETED, 20, what="the other job")
+    [row] = db.call(workers_module.list_workers)
+    assert "shell" not in row.tasks and "record" in row.tasks
+    assert state_of(db, job_id) is JobState.PENDING
+    spawn("--enable-shell")
+    wait_for(
+        lambda: state_of(db, job_id) is JobState.COMPLETED, 20, what="the shell job on the enabled worker"
+    )
 
 
 def test_shell_task_runs_commands_when_enabled(database, spawn) -> None:  # type: ignore[no-untyped-def]

@@ -4,11 +4,15 @@ once it can run again."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import uuid
 
-from pgjobs.cli import listings
+import pytest
+
+from pgjobs.cli import listings, queue
+from pgjobs.cli.options import UserError
 from pgjobs.operator import syncing
 from pgjobs.operator.settings import OperatorSettings
 from pgjobs.states import JobState, Priority
@@ -95,10 +99,13 @@ def test_the_delay_is_defined_once_and_longer_than_the_stall_timeout() -> None:
     assert settings.no_worker_after == 120.0 and settings.no_worker_after > settings.stall_timeout
 
 
-def test_a_worker_claims_with_the_names_of_its_registered_tasks() -> None:
+def test_a_worker_claims_with_the_names_of_the_tasks_it_runs() -> None:
     registry.load(["pgjobs.tasks.builtins"], entry_points=False)
     worker = Worker(DatabaseSettings(), WorkerSettings())
-    assert worker.tasks == tuple(registry.names()) and "noop" in worker.tasks
+    assert "noop" in worker.tasks and "shell" not in worker.tasks  # shell only with --enable-shell
+    assert set(worker.tasks) == set(registry.names()) - {"shell"}
+    enabled = Worker(DatabaseSettings(), WorkerSettings(enable_shell=True))
+    assert enabled.tasks == tuple(registry.names())
 
 
 def test_the_hot_statement_sends_the_task_names_as_a_text_array() -> None:
@@ -107,3 +114,25 @@ def test_the_hot_statement_sends_the_task_names_as_a_text_array() -> None:
     worker_id = uuid.uuid4()
     assert hotpath._identity(worker_id, ["a"], ["noop", 'we"ird'])[2] == b'{"noop","we\\"ird"}'
     assert hotpath._identity(worker_id, ["a"], None)[2] is None
+
+
+@pytest.mark.parametrize(
+    ("command", "force", "refused"),
+    [("stop", False, True), ("stop", True, False), ("delete", False, True), ("delete", True, True)],
+)
+def test_a_pgjobs_row_changes_through_kubectl_and_its_deletion_never_here(
+    command: str, force: bool, refused: bool
+) -> None:
+    owned = job(resource_uid="u", resource_namespace="team-a", resource_name="nightly")
+    args = argparse.Namespace(command=command, force=force)
+    if not refused:
+        queue._refuse_pgjob_rows(owned, args)
+        return
+    with pytest.raises(UserError) as error:
+        queue._refuse_pgjob_rows(owned, args)
+    kubectl = (
+        "kubectl delete pgjob nightly -n team-a" if command == "delete" else "kubectl pgjobs stop nightly"
+    )
+    assert kubectl in str(error.value)
+    assert ("--force" in str(error.value)) is (command != "delete")
+    queue._refuse_pgjob_rows(job(), args)  # a job without a PgJob is this command's to change
