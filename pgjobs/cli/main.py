@@ -50,10 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pgjobs: error: {error}", file=sys.stderr)
         return 1
     except psycopg.Error as error:
-        advice = connecting.advice_for(error)
-        if advice is None:
-            raise
-        print(f"pgjobs: error: {advice}", file=sys.stderr)
+        # A database error that reaches here is permanent for this command (outages are retried
+        # where retrying helps): one line; the traceback only with --log-level debug.
+        logging.getLogger(__name__).debug("database error", exc_info=True)
+        print(f"pgjobs: error: {connecting.advice_for(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -143,10 +143,14 @@ async def connect(
     return conn
 
 
-#: Errors of a server that cannot take this session's statements now, where a new connection can:
-#: read_only_sql_transaction (a demoted primary, a replica during a switchover), admin_shutdown,
-#: crash_shutdown, cannot_connect_now (a server starting or in recovery).
-RECONNECT_STATES = frozenset({"25006", "57P01", "57P02", "57P03"})
+#: SQLSTATEs of a server that cannot take this session's statements now, where waiting and a new
+#: connection get past it: read_only_sql_transaction (a demoted primary, a replica during a
+#: switchover), admin_shutdown, crash_shutdown, cannot_connect_now (a server starting or in
+#: recovery), serialization_failure and deadlock_detected (the statement was rolled back).
+RECONNECT_STATES = frozenset({"25006", "57P01", "57P02", "57P03", "40001", "40P01"})
+#: Whole classes of the same kind: 08 connection exceptions, 53 insufficient resources (too
+#: many connections, out of memory or disk on the server).
+RECONNECT_CLASSES = frozenset({"08", "53"})
 #: A pooler in transaction mode mixing named statements: duplicate_prepared_statement,
 #: invalid_sql_statement_name. Nothing ran; a connection without named statements gets past it.
 POOLED_STATEMENT_STATES = frozenset({"42P05", "26000"})
@@ -154,10 +158,14 @@ POOLED_STATEMENT_STATES = frozenset({"42P05", "26000"})
 
 def is_outage(error: BaseException) -> bool:
     """Whether `error` is the database being away or in a switchover, not a refusal of what we sent:
-    waiting and a new connection get past it, so it is retried, never reported as a bad job."""
+    waiting and a new connection get past it, so it is retried, never reported as a bad job.
+    Everything else (syntax, permissions, a missing schema) is permanent: said once, not retried."""
     if isinstance(error, psycopg.OperationalError | DatabaseError):
         return True
-    return isinstance(error, psycopg.Error) and error.sqlstate in RECONNECT_STATES | POOLED_STATEMENT_STATES
+    if not isinstance(error, psycopg.Error) or not error.sqlstate:
+        return False
+    state = error.sqlstate
+    return state in RECONNECT_STATES | POOLED_STATEMENT_STATES or state[:2] in RECONNECT_CLASSES
 
 
 def _is_login_failure(error: psycopg.Error) -> bool:
@@ -201,12 +209,11 @@ _SERVER_ERROR_ADVICE = {
 }
 
 
-def advice_for(error: Exception) -> str | None:
-    """One line for a server error that a setting causes (read-only server, missing privilege),
-    None for anything else."""
-    sqlstate = getattr(error, "sqlstate", None)
-    advice = _SERVER_ERROR_ADVICE.get(sqlstate or "")
-    if advice is None:
-        return None
+def advice_for(error: Exception) -> str:
+    """One line for a server error: what it was (SQLSTATE and the server's words) and, where a
+    setting causes it (a read-only server, a missing privilege), what to change."""
+    sqlstate = getattr(error, "sqlstate", None) or ""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"{text}: {advice}"
+    advice = _SERVER_ERROR_ADVICE.get(sqlstate)
+    where = f"PostgreSQL error {sqlstate}: " if sqlstate else "PostgreSQL error: "
+    return f"{where}{text}" + (f": {advice}" if advice else "")

@@ -50,6 +50,8 @@ class Worker:
         self._shutdown_timer: asyncio.TimerHandle | None = None
         self._health_server: asyncio.Server | None = None
         self._last_heartbeat = time.monotonic()
+        #: When the heartbeat loop last finished a turn, answered or not (for /healthz).
+        self._heartbeat_turned = time.monotonic()
         #: Start of the current unbroken run of heartbeats (reset by every failed one).
         self._in_contact_since = time.monotonic()
         #: Fires a stall timeout after the last answered heartbeat, however the heartbeat loop
@@ -112,7 +114,10 @@ class Worker:
             metrics.serve(self.settings.metrics_port)
         if self.settings.health_port is not None:
             self._health_server = await health.serve(
-                self.settings.health_port, self.not_ready_reason, self.settings.health_address
+                self.settings.health_port,
+                self.not_ready_reason,
+                self.settings.health_address,
+                alive=self.not_alive_reason,
             )
         logger.info(
             "pgjobs worker %s on %s (pid %s): queues %s, %s slot(s), tasks: %s",
@@ -134,6 +139,18 @@ class Worker:
         silent = time.monotonic() - self._last_heartbeat
         if silent > self.settings.stall_timeout:
             return f"no heartbeat reached PostgreSQL for {silent:.0f}s"
+        return None
+
+    def not_alive_reason(self) -> str | None:
+        """Why the kubelet should restart this worker, or None: its heartbeat loop stopped turning.
+        A turn takes at most the stall timeout and a connection's set-up (see `_beat`), outage
+        or not, so a loop quiet for longer than that and two intervals is stuck."""
+        limit = (
+            self.settings.stall_timeout + connecting.CONNECT_TIMEOUT + 2 * self.settings.heartbeat_interval
+        )
+        quiet = time.monotonic() - self._heartbeat_turned
+        if quiet > limit:
+            return f"the heartbeat loop has not turned for {quiet:.0f}s (limit {limit:.0f}s)"
         return None
 
     async def _register(self, conn: Connection) -> None:
@@ -241,7 +258,7 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         self._arm_watchdog()
         while True:
-            sent_at = time.monotonic()
+            sent_at = self._heartbeat_turned = time.monotonic()
             beat = await self._beat()
             if beat is None:
                 metrics.HEARTBEAT_FAILURES.inc()

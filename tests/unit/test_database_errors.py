@@ -18,6 +18,10 @@ from pgjobs.store import connecting
         errors.ReadOnlySqlTransaction("cannot execute UPDATE in a read-only transaction"),
         errors.AdminShutdown("terminating connection due to administrator command"),
         errors.CannotConnectNow("the database system is starting up"),
+        errors.SerializationFailure("could not serialize access"),
+        errors.DeadlockDetected("deadlock detected"),
+        errors.TooManyConnections("sorry, too many clients already"),
+        errors.DiskFull("could not extend file"),
         errors.DuplicatePreparedStatement("prepared statement already exists"),
         errors.InvalidSqlStatementName("prepared statement does not exist"),
         psycopg.OperationalError("server closed the connection unexpectedly"),
@@ -43,10 +47,11 @@ def test_not_outages(error: Exception) -> None:
 
 def test_advice_for_a_read_only_server_and_a_missing_privilege() -> None:
     read_only = connecting.advice_for(errors.ReadOnlySqlTransaction("cannot execute CREATE SCHEMA"))
-    assert read_only is not None and "primary" in read_only and "\n" not in read_only
+    assert "primary" in read_only and "\n" not in read_only
     privilege = connecting.advice_for(errors.InsufficientPrivilege("permission denied for schema pgjobs"))
-    assert privilege is not None and "pgjobs migrate" in privilege
-    assert connecting.advice_for(errors.UniqueViolation("duplicate key")) is None
+    assert "pgjobs migrate" in privilege
+    unknown = connecting.advice_for(errors.UniqueViolation("duplicate key"))
+    assert unknown == "PostgreSQL error 23505: duplicate key"
 
 
 def pgjob(phase: str | None, job_id: int | None, restarts: int = 0, seen: int = 0) -> dict[str, Any]:

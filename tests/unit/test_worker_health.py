@@ -40,3 +40,21 @@ def test_readiness_gives_the_reason_it_is_not_ready() -> None:
 def test_unknown_paths_and_garbage_get_404() -> None:
     assert asyncio.run(_probe(None, "/metrics", "/readyz?x=1"))[0][0] == 404
     assert health.answer("", lambda: None).startswith(b"HTTP/1.1 404")
+
+
+def test_liveness_fails_when_the_heartbeat_loop_stopped_turning() -> None:
+    stuck = health.answer("/healthz", lambda: None, lambda: "the heartbeat loop has not turned for 40s")
+    assert stuck.startswith(b"HTTP/1.1 503") and stuck.endswith(b"has not turned for 40s\n")
+
+
+def test_a_worker_is_alive_while_its_heartbeat_loop_turns_even_without_the_database() -> None:
+    from pgjobs.store.connecting import DatabaseSettings
+    from pgjobs.worker.running import Worker
+    from pgjobs.worker.settings import WorkerSettings
+
+    worker = Worker(DatabaseSettings(), WorkerSettings(stall_timeout=5, heartbeat_interval=1))
+    worker._last_heartbeat -= 60  # no heartbeat answered for a minute: an outage
+    assert worker.not_alive_reason() is None and worker.not_ready_reason() is not None
+    worker._heartbeat_turned -= 60  # and the loop itself stuck for a minute: a zombie
+    reason = worker.not_alive_reason()
+    assert reason is not None and reason.startswith("the heartbeat loop has not turned for 60s")
