@@ -234,11 +234,16 @@ async def _apply_stopped(
     elif ctx.policy.rule_for(wanted.namespace).max_unfinished is None:
         await jobs.start(conn, job_id)  # no-op unless Stopped or asked to stop
     else:
-        row = await jobs.get(conn, job_id)
-        if row is not None and row.state is JobState.STOPPED:
+        # Under a limit of unfinished PgJobs, a Stopped job starts only through the room check;
+        # otherwise only a pending stop request is withdrawn, never a start (a job that turned
+        # Stopped since the read must not slip past the limit).
+        if not await jobs.withdraw_stop(conn, job_id) and await _is_stopped(conn, job_id):
             await _unfinish(ctx, conn, wanted, "start", lambda: jobs.start(conn, job_id))
-        else:
-            await jobs.start(conn, job_id)  # no-op unless asked to stop: withdraws the request
+
+
+async def _is_stopped(conn: queries.Connection, job_id: int) -> bool:
+    row = await jobs.get(conn, job_id)
+    return row is not None and row.state is JobState.STOPPED
 
 
 async def _apply_restarts(

@@ -172,12 +172,16 @@ class KubeApi:
                 return None
             raise
 
-    async def delete_pgjob(self, namespace: str, name: str, uid: str) -> bool:
-        """Delete the PgJob if it is still the one with this uid; False when it is gone."""
+    async def delete_pgjob(
+        self, namespace: str, name: str, uid: str, resource_version: str | None = None
+    ) -> bool:
+        """Delete the PgJob if it is still the one with this uid (and, given one, still at this
+        resourceVersion); False when it is gone or changed."""
+        preconditions = {"uid": uid} | ({"resourceVersion": resource_version} if resource_version else {})
         options = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
-            "preconditions": {"uid": uid},
+            "preconditions": preconditions,
             "propagationPolicy": "Background",
         }
         try:

@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -112,16 +112,28 @@ async def delete_expired(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
         expired = await jobs.list_expired(conn, TTL_BATCH)
     for row in expired:
-        namespace, name, uid = row["resource_namespace"], row["resource_name"], row["resource_uid"]
+        await _delete_expired_one(ctx, row)
+
+
+async def _delete_expired_one(ctx: context.Context, row: Mapping[str, Any]) -> None:
+    """Delete one expired PgJob, unless it was restarted since the row was listed: the delete
+    is preconditioned on the version read here, as the plugin's prune does."""
+    namespace, name, uid = row["resource_namespace"], row["resource_name"], row["resource_uid"]
+    body = await ctx.kube.get_pgjob(namespace, name)
+    if body is not None and body["metadata"]["uid"] == uid:
+        if int((body.get("spec") or {}).get("restarts") or 0) != row["restarts"]:
+            return  # restarted since the listing: the operator makes it a new run instead
         # Fenced: a leader frozen since the listing must not delete a PgJob restarted meanwhile.
         ctx.fence()
-        deleted = await ctx.kube.delete_pgjob(namespace, name, uid)
-        if deleted:
+        version = str(body["metadata"]["resourceVersion"])
+        if await ctx.kube.delete_pgjob(namespace, name, uid, version):
             metrics.TTL_DELETIONS.inc()
             logger.info("deleted PgJob %s/%s: ttlSecondsAfterFinished has passed", namespace, name)
-        else:  # the PgJob is gone already: only the row is left
-            async with ctx.database.connection() as conn:
-                await jobs.delete_resource(conn, uid)
+            return
+        if await ctx.kube.get_pgjob(namespace, name) is not None:
+            return  # changed after our read (a restart, a label): the next sweep looks again
+    async with ctx.database.connection() as conn:  # the PgJob is gone already: only the row is left
+        await jobs.delete_resource(conn, uid)
 
 
 async def prune_workers(ctx: context.Context) -> None:

@@ -145,6 +145,11 @@ async def start(conn: Connection, job_id: int) -> bool:
     return await fetch_one(conn, "job_unstop", {"job_id": job_id}) is not None
 
 
+async def withdraw_stop(conn: Connection, job_id: int) -> bool:
+    """Withdraw a stop request a Running job's worker has not acted on; never starts a Stopped job."""
+    return await fetch_one(conn, "job_unstop", {"job_id": job_id}) is not None
+
+
 async def restart(conn: Connection, job_id: int, restarts: int | None = None) -> bool:
     """Run a finished job again; `restarts` records which restart request this answers."""
     return await fetch_one(conn, "job_restart", {"job_id": job_id, "restarts": restarts}) is not None

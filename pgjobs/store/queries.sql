@@ -193,7 +193,8 @@ DELETE FROM pgjobs.jobs WHERE resource_uid = ANY(%(resource_uids)s) RETURNING id
 -- Finished jobs of PgJobs whose ttlSecondsAfterFinished has passed, once their final status has
 -- reached Kubernetes (like the Job TTL controller, which acts only on a status showing the end):
 -- otherwise a short TTL under a busy status sync would delete a PgJob before anyone saw how it ended.
-SELECT id, resource_uid, resource_namespace, resource_name
+-- `restarts` lets the deleter keep a PgJob restarted since (its spec asks for more).
+SELECT id, resource_uid, resource_namespace, resource_name, restarts
 FROM pgjobs.jobs
 WHERE state IN ('completed', 'failed', 'stopped') AND ttl_seconds_after_finished IS NOT NULL
   AND finished_at + make_interval(secs => ttl_seconds_after_finished) <= now()
