@@ -156,3 +156,23 @@ def test_a_resourcequota_on_pgjobs_refuses_the_plugins_submit_in_one_line(releas
     assert result.stderr.count("\n") == 1 and "exceeded quota" in result.stderr, result.stderr
     assert len([n for n in release.phases() if n.startswith("sleep-")]) == 0
     release.kubectl("delete", "resourcequota", prefix)
+
+
+def test_a_namespace_editor_may_manage_pgjobs_and_a_viewer_only_read_them(release: Release) -> None:
+    """The chart's ClusterRoles aggregate into the built-in edit and view roles (the node's
+    kube-controller-manager merges them): RoleBindings to those are all a team needs."""
+    for role in ("edit", "view"):
+        release.kubectl("create", "serviceaccount", f"team-{role}")
+        release.kubectl(
+            "create", "rolebinding", f"team-{role}", f"--clusterrole={role}",
+            f"--serviceaccount={release.namespace}:team-{role}",
+        )  # fmt: skip
+
+    def can(role: str, verb: str) -> bool:
+        who = f"--as=system:serviceaccount:{release.namespace}:team-{role}"
+        answer = release.kubectl("auth", "can-i", verb, "pgjobs.pgjobs.dev", who, check=False)
+        return answer.strip() == "yes"
+
+    wait_for(lambda: can("edit", "create"), 60, "edit to include PgJobs")
+    assert can("edit", "delete") and can("view", "list") and can("view", "watch")
+    assert not can("view", "create") and not can("view", "delete")

@@ -92,6 +92,24 @@ def test_operator_rbac_is_exactly_what_it_needs(objects: list[Obj]) -> None:
     assert [s["name"] for s in binding["subjects"]] == [operator["serviceAccountName"]]
 
 
+def test_pgjobs_join_the_built_in_view_edit_and_admin_roles(objects: list[Obj]) -> None:
+    roles = {r["metadata"]["name"].rsplit("-", 1)[-1]: r for r in by_kind(objects, "ClusterRole")}
+    aggregated = {
+        name: {
+            k.rsplit("-", 1)[-1]
+            for k, v in role["metadata"]["labels"].items()
+            if "aggregate-to" in k and v == "true"
+        }
+        for name, role in roles.items()
+    }
+    assert aggregated["view"] == {"view"} and aggregated["edit"] == {"edit", "admin"}
+    assert roles["view"]["rules"] == [
+        {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs"], "verbs": ["get", "list", "watch"]}
+    ]
+    (edit,) = roles["edit"]["rules"]
+    assert edit["resources"] == ["pgjobs"] and "create" in edit["verbs"] and "*" not in edit["verbs"]
+
+
 def test_rbac_template_has_no_wildcards_secrets_or_pods() -> None:
     source = (CHART / "templates" / "rbac.yaml").read_text()
     rules = source.split("*/", 1)[1]  # after the explanatory comment

@@ -238,7 +238,17 @@ def test_patterns_accept_and_refuse_what_the_description_says(root: Schema) -> N
 
 def test_printer_columns_point_at_declared_fields(root: Schema, version: dict[str, Any]) -> None:
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Phase", "Priority", "Progress", "Worker", "Attempts", "Age", "Message"]
+    assert list(columns) == [
+        "Phase",
+        "Priority",
+        "Progress",
+        "Worker",
+        "Attempts",
+        "Age",
+        "Task",
+        "Queue",
+        "Message",
+    ]
     for name, column in columns.items():
         if column["jsonPath"] == ".metadata.creationTimestamp":
             continue
@@ -247,8 +257,9 @@ def test_printer_columns_point_at_declared_fields(root: Schema, version: dict[st
         assert target["type"] == column["type"], name
     assert columns["Progress"]["jsonPath"] == ".status.progressPercent"
     assert columns["Age"]["type"] == "date"
-    assert columns["Message"].get("priority") == 1
-    assert all(c.get("priority", 0) == 0 for n, c in columns.items() if n != "Message")
+    wide = {"Task", "Queue", "Message"}  # -o wide only
+    assert all(columns[name].get("priority") == 1 for name in wide)
+    assert all(c.get("priority", 0) == 0 for n, c in columns.items() if n not in wide)
 
 
 def example_docs() -> list[tuple[str, dict[str, Any]]]:
@@ -307,3 +318,9 @@ def test_the_operator_needs_exactly_the_fields_the_crd_declares(crd: dict[str, A
         "restarts"
     ]
     assert pgjobs.crd.missing_fields(older) == ["spec.restarts"]
+
+
+def test_the_selectable_fields_are_declared_fields(root: Schema, version: dict[str, Any]) -> None:
+    paths = [field["jsonPath"] for field in version["selectableFields"]]
+    assert paths == [".spec.queue", ".spec.task", ".status.phase"]
+    assert all(resolve(root, path) is not None for path in paths)

@@ -96,10 +96,8 @@ with -l SELECTOR, every PgJob matching it (kubectl get pgjobs -l SELECTOR).
     "prune": (
         "delete finished PgJobs (by phase, optionally older than a duration)",
         """\
-equivalent (kubectl has no age filter, and status fields are not selectable):
-  kubectl get pgjobs -o jsonpath=\\
-    '{range .items[?(@.status.phase=="Completed")]}{.metadata.name}{"\\n"}{end}' \\
-    | xargs -r kubectl delete pgjob
+equivalent (kubectl has no age filter):
+  kubectl delete pgjobs --field-selector status.phase=Completed
 a PgJob that changed after it was listed (e.g. restarted) is kept.
 spec.ttlSecondsAfterFinished makes the operator delete jobs by itself.
 """,
