@@ -409,3 +409,30 @@ def test_operator_runs_with_the_charts_rbac(
     log = operator.text()
     assert operator.alive(), log[-3000:]
     assert "403" not in log and "Forbidden" not in log, log[-3000:]
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_placement_priority_digest_and_the_operators_readiness(helm: Path, tmp_path: Path) -> None:
+    spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}]
+    placed = {"topologySpreadConstraints": spread, "priorityClassName": "batch-low"}
+    values = {"image": {"digest": DIGEST}, "operator": placed, "worker": placed}
+    objects = render(helm, tmp_path, values)
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"
+    }
+    for name in ("pgjobs-operator", "pgjobs-worker"):
+        pod = pods[name]
+        assert pod["topologySpreadConstraints"] == spread and pod["priorityClassName"] == "batch-low"
+        assert pod["containers"][0]["image"] == f"ghcr.io/pgjobs/pgjobs@{DIGEST}"
+    probe = pods["pgjobs-operator"]["containers"][0]["readinessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    (served,) = [o for o in render(helm, tmp_path, WITH_HPA) if o["metadata"]["name"] == "pgjobs-operator"
+                 and o["kind"] == "Deployment"]  # fmt: skip
+    assert served["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["tcpSocket"] == {
+        "port": "ext-metrics"
+    }
+    refused = run_helm(helm, "template", "pgjobs", str(CHART), "-f",
+                       values_file(tmp_path, {"image": {"digest": "latest"}}), check=False)  # fmt: skip
+    assert refused.returncode != 0 and "/image/digest" in refused.stderr

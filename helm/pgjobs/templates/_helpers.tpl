@@ -41,14 +41,23 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
+{{/* repository:tag, or repository@digest when image.digest is set (a digest pins the bytes). */}}
 {{- define "pgjobs.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{- define "pgjobs.workerImage" -}}
 {{- $repo := default .Values.image.repository .Values.worker.image.repository }}
+{{- if and .Values.image.digest (not .Values.worker.image.repository) (not .Values.worker.image.tag) }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
 {{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.worker.image.tag }}
 {{- printf "%s:%s" $repo $tag }}
+{{- end }}
 {{- end }}
 
 {{- define "pgjobs.postgresqlName" -}}
