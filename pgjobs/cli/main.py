@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import psycopg
 
+from pgjobs import build
 from pgjobs.cli import options, queue, services
 from pgjobs.cli.options import UserError
 from pgjobs.store import connecting
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"pgjobs {build.VERSION}")
     options.add(parser, "--database-url", default="", metavar="URL", help="PostgreSQL connection URL")
     options.add(parser, "--session-database-url", default="", metavar="URL", help=options.SESSION_URL_HELP)
     options.add_flag(parser, "--no-prepared-statements", help=options.NO_PREPARED_STATEMENTS_HELP)

@@ -10,6 +10,7 @@ import collections
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from pgjobs import build
 from pgjobs.states import FINISHED_STATES, JobState, Priority
 from pgjobs.store.records import Row
 
@@ -63,6 +64,7 @@ LEADER = Gauge("pgjobs_operator_leader", "1 while this replica leads (syncs stat
 def serve(port: int) -> None:
     """Serve /metrics on the port (0: do not serve)."""
     declare_series()
+    build.publish_build_info("operator")
     if port:
         start_http_server(port)
 

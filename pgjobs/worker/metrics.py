@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from pgjobs import build
 from pgjobs.tasks import registry
 
 JOBS = Counter(
@@ -80,4 +81,5 @@ def record_job(task: str, result: str, seconds: float) -> None:
 
 
 def serve(port: int) -> None:
+    build.publish_build_info("worker")
     start_http_server(port)

@@ -15,18 +15,19 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pgjobs"
 
 #: What each part of pgjobs may import besides itself. `pgjobs` is the package's own
 #: `__init__` (the task authors' API), `crd` the PgJob resource's name, `probes` where probe
-#: endpoints listen.
+#: endpoints listen, `build` the version.
 ALLOWED: dict[str, set[str]] = {
     "states": set(),
     "crd": set(),
     "probes": set(),
+    "build": set(),
     "store": {"states"},
     "tasks": {"states", "store"},
-    "worker": {"states", "store", "tasks", "probes"},
-    "operator": {"states", "crd", "store", "probes"},
-    "cli": {"states", "crd", "store", "tasks", "worker", "operator"},
+    "worker": {"states", "store", "tasks", "probes", "build"},
+    "operator": {"states", "crd", "store", "probes", "build"},
+    "cli": {"states", "crd", "store", "tasks", "worker", "operator", "build"},
     "devenv": {"states", "crd", "store", "tasks", "worker", "operator", "cli"},
-    "pgjobs": {"tasks"},
+    "pgjobs": {"tasks", "build"},
 }
 
 

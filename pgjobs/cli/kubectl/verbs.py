@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import sys
 from typing import TextIO
 
 import yaml
 
-from pgjobs import crd
+from pgjobs import build, crd
 from pgjobs.cli.kubectl.api import JobsApi, api_errors, connect, load_client, operator_versions
 from pgjobs.cli.kubectl.errors import EXIT_FAILED, EXIT_OK, PluginError
 from pgjobs.cli.kubectl.objects import (
@@ -206,7 +205,7 @@ def cmd_watch(opts: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_version(opts: argparse.Namespace, out: TextIO) -> int:
     """The plugin's version, then each operator's that the user may see (best effort)."""
-    print(f"kubectl-pgjobs {importlib.metadata.version('pgjobs')}", file=out)
+    print(f"kubectl-pgjobs {build.VERSION}", file=out)
     try:
         with api_errors("cannot list the pgjobs operators"):
             operators = operator_versions(opts)
