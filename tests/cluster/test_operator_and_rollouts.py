@@ -8,6 +8,7 @@ around it are replaced.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import urllib.request
@@ -44,6 +45,20 @@ def _all_completed(release: Release, prefix: str, count: int) -> dict[str, str]:
     rows = release.job_rows(list(final))
     assert len(rows) == count and {r["state"] for r in rows.values()} == {"completed"}, rows
     return final
+
+
+def helm_test(release: Release) -> str:
+    """`helm test` of the release: its Pod submits a PgJob with the plugin and waits for Completed."""
+    return release.run(
+        release.helm, "test", release.name, f"--namespace={release.namespace}", "--timeout=4m", timeout=300
+    )
+
+
+def test_helm_test_passes_on_a_fresh_install(release: Release) -> None:
+    out = helm_test(release)
+    assert re.search(rf"TEST SUITE:\s+{release.name}-test\n", out) and re.search(
+        r"Phase:\s+Succeeded", out
+    ), out
 
 
 def test_statuses_keep_flowing_when_the_leading_operator_pod_is_deleted(release: Release) -> None:
@@ -103,6 +118,7 @@ def test_helm_upgrade_with_new_values_and_image_tag_loses_nothing(release: Relea
     assert {c["image"] for p in pods for c in p["spec"]["containers"]} == {"localhost/pgjobs:dev-next"}
     _all_completed(release, prefix, 8)
     assert set(_restarts(release).values()) == {0}, _restarts(release)
+    assert re.search(r"Phase:\s+Succeeded", helm_test(release))
 
 
 def test_a_worker_whose_event_loop_hangs_is_restarted_by_its_liveness_probe(release: Release) -> None:

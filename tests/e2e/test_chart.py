@@ -68,9 +68,10 @@ def test_lint(helm: Path, tmp_path: Path, values: Obj) -> None:
 
 def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None:
     defaults = kinds(render(helm, tmp_path, {}))
-    # Job, Role and RoleBinding: the uninstall hook (rendered by `helm template`, run by uninstall).
+    # Job, Role and RoleBinding: the uninstall hook (rendered by `helm template`, run by uninstall);
+    # Pod: the `helm test` hook.
     assert defaults == {"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service",
-                        "ServiceAccount", "Job", "Role", "RoleBinding", "NetworkPolicy"}  # fmt: skip
+                        "ServiceAccount", "Job", "Role", "RoleBinding", "NetworkPolicy", "Pod"}  # fmt: skip
     everything = render(helm, tmp_path, ALL_FEATURES)
     assert kinds(everything) - defaults == {
         "Secret", "StatefulSet", "ServiceMonitor", "HorizontalPodAutoscaler", "APIService",

@@ -184,20 +184,33 @@ def operator_versions(opts: argparse.Namespace) -> list[tuple[str, str]]:
     ]
 
 
+#: Where a pod's ServiceAccount token and namespace are mounted (in-cluster use, as kubectl's).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
 def load_client(opts: argparse.Namespace) -> tuple[Any, str]:
-    """An ApiClient and the namespace to use, from the global flags."""
+    """An ApiClient and the namespace to use, from the global flags; in a pod without a
+    kubeconfig, its ServiceAccount (as kubectl does), e.g. the chart's `helm test` Pod."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
     kubeconfig = opts.kubeconfig or default_kubeconfig()
     first = kubeconfig.split(os.pathsep)[0]
-    if not Path(first).expanduser().exists():
-        raise PluginError(
-            f"no kubeconfig at {first}: point at a cluster with --kubeconfig FILE or "
-            "KUBECONFIG=FILE (`make demo KEEP=1` prints one for the local control plane)"
-        )
     configuration = client.Configuration()
     untyped: Any = config  # kubernetes.config is not annotated
+    if not Path(first).expanduser().exists():
+        if opts.kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise PluginError(
+                f"no kubeconfig at {first}: point at a cluster with --kubeconfig FILE or "
+                "KUBECONFIG=FILE (`make demo KEEP=1` prints one for the local control plane)"
+            )
+        try:
+            untyped.load_incluster_config(client_configuration=configuration)
+        except ConfigException as exc:
+            raise PluginError(f"no kubeconfig, and this pod's ServiceAccount cannot be used: {exc}") from None
+        own = SERVICE_ACCOUNT_DIR / "namespace"
+        namespace = opts.namespace or (own.read_text().strip() if own.exists() else "default")
+        return client.ApiClient(configuration), namespace
     try:
         untyped.load_kube_config(
             config_file=kubeconfig, context=opts.context, client_configuration=configuration
