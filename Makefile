@@ -89,7 +89,7 @@ demo: setup controlplane
 	$(PY) -m pgjobs.devenv.demo $(if $(KEEP),--keep,)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pgjobs tests $(wildcard bench)
+	$(VENV)/bin/ruff check pgjobs tests tools $(wildcard bench)
 	$(VENV)/bin/mypy
 
 # tests/cluster uses a running `make cluster`, or starts one for the session and stops it after.
