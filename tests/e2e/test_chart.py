@@ -437,3 +437,38 @@ def test_placement_priority_digest_and_the_operators_readiness(helm: Path, tmp_p
     refused = run_helm(helm, "template", "pgjobs", str(CHART), "-f",
                        values_file(tmp_path, {"image": {"digest": "latest"}}), check=False)  # fmt: skip
     assert refused.returncode != 0 and "/image/digest" in refused.stderr
+
+
+def test_the_prometheusrule_and_the_dashboard_configmap_come_from_the_single_sources(
+    helm: Path, tmp_path: Path
+) -> None:
+    values = {
+        "metrics": {
+            "prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
+            "dashboard": {"enabled": True},
+        }
+    }
+    path = values_file(tmp_path, values)
+    text = run_helm(
+        helm,
+        "template",
+        "pgjobs",
+        str(CHART),
+        "-f",
+        path,
+        "--api-versions",
+        "monitoring.coreos.com/v1/PrometheusRule",
+    ).stdout
+    objects = {
+        o["kind"]: o for o in yaml.safe_load_all(text) if o and o["kind"] in ("PrometheusRule", "ConfigMap")
+    }
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/pgjobs-rules.yaml").read_text())
+    assert objects["PrometheusRule"]["spec"]["groups"] == rules["groups"]
+    assert objects["PrometheusRule"]["metadata"]["labels"]["release"] == "kps"
+    dashboard = objects["ConfigMap"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["data"]["pgjobs-dashboard.json"] == (
+        ROOT / "deploy/grafana/pgjobs-dashboard.json"
+    ).read_text().rstrip("\n")
+    # Without the Prometheus Operator's CRD there is no PrometheusRule to render.
+    assert "PrometheusRule" not in kinds(render(helm, tmp_path, values))

@@ -56,6 +56,15 @@ def test_chart_crd_is_a_copy_of_the_single_source() -> None:
     assert [p.name for p in (CHART / "crds").iterdir()] == ["pgjobs.dev_pgjobs.yaml"]
 
 
+@pytest.mark.parametrize(
+    ("source", "copy"),
+    [("deploy/prometheus/pgjobs-rules.yaml", "files/pgjobs-rules.yaml"),
+     ("deploy/grafana/pgjobs-dashboard.json", "files/pgjobs-dashboard.json")],
+)  # fmt: skip
+def test_the_charts_monitoring_files_are_copies_of_the_single_sources(source: str, copy: str) -> None:
+    assert (CHART / copy).read_text() == (ROOT / source).read_text(), f"cp {source} helm/pgjobs/{copy}"
+
+
 def test_rendered_manifests_carry_the_same_crd(objects: list[Obj]) -> None:
     (crd,) = by_kind(objects, "CustomResourceDefinition")
     assert crd == yaml.safe_load((ROOT / "crds" / "pgjobs.dev_pgjobs.yaml").read_text())
