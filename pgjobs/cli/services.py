@@ -340,7 +340,21 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings:
     )
 
 
+def _operator_modules() -> None:
+    """The operator's libraries come with the `operator` extra; without them, one line."""
+    try:
+        import aiohttp  # noqa: F401
+        import kopf  # noqa: F401
+        import kubernetes  # noqa: F401
+    except ModuleNotFoundError as missing:
+        raise options.UserError(
+            f"the operator needs {missing.name}, which comes with the operator extra: "
+            "pip install 'pgjobs[operator]' (the pgjobs image has it)"
+        ) from None
+
+
 def _operator(args: argparse.Namespace) -> int:
+    _operator_modules()
     from pgjobs.operator import running
 
     return running.main(database.settings(args), operator_settings(args))
@@ -366,6 +380,7 @@ def _add_release_pgjobs(commands: Any) -> None:
 
 
 def _release_pgjobs(args: argparse.Namespace) -> int:
+    _operator_modules()
     from pgjobs.operator import kube, uninstalling
 
     target = uninstalling.Target(

@@ -53,15 +53,30 @@ def shipped_modules(wheel: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    workdir = tmp_path_factory.mktemp("wheel")
-    wheel = build_wheel(workdir)
-    venv = workdir / "venv"
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def install(wheel: Path, requirement: str, venv: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], check=True, cwd=workdir
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", requirement],
+        check=True,
+        cwd=wheel.parent,
     )
-    return venv, shipped_modules(wheel)
+    return venv
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path) -> tuple[Path, list[str]]:
+    """The wheel with every extra, as the image installs it."""
+    return install(wheel, f"{wheel}[operator,kubectl]", wheel.parent / "venv"), shipped_modules(wheel)
+
+
+@pytest.fixture(scope="module")
+def bare(wheel: Path) -> Path:
+    """The wheel alone, as a task author installs it to write tasks and build a worker image."""
+    return install(wheel, str(wheel), wheel.parent / "bare")
 
 
 def test_the_wheel_holds_no_development_environment(installed: tuple[Path, list[str]]) -> None:
@@ -91,3 +106,41 @@ def test_console_scripts_run(installed: tuple[Path, list[str]], script: str) -> 
     )
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout
+
+
+OPERATOR_LIBRARIES = ("kopf", "kubernetes", "aiohttp", "rich")
+
+
+def test_a_task_authors_install_runs_workers_without_the_operators_libraries(bare: Path) -> None:
+    check = (
+        "import importlib.util, sys\n"
+        "import pgjobs, pgjobs.cli.main, pgjobs.worker.running, pgjobs.tasks.builtins\n"
+        f"missing = [m for m in {OPERATOR_LIBRARIES!r} if importlib.util.find_spec(m) is None]\n"
+        f"assert missing == list({OPERATOR_LIBRARIES!r}), missing\n"
+        "print(pgjobs.__version__)"
+    )
+    result = subprocess.run(
+        [str(bare / "bin" / "python"), "-c", check], cwd=bare, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+    worker = subprocess.run(
+        [str(bare / "bin" / "pgjobs"), "worker", "--help"], capture_output=True, text=True, env={}
+    )
+    assert worker.returncode == 0, worker.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra"),
+    [(["pgjobs", "operator"], "pgjobs[operator]"), (["kubectl-pgjobs", "watch"], "pgjobs[kubectl]")],
+)
+def test_a_command_without_its_extra_names_it_in_one_line(bare: Path, argv: list[str], extra: str) -> None:
+    result = subprocess.run(
+        [str(bare / "bin" / argv[0]), *argv[1:]],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        env={"HOME": str(bare)},
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert f"pip install '{extra}'" in result.stderr

@@ -19,10 +19,14 @@ from collections.abc import Sequence
 
 from pgjobs.cli.kubectl.api import connect
 from pgjobs.cli.kubectl.arguments import parse_command_line
-from pgjobs.cli.kubectl.errors import PluginError
+from pgjobs.cli.kubectl.errors import EXIT_FAILED, PluginError
 from pgjobs.cli.kubectl.watching import Selection, run_watch
 
 __all__ = ["Selection", "connect", "main", "run_watch"]
+
+
+#: The modules of the `kubectl` extra (pyproject.toml).
+KUBECTL_EXTRA = frozenset({"kubernetes", "rich", "urllib3"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,5 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluginError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
+    except ModuleNotFoundError as missing:
+        if missing.name not in KUBECTL_EXTRA:
+            raise
+        print(
+            f"error: kubectl pgjobs needs {missing.name}, which comes with the kubectl extra: "
+            "pip install 'pgjobs[kubectl]'",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
