@@ -25,13 +25,14 @@ OLDEST_SNAPSHOT = Gauge(
 )
 PICKUP_LATENCY = Histogram(
     "pgjobs_operator_pickup_latency_seconds",
-    "From the creation of a job to the start of its first attempt",
+    "From the creation of a job to the start of its first attempt, by queue",
+    ["queue"],
     buckets=_LATENCY_BUCKETS,
 )
 RUN_TIME = Histogram(
     "pgjobs_operator_run_time_seconds",
-    "From the start of the last attempt to the end of the job, by phase",
-    ["phase"],
+    "From the start of the last attempt to the end of the job, by phase and queue",
+    ["phase", "queue"],
     buckets=_LATENCY_BUCKETS,
 )
 SYNC_LAG = Histogram(
@@ -72,8 +73,9 @@ def serve(port: int) -> None:
 def declare_series() -> None:
     """Every known label value's series at 0 from the start: a series born at its first event
     makes rate() and increase() miss that event, so a rare failure or rescue never shows."""
+    PICKUP_LATENCY.labels(DEFAULT_QUEUE)
     for state in FINISHED_STATES:
-        RUN_TIME.labels(state.phase)
+        RUN_TIME.labels(state.phase, DEFAULT_QUEUE)
     for result in ("written", "gone", "error"):
         STATUS_WRITES.labels(result)
     for state in (JobState.PENDING, JobState.FAILED, JobState.STOPPED):
@@ -92,6 +94,14 @@ def forget_leader_gauges() -> None:
 #: Any namespace may name any queue, so a label value per queue is unbounded.
 MAX_QUEUE_LABELS = 50
 OTHER_QUEUES = "_other"  # no queue is named so: names start alphanumeric
+DEFAULT_QUEUE = "default"
+#: The queues that have a label value of their own now (the last count's busiest).
+_labelled_queues: set[str] = {DEFAULT_QUEUE}
+
+
+def queue_label(queue: str) -> str:
+    """The label value of a queue in every series: its name while it is among the busiest."""
+    return queue if queue in _labelled_queues else OTHER_QUEUES
 
 
 def set_job_counts(rows: list[Row]) -> None:
@@ -99,6 +109,8 @@ def set_job_counts(rows: list[Row]) -> None:
     for row in rows:
         totals[row["queue"]] += int(row["jobs"])
     shown = {queue for queue, _ in totals.most_common(MAX_QUEUE_LABELS)}
+    _labelled_queues.clear()
+    _labelled_queues.update(shown or {DEFAULT_QUEUE})
     counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
     for row in rows:
         queue = row["queue"] if row["queue"] in shown else OTHER_QUEUES

@@ -223,13 +223,14 @@ def observe_latencies(row: SyncRow, now: datetime.datetime) -> None:
     before = row.synced_state
     if row.state is JobState.RUNNING and before is not JobState.RUNNING and row.started_at:
         if row.attempt == 1:
-            metrics.PICKUP_LATENCY.observe((row.started_at - row.created_at).total_seconds())
+            latency = (row.started_at - row.created_at).total_seconds()
+            metrics.PICKUP_LATENCY.labels(metrics.queue_label(row.queue)).observe(latency)
         metrics.SYNC_LAG.observe(max(0.0, (now - row.started_at).total_seconds()))
     if row.state.is_finished and before is not row.state and row.finished_at:
         metrics.SYNC_LAG.observe(max(0.0, (now - row.finished_at).total_seconds()))
         if row.started_at and row.state is not JobState.STOPPED:
             run_time = (row.finished_at - row.started_at).total_seconds()
-            metrics.RUN_TIME.labels(row.state.phase).observe(run_time)
+            metrics.RUN_TIME.labels(row.state.phase, metrics.queue_label(row.queue)).observe(run_time)
 
 
 def progress_only(row: SyncRow) -> bool:

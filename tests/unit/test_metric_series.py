@@ -45,7 +45,18 @@ def test_the_operators_labelled_series_exist_before_their_first_event() -> None:
     operator_metrics.declare_series()
     assert _value("pgjobs_operator_rescued_jobs_total", {"phase": "Failed"}) == 0
     assert _value("pgjobs_operator_status_writes_total", {"result": "error"}) == 0
-    assert _value("pgjobs_operator_run_time_seconds_count", {"phase": "Stopped"}) == 0
+    assert _value("pgjobs_operator_run_time_seconds_count", {"phase": "Stopped", "queue": "default"}) == 0
+    assert _value("pgjobs_operator_pickup_latency_seconds_count", {"queue": "default"}) == 0
+
+
+def test_latency_series_carry_the_queue_while_it_is_among_the_busiest() -> None:
+    busy = [{"state": "pending", "priority": 1, "queue": f"q{i}", "jobs": 1000 - i} for i in range(60)]
+    operator_metrics.set_job_counts(busy)
+    assert operator_metrics.queue_label("q0") == "q0"
+    assert operator_metrics.queue_label("q59") == operator_metrics.OTHER_QUEUES  # past MAX_QUEUE_LABELS
+    assert operator_metrics.queue_label("never-seen") == operator_metrics.OTHER_QUEUES
+    operator_metrics.set_job_counts([])
+    assert operator_metrics.queue_label("default") == "default"
 
 
 def test_a_replica_that_stops_leading_reports_no_counts() -> None:
