@@ -147,8 +147,13 @@ async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
             await resources.observe_generation(conn, wanted.uid, generation)
 
 
+#: Phases that record a run's outcome. Stopped is not one: it waits for a start (spec.stopped
+#: false), and a Stopped PgJob given a new row stays stopped until then.
+ENDED_PHASES = frozenset({JobState.COMPLETED.phase, JobState.FAILED.phase})
+
+
 def run_is_over(body: Mapping[str, Any]) -> bool:
-    """Whether the PgJob's status records a finished run of a row and the spec asks for no new one.
+    """Whether the PgJob's status records the outcome of a row's run and the spec asks for no new one.
 
     Such a PgJob whose row is gone must not get a new row: that would run finished work again.
     """
@@ -156,7 +161,7 @@ def run_is_over(body: Mapping[str, Any]) -> bool:
     restarts = int(body.get("spec", {}).get("restarts", 0))
     return (
         status.get("jobId") is not None
-        and status.get("phase") in {state.phase for state in FINISHED_STATES}
+        and status.get("phase") in ENDED_PHASES
         and restarts <= int(status.get("restarts") or 0)
     )
 

@@ -68,7 +68,7 @@ def pgjob(phase: str | None, job_id: int | None, restarts: int = 0, seen: int = 
     [
         (pgjob("Completed", 7), True),
         (pgjob("Failed", 7), True),
-        (pgjob("Stopped", 7), True),
+        (pgjob("Stopped", 7), False),  # waits for a start, which must be able to run it
         (pgjob("Completed", 7, restarts=1), False),  # a restart asks for a new run
         (pgjob("Failed", None), False),  # refused before it had a row
         (pgjob("Running", 7), False),
