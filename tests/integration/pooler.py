@@ -95,6 +95,9 @@ class PgBouncer:
             "pidfile": str(self.root / "pgbouncer.pid"),
             "admin_users": postgres.SUPERUSER,
             "server_reset_query_always": "0",
+            # Every test has a database of its own, so a pool per test: idle server connections
+            # of finished tests close soon instead of adding up to the server's max_connections.
+            "server_idle_timeout": "5",
         }
         lines = ["[databases]", f"* = host=127.0.0.1 port={server.port}", "", "[pgbouncer]"]
         lines += [f"{key} = {value}" for key, value in settings.items()]

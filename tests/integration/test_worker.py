@@ -22,7 +22,8 @@ def state_of(db: Database, job_id: int) -> JobState:
 
 def test_sixteen_workers_claim_each_job_exactly_once(database, spawn, ledger) -> None:  # type: ignore[no-untyped-def]
     db = Database(database)
-    workers = [spawn("--log-level", "warning") for _ in range(16)]
+    # Without LISTEN: two connections a worker, so that 16 fit a 40-connection session pool.
+    workers = [spawn("--log-level", "warning", "--no-listen") for _ in range(16)]
     # Every worker is registered before the jobs come, so that all of them compete for them.
     wait_for(lambda: len(db.call(workers_module.list_workers)) == 16, 120, what="16 workers registered")
     ids = db.enqueue("record", 500)
