@@ -311,7 +311,7 @@ def test_a_finished_pgjob_whose_row_is_lost_does_not_run_again(
     assert f"job {first['jobId']}'s row is gone" in condition["message"]
     assert "kubectl pgjobs restart once" in condition["message"]
     assert "RowMissing" in [e["reason"] for e in events(kube, namespace)]
-    assert rows(database) == [] and "its row is gone" in second.text()
+    assert rows(database) == [] and "row is gone from the database" in second.text()
     assert status(kube, namespace, "once")["phase"] == "Completed"
     patch_spec(kube, namespace, "once", restarts=1)
     wait_until(lambda: len(rows(database)) == 1, timeout=30, what="a restart to give it a new row")
