@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from pgjobs.operator import context, handlers, metrics
-from pgjobs.store import horizon, jobs, resources, workers
+from pgjobs.store import horizon, jobs, queries, resources, workers
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,20 @@ async def remove_orphans(ctx: context.Context) -> int:
     other order would delete the rows of PgJobs created between the two reads.)
     """
     async with ctx.database.connection() as conn:
-        keys = [(uid, ns) for uid, ns in await resources.list_keys(conn) if ctx.settings.watches(ns)]
+        keys = await _watched_keys(ctx, conn)
     if not keys:
         return 0
     present = {pgjob.uid for pgjob in await ctx.kube.list_identities(ctx.settings.namespaces)}
-    gone = [uid for uid, _ in keys if uid not in present]
+    return await _delete_gone(ctx, keys, present)
+
+
+async def _watched_keys(ctx: context.Context, conn: queries.Connection) -> list[str]:
+    """The PgJob uids of the rows in the namespaces this operator watches."""
+    return [uid for uid, ns in await resources.list_keys(conn) if ctx.settings.watches(ns)]
+
+
+async def _delete_gone(ctx: context.Context, keys: list[str], present: set[str]) -> int:
+    gone = [uid for uid in keys if uid not in present]
     if not gone:
         return 0
     async with ctx.database.connection() as conn:
@@ -52,7 +61,8 @@ async def remove_orphans(ctx: context.Context) -> int:
 
 
 async def adopt_missing(ctx: context.Context) -> None:
-    """Give a row to every PgJob that has none a while after its creation.
+    """Give a row to every PgJob that has none a while after its creation, and remove the rows
+    whose PgJob is gone.
 
     Rows come from kopf's handlers, which act on watch events; an event kopf never hands to a
     handler (seen once, under heavy load, with the replica that added the finalizer killed)
@@ -67,9 +77,14 @@ async def adopt_missing(ctx: context.Context) -> None:
     # The database first: a PgJob listed afterwards whose row is not in this snapshot and which
     # is older than ADOPT_AFTER has really been without one for that long.
     async with ctx.database.connection() as conn:
-        rows = {uid for uid, _ in await resources.list_keys(conn)}
+        keys = await _watched_keys(ctx, conn)
+    rows = set(keys)
     cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=ADOPT_AFTER)
-    for pgjob in await ctx.kube.list_identities(ctx.settings.namespaces):
+    listing = await ctx.kube.list_identities(ctx.settings.namespaces)
+    # The same two reads find rows whose PgJob is gone: a create that committed after another
+    # replica's delete had removed the finalizer, or a deletion missed while no one led.
+    await _delete_gone(ctx, keys, {pgjob.uid for pgjob in listing})
+    for pgjob in listing:
         if pgjob.uid in rows or pgjob.deleting or pgjob.created > cutoff:
             continue
         body = await ctx.kube.get_pgjob(pgjob.namespace, pgjob.name)

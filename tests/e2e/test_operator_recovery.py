@@ -272,11 +272,18 @@ def test_a_pgjob_left_without_a_row_gets_one_from_the_leader(
     kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
 ) -> None:
     """The safety net behind kopf's watch events: a PgJob whose row is missing (a create event
-    never handled) gets one from the leader's sweep and runs."""
+    never handled) gets one from the leader's sweep and runs, and a row whose PgJob is gone (a
+    create that committed after another replica's delete) is removed by the same sweep."""
     operator = services.operator()
     services.worker()
     create(kube, namespace, sleep_job("rowless", seconds=0.5, steps=1, stopped=True))
+    create(kube, namespace, sleep_job("ghost", seconds=0.5, steps=1, stopped=True))
     wait_phase(kube, namespace, "rowless", "Stopped")
+    wait_phase(kube, namespace, "ghost", "Stopped")
+    ghost = get(kube, namespace, "ghost")["metadata"]["uid"]
+    kube.kubectl("patch", "pgjob", "ghost", "-n", namespace, "--type=merge", "-p",
+                 '{"metadata":{"finalizers":null}}')  # fmt: skip
+    kube.kubectl("delete", "pgjob", "ghost", "-n", namespace)  # its row stays: an orphan
     uid = get(kube, namespace, "rowless")["metadata"]["uid"]
     query(database, "DELETE FROM pgjobs.jobs WHERE resource_uid = %s RETURNING id", uid)
     timeout = maintenance.ADOPT_EVERY * 2 + maintenance.ADOPT_AFTER
@@ -286,6 +293,11 @@ def test_a_pgjob_left_without_a_row_gets_one_from_the_leader(
         what="a new row for the PgJob",
     )
     assert "rowless had no row" in operator.text()
+    wait_until(
+        lambda: not query(database, "SELECT id FROM pgjobs.jobs WHERE resource_uid = %s", ghost),
+        timeout=maintenance.ADOPT_EVERY + 10,
+        what="the orphan row removed",
+    )
     patch_spec(kube, namespace, "rowless", stopped=False)
     wait_phase(kube, namespace, "rowless", "Completed")
 
