@@ -72,7 +72,8 @@ class Worker:
         #: The tasks this worker runs, recorded in its row: it claims only jobs of these, so a job
         #: of a task it lacks or refuses (an unsafe one without --enable-shell) waits for a worker
         #: that runs it (a mixed fleet, a rollout) instead of failing here.
-        self.tasks = tuple(runnable_tasks(settings.enable_shell))
+        #: None claims any task, as workers of code from before task filtering do.
+        self.tasks: tuple[str, ...] | None = tuple(runnable_tasks(settings.enable_shell))
 
     def keeps(self, claimed_at: float) -> bool:
         """Whether a job this worker claimed at `claimed_at` (monotonic) cannot have been rescued:
@@ -126,7 +127,7 @@ class Worker:
             os.getpid(),
             ", ".join(self.settings.queues),
             self.settings.concurrency,
-            ", ".join(self.tasks) or "none",
+            "any" if self.tasks is None else ", ".join(self.tasks) or "none",
         )
         logger.info(
             "This worker runs %s job(s) at a time. To scale, run more workers.", self.settings.concurrency

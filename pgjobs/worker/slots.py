@@ -65,8 +65,8 @@ class Owner(Protocol):
     force_exit: bool
     #: Whether the worker's row counts idle slots for targeted wake-ups.
     counts_idle: bool
-    #: The tasks it can run: a claim takes only jobs of these.
-    tasks: tuple[str, ...]
+    #: The tasks it can run: a claim takes only jobs of these (None: of any task).
+    tasks: tuple[str, ...] | None
 
     def keeps(self, claimed_at: float) -> bool: ...
 

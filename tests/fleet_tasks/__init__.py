@@ -20,6 +20,6 @@ def drain_claiming_any_task(database: connecting.DatabaseSettings) -> Worker:
     registry.load(["pgjobs.tasks.builtins"], entry_points=False)
     settings = WorkerSettings(burst=True, heartbeat_interval=0.3, stall_timeout=2, poll_interval=0.2)
     worker = Worker(database, settings, listen=False)
-    worker.tasks = None  # type: ignore[assignment]
+    worker.tasks = None
     asyncio.run(worker.run())
     return worker
