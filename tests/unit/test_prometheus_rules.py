@@ -106,3 +106,14 @@ def test_every_alert_has_a_case_that_fires_and_one_that_does_not() -> None:
         assert fed - fired_in, f"group {group['name']!r} has no namespace where its alert stays silent"
     assert fires == _alerts()
     assert quiet == _alerts()
+
+
+def test_every_alert_has_a_runbook_section_in_the_operations_guide() -> None:
+    rules = yaml.safe_load((HERE / "pgjobs-rules.yaml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    guide = (HERE.parents[1] / "docs" / "operations.md").read_text()
+    anchors = {heading.strip().lower() for heading in re.findall(r"^#+ (.+)$", guide, re.M)}
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        assert url.endswith("docs/operations.md#" + alert["alert"].lower()), url
+        assert alert["alert"].lower() in anchors, f"docs/operations.md has no section {alert['alert']}"
