@@ -86,3 +86,22 @@ def test_panels_have_unique_ids_and_a_datasource_variable(dashboard: Any) -> Non
     assert len(ids) == len(set(ids))
     variables = {variable["name"] for variable in dashboard["templating"]["list"]}
     assert {"datasource", "namespace"} <= variables
+
+
+def test_every_panel_says_what_it_shows(dashboard: Any) -> None:
+    undescribed = [p["title"] for p in dashboard["panels"] if p["type"] != "row" and not p.get("description")]
+    assert undescribed == []
+
+
+def test_the_queue_filter_reaches_every_series_that_has_a_queue(dashboard: Any) -> None:
+    """pgjobs_jobs and the operator's latency histograms carry `queue`: their panels follow $queue."""
+    queued = (
+        "pgjobs_jobs{",
+        "pgjobs_operator_pickup_latency_seconds_bucket{",
+        "pgjobs_operator_run_time_seconds_bucket{",
+    )
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for series in queued:
+                for selector in target["expr"].split(series)[1:]:
+                    assert 'queue=~"$queue"' in selector.split("}")[0], (panel["title"], target["expr"])
