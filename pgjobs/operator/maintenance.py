@@ -163,6 +163,7 @@ async def prune_workers(ctx: context.Context) -> None:
 async def update_gauges(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
         metrics.set_job_counts(await jobs.count_by_state(conn))
+        metrics.set_oldest_due(await jobs.oldest_due_by_queue(conn))
         metrics.UNSYNCED.set(await resources.count_unsynced(conn))
         oldest = await horizon.oldest_snapshot(conn)
     metrics.OLDEST_SNAPSHOT.set(oldest.age_seconds)

@@ -17,6 +17,11 @@ from pgjobs.store.records import Row
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 JOBS = Gauge("pgjobs_jobs", "Jobs by phase, priority and queue (leader only)", ["phase", "priority", "queue"])
+OLDEST_DUE = Gauge(
+    "pgjobs_queue_oldest_pending_age_seconds",
+    "How long the oldest due Pending job of each queue has waited (leader only)",
+    ["queue"],
+)
 WORKERS_ALIVE = Gauge("pgjobs_workers_alive", "Workers that heartbeated within the stall timeout")
 OLDEST_SNAPSHOT = Gauge(
     "pgjobs_oldest_snapshot_age_seconds",
@@ -86,6 +91,7 @@ def forget_leader_gauges() -> None:
     """A replica that stops leading stops counting: its last counts would add to the new
     leader's in every sum over replicas."""
     JOBS.clear()
+    OLDEST_DUE.clear()
     for gauge in (WORKERS_ALIVE, UNSYNCED, OLDEST_SNAPSHOT):
         gauge.set(0)
 
@@ -118,3 +124,14 @@ def set_job_counts(rows: list[Row]) -> None:
     JOBS.clear()  # a combination that has no jobs any more must not keep its last count
     for (phase, priority, queue), jobs in counts.items():
         JOBS.labels(phase=phase, priority=priority, queue=queue).set(jobs)
+
+
+def set_oldest_due(ages: dict[str, float]) -> None:
+    """The oldest due Pending job's age per queue label (the oldest of the queues in `_other`)."""
+    by_label: dict[str, float] = {}
+    for queue, seconds in ages.items():
+        label = queue_label(queue)
+        by_label[label] = max(seconds, by_label.get(label, 0.0))
+    OLDEST_DUE.clear()  # a queue with nothing due must not keep its last age
+    for label, seconds in by_label.items():
+        OLDEST_DUE.labels(label).set(seconds)

@@ -197,6 +197,12 @@ async def count_backlog(conn: Connection) -> dict[str, int]:
     return {str(row["queue"]): int(row["jobs"]) for row in await fetch_all(conn, "job_count_backlog", {})}
 
 
+async def oldest_due_by_queue(conn: Connection) -> dict[str, float]:
+    """Queue → seconds its oldest due Pending job has waited."""
+    rows = await fetch_all(conn, "job_oldest_due_by_queue", {})
+    return {str(row["queue"]): float(row["seconds"]) for row in rows}
+
+
 async def rescue(conn: Connection, stall_seconds: float) -> list[RescuedJob]:
     """Recover Running jobs whose worker went silent; safe to run anywhere, any time."""
     rows = await fetch_all(conn, "job_rescue_many", {"stall_seconds": stall_seconds})

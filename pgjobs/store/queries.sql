@@ -207,6 +207,14 @@ SELECT state, priority, queue, count(*) AS jobs
 FROM pgjobs.jobs
 GROUP BY state, priority, queue;
 
+-- name: job_oldest_due_by_queue
+-- Per queue, how long its oldest due Pending job has waited (seconds since it became runnable):
+-- a queue whose oldest job keeps ageing is starved, whatever its depth.
+SELECT queue, extract(epoch FROM now() - min(run_after))::float8 AS seconds
+FROM pgjobs.jobs
+WHERE state = 'pending' AND run_after <= now()
+GROUP BY queue;
+
 -- name: job_count_backlog
 -- Per queue, the jobs that want a worker now: Pending and due, or Running. The worker HPA's
 -- metric (pgjobs.operator.externalmetrics): one slot per such job is the right fleet size.

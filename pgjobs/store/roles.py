@@ -108,6 +108,7 @@ OPERATOR_STATEMENTS = frozenset(
         "job_list_expired",
         "job_count_by_state",
         "job_count_backlog",
+        "job_oldest_due_by_queue",
         "job_rescue_many",
         "worker_list",
         "worker_prune",

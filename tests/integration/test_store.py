@@ -333,3 +333,25 @@ def test_upsert_resource_is_idempotent(database: connecting.DatabaseSettings) ->
     raised = ResourceJob(uid="uid-1", namespace="ns", name="job", job=NewJob("noop", priority=Priority.HIGH))
     db.call(lambda conn: resources.upsert(conn, raised, 2))
     assert db.job(first[0]).priority is Priority.HIGH
+
+
+def test_the_oldest_due_pending_job_per_queue(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [first] = db.enqueue("noop", queue="reports")
+    db.enqueue("noop", queue="reports")
+    db.enqueue("noop", queue="mail")
+    [later] = db.enqueue("noop", queue="backoff")
+    # A job waiting out a backoff is not due: its queue is not starved.
+    db.call(
+        lambda conn: conn.execute(
+            "UPDATE pgjobs.jobs SET run_after = now() + interval '1 hour' WHERE id = %s", [later]
+        )
+    )
+    db.call(
+        lambda conn: conn.execute(
+            "UPDATE pgjobs.jobs SET run_after = now() - interval '90 seconds' WHERE id = %s", [first]
+        )
+    )
+    ages = db.call(jobs.oldest_due_by_queue)
+    assert set(ages) == {"reports", "mail"}
+    assert 90 <= ages["reports"] < 120 and 0 <= ages["mail"] < 30, ages

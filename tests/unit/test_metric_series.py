@@ -66,3 +66,12 @@ def test_a_replica_that_stops_leading_reports_no_counts() -> None:
     operator_metrics.forget_leader_gauges()
     assert _value("pgjobs_jobs", {"phase": "Pending", "priority": "Regular", "queue": "default"}) is None
     assert _value("pgjobs_workers_alive", {}) == 0
+
+
+def test_the_oldest_due_age_per_queue_is_bounded_like_the_counts() -> None:
+    operator_metrics.set_job_counts([{"state": "pending", "priority": 1, "queue": "busy", "jobs": 9}])
+    operator_metrics.set_oldest_due({"busy": 12.0, "rare-1": 30.0, "rare-2": 50.0})
+    assert _value("pgjobs_queue_oldest_pending_age_seconds", {"queue": "busy"}) == 12
+    assert _value("pgjobs_queue_oldest_pending_age_seconds", {"queue": operator_metrics.OTHER_QUEUES}) == 50
+    operator_metrics.set_oldest_due({})
+    assert _value("pgjobs_queue_oldest_pending_age_seconds", {"queue": "busy"}) is None
