@@ -262,6 +262,13 @@ def _add_operator(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--finished-retention",
+        default=defaults.finished_retention,
+        type=float,
+        help="seconds a finished job without a PgJob is kept before the leader deletes it",
+    )
+    options.add(
+        parser,
         "--leader-lease",
         default=defaults.leader_lease,
         type=float,
@@ -329,6 +336,7 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings:
         sync_interval=float(args.sync_interval),
         maintenance_interval=float(args.maintenance_interval),
         no_worker_after=float(args.no_worker_after),
+        finished_retention=float(args.finished_retention),
         leader_lease=float(args.leader_lease),
         liveness_port=int(args.liveness_port),
         liveness_address=args.liveness_address,

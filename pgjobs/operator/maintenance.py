@@ -151,6 +151,19 @@ async def _delete_expired_one(ctx: context.Context, row: Mapping[str, Any]) -> N
         await jobs.delete_resource(conn, uid)
 
 
+#: Finished rows without a PgJob deleted per maintenance round: a bounded transaction, and a
+#: backlog of millions drains at 1,000 rows a round.
+PRUNE_BATCH = 1000
+
+
+async def prune_finished(ctx: context.Context) -> None:
+    async with ctx.database.connection() as conn:
+        pruned = await jobs.prune_finished(conn, ctx.settings.finished_retention, PRUNE_BATCH)
+    if pruned:
+        metrics.FINISHED_PRUNED.inc(pruned)
+        logger.info("deleted %d finished jobs without a PgJob past their retention", pruned)
+
+
 async def prune_workers(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
         pruned = await workers.prune(conn, ctx.settings.worker_retention)
@@ -189,6 +202,7 @@ STEPS: tuple[Callable[[context.Context], Awaitable[None]], ...] = (
     rescue,
     adopt_missing,
     delete_expired,
+    prune_finished,
     prune_workers,
     update_gauges,
 )

@@ -64,6 +64,10 @@ ROWS_ADOPTED = Counter(
     "pgjobs_operator_missing_rows_created_total",
     "PgJobs found without a row by the leader's sweep (a watch event never handled) and given one",
 )
+FINISHED_PRUNED = Counter(
+    "pgjobs_operator_finished_jobs_pruned_total",
+    "Finished jobs without a PgJob deleted after --finished-retention",
+)
 LEADER = Gauge("pgjobs_operator_leader", "1 while this replica leads (syncs status and runs maintenance)")
 
 

@@ -33,6 +33,10 @@ class OperatorSettings:
     no_worker_after: float = 120.0
     #: Seconds between rescue sweeps, TTL cleanups and worker pruning (leader only).
     maintenance_interval: float = 5.0
+    #: Seconds a finished job without a PgJob (enqueued by `pgjobs enqueue` or application code)
+    #: is kept, then deleted by the leader: three days to look at what happened, and a table
+    #: that does not grow for ever (a PgJob's row follows the PgJob and its TTL instead).
+    finished_retention: float = 3 * 86400.0
     #: Port of the /healthz liveness endpoint (0: off).
     liveness_port: int = 8080
     #: The address it listens on; "": every interface in a pod, else the loopback

@@ -197,6 +197,14 @@ async def count_backlog(conn: Connection) -> dict[str, int]:
     return {str(row["queue"]): int(row["jobs"]) for row in await fetch_all(conn, "job_count_backlog", {})}
 
 
+async def prune_finished(conn: Connection, retention_seconds: float, limit: int) -> int:
+    """Delete up to `limit` finished jobs without a PgJob older than the retention; how many."""
+    rows = await fetch_all(
+        conn, "job_prune_finished", {"retention_seconds": retention_seconds, "limit": limit}
+    )
+    return len(rows)
+
+
 async def oldest_due_by_queue(conn: Connection) -> dict[str, float]:
     """Queue → seconds its oldest due Pending job has waited."""
     rows = await fetch_all(conn, "job_oldest_due_by_queue", {})

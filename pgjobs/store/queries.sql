@@ -202,6 +202,19 @@ WHERE state IN ('completed', 'failed', 'stopped') AND ttl_seconds_after_finished
 ORDER BY finished_at
 LIMIT %(limit)s;
 
+-- name: job_prune_finished
+-- Finished jobs without a PgJob past their retention, oldest first, a batch at a time (through
+-- jobs_finished_idx); a PgJob's row follows the PgJob (its finalizer, its TTL) instead.
+DELETE FROM pgjobs.jobs
+WHERE id IN (
+    SELECT id FROM pgjobs.jobs
+    WHERE state IN ('completed', 'failed', 'stopped') AND resource_uid IS NULL
+      AND finished_at < now() - make_interval(secs => %(retention_seconds)s)
+    ORDER BY finished_at
+    LIMIT %(limit)s
+)
+RETURNING id;
+
 -- name: job_count_by_state
 SELECT state, priority, queue, count(*) AS jobs
 FROM pgjobs.jobs

@@ -355,3 +355,24 @@ def test_the_oldest_due_pending_job_per_queue(database: connecting.DatabaseSetti
     ages = db.call(jobs.oldest_due_by_queue)
     assert set(ages) == {"reports", "mail"}
     assert 90 <= ages["reports"] < 120 and 0 <= ages["mail"] < 30, ages
+
+
+def test_finished_jobs_without_a_pgjob_are_pruned_after_their_retention(
+    database: connecting.DatabaseSettings,
+) -> None:
+    db = Database(database)
+    old_done, old_failed, recent, pending, owned = db.enqueue("noop", 5)
+    finish = "UPDATE pgjobs.jobs SET state = %s, finished_at = now() - %s::interval WHERE id = %s"
+    finished = [
+        ("completed", "2 hours", old_done),
+        ("failed", "3 hours", old_failed),
+        ("completed", "1 minute", recent),
+        ("completed", "5 hours", owned),
+    ]
+    for values in finished:
+        db.call(lambda conn, v=values: conn.execute(finish, v))
+    db.call(lambda conn: conn.execute("UPDATE pgjobs.jobs SET resource_uid = 'uid-1' WHERE id = %s", [owned]))
+    assert db.call(lambda conn: jobs.prune_finished(conn, 3600, 1)) == 1  # a batch at a time, oldest first
+    assert db.call(lambda conn: jobs.prune_finished(conn, 3600, 1000)) == 1
+    left = {job.id for job in db.call(lambda conn: jobs.list_jobs(conn, None, 100))}
+    assert left == {recent, pending, owned}
