@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from pgjobs.cli import database, listings, options
+from pgjobs.cli import database, listings, options, times
 from pgjobs.cli.options import UserError
 from pgjobs.states import JobState, Priority
 from pgjobs.store import jobs, queries, records, workers
@@ -48,6 +48,13 @@ def _add_enqueue(commands: Any) -> None:
     )
     parser.add_argument("--timeout", type=int, default=None, help="seconds one attempt may run")
     parser.add_argument("--count", type=int, default=1, help="enqueue this many copies in one transaction")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--run-at", metavar="TIME", help="not claimed before TIME (RFC 3339, e.g. 2026-12-24T18:00:00Z)"
+    )
+    when.add_argument(
+        "--in", dest="run_in", metavar="DURATION", help="not claimed before this from now (10m, 1h)"
+    )
 
 
 def _enqueue(args: argparse.Namespace) -> int:
@@ -59,6 +66,7 @@ def _enqueue(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         backoff_seconds=args.backoff,
         timeout_seconds=args.timeout,
+        run_at=times.run_at(args.run_at, args.run_in),
     )
 
     async def enqueue(conn: queries.Connection) -> int:

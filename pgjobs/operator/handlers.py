@@ -9,6 +9,7 @@ change made while the operator was down is applied when it comes back.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import sys
 import time
@@ -43,6 +44,7 @@ def resource_job(body: Mapping[str, Any]) -> ResourceJob:
         max_attempts=int(spec.get("maxAttempts", NewJob.max_attempts)),
         backoff_seconds=int(spec.get("backoffSeconds", NewJob.backoff_seconds)),
         timeout_seconds=spec.get("timeoutSeconds"),
+        run_at=run_at_of(spec.get("runAt")),
     )
     return ResourceJob(
         uid=meta["uid"],
@@ -53,6 +55,17 @@ def resource_job(body: Mapping[str, Any]) -> ResourceJob:
         restarts=int(spec.get("restarts", 0)),
         ttl_seconds_after_finished=spec.get("ttlSecondsAfterFinished"),
     )
+
+
+def run_at_of(value: object) -> datetime.datetime | None:
+    """spec.runAt as a time (RFC 3339; the CRD checks the format), None when unset."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidJob(f"spec.runAt {value!r} is not an RFC 3339 time, e.g. 2026-12-24T18:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 @kopf.on.login(registry=registry)

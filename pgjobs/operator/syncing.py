@@ -154,6 +154,11 @@ def conditions_of(row: SyncRow) -> list[Json]:
         since = row.started_at if row.state is JobState.RUNNING else row.created_at
         succeeded = _condition("Succeeded", "Unknown", row.state.phase, message, since, row)
     conditions = [running, succeeded]
+    if scheduled(row):
+        when = _stamp(row.run_after)
+        conditions.append(
+            _condition("Scheduled", "True", "RunAt", f"not claimed before {when}", row.created_at, row)
+        )
     if row.state is JobState.PENDING and row.no_worker_since is not None:
         conditions.append(
             _condition(
@@ -161,6 +166,20 @@ def conditions_of(row: SyncRow) -> list[Json]:
             )
         )
     return conditions
+
+
+#: A first run due this much after creation was scheduled (spec.runAt), not merely enqueued.
+SCHEDULED_AFTER = datetime.timedelta(seconds=1)
+
+
+def scheduled(row: SyncRow) -> bool:
+    """Whether the job waits for its spec.runAt: its first attempt is due well after its creation.
+    From the row alone (like every condition), so it stays True until the job starts."""
+    return (
+        row.state is JobState.PENDING
+        and row.attempt == 0
+        and row.run_after - row.created_at > SCHEDULED_AFTER
+    )
 
 
 def no_worker_message(row: SyncRow) -> str:

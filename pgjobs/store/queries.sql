@@ -2,9 +2,11 @@
 -- Parameters use psycopg's %(name)s style.
 
 -- name: job_insert
-INSERT INTO pgjobs.jobs (task, args, priority, queue, max_attempts, backoff_seconds, timeout_seconds)
+-- run_at: not claimed before it (NULL: now).
+INSERT INTO pgjobs.jobs (task, args, priority, queue, max_attempts, backoff_seconds, timeout_seconds,
+                         run_after)
 SELECT %(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
-       %(timeout_seconds)s
+       %(timeout_seconds)s, coalesce(%(run_at)s::timestamptz, now())
 FROM generate_series(1, %(count)s)
 RETURNING id;
 
@@ -383,23 +385,31 @@ SELECT enumlabel FROM pg_enum WHERE enumtypid = 'pgjobs.job_state'::regtype ORDE
 -- the PgJob generation it was made from (its insert applies the whole spec), which saves a round
 -- trip per new PgJob.
 -- An existing row's generation is recorded by resource_observe_generation once stopped and
--- restarts are applied too.
+-- restarts are applied too. spec.runAt moves a job that has not started yet (a later spec
+-- without runAt leaves the time as it was: set a past time to run it now).
 INSERT INTO pgjobs.jobs AS j (task, args, priority, queue, max_attempts, backoff_seconds,
                               timeout_seconds, ttl_seconds_after_finished, restarts, state,
                               finished_at, resource_uid, resource_namespace, resource_name,
-                              observed_generation)
+                              observed_generation, run_after)
 VALUES (%(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
         %(timeout_seconds)s, %(ttl_seconds_after_finished)s, %(restarts)s,
         CASE WHEN %(stopped)s THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
         CASE WHEN %(stopped)s THEN now() END,
-        %(resource_uid)s, %(resource_namespace)s, %(resource_name)s, %(generation)s)
+        %(resource_uid)s, %(resource_namespace)s, %(resource_name)s, %(generation)s,
+        coalesce(%(run_at)s::timestamptz, now()))
 ON CONFLICT (resource_uid) DO UPDATE SET
     priority = CASE WHEN j.state = 'pending' THEN excluded.priority ELSE j.priority END,
+    run_after = CASE WHEN j.state = 'pending' AND j.attempt = 0 AND %(run_at)s::timestamptz IS NOT NULL
+                     THEN excluded.run_after ELSE j.run_after END,
     max_attempts = excluded.max_attempts,
     backoff_seconds = excluded.backoff_seconds,
     timeout_seconds = excluded.timeout_seconds,
     ttl_seconds_after_finished = excluded.ttl_seconds_after_finished,
-    change_count = j.change_count + CASE WHEN j.priority <> excluded.priority THEN 1 ELSE 0 END
+    change_count = j.change_count
+        + CASE WHEN j.priority <> excluded.priority
+                 OR (j.state = 'pending' AND j.attempt = 0 AND %(run_at)s::timestamptz IS NOT NULL
+                     AND j.run_after <> excluded.run_after)
+               THEN 1 ELSE 0 END
 RETURNING j.id, (xmax = 0) AS inserted;
 
 -- name: resource_observe_generation

@@ -90,6 +90,8 @@ class NewJob:
     max_attempts: int = 3
     backoff_seconds: int = 10
     timeout_seconds: int | None = None
+    #: Not claimed before this time (timezone-aware); None: at once. A past time runs at once.
+    run_at: datetime.datetime | None = None
 
     def args_json(self) -> str:
         if not isinstance(self.args, Mapping):
@@ -119,6 +121,7 @@ class NewJob:
             "max_attempts": self.max_attempts,
             "backoff_seconds": self.backoff_seconds,
             "timeout_seconds": self.timeout_seconds,
+            "run_at": self.run_at,
         }
 
 

@@ -7,6 +7,7 @@ is refused by the API server and, should an older CRD let it through, by the ope
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 
 from pgjobs.store.records import InvalidJob, NewJob, ResourceJob
@@ -61,6 +62,10 @@ def check_new_job(job: NewJob) -> None:
     MAX_ATTEMPTS.check(job.max_attempts)
     BACKOFF_SECONDS.check(job.backoff_seconds)
     TIMEOUT_SECONDS.check(job.timeout_seconds)
+    if job.run_at is not None and (
+        not isinstance(job.run_at, datetime.datetime) or job.run_at.tzinfo is None
+    ):
+        raise InvalidJob(f"run_at {job.run_at!r} must be a time with a time zone, e.g. 2026-12-24T18:00:00Z")
 
 
 def check_resource_job(resource: ResourceJob) -> None:

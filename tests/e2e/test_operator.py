@@ -5,6 +5,7 @@ The user's view: PgJobs applied with kubectl (or the API), their status and Even
 
 from __future__ import annotations
 
+import datetime
 import re
 import socket
 import time
@@ -228,3 +229,25 @@ def free_port() -> int:
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return str(response.read().decode())
+
+
+def test_a_pgjob_with_run_at_waits_scheduled_then_runs(kube: Any, namespace: str, services: Services) -> None:
+    services.operator()
+    services.worker()
+    run_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=6)
+    create(
+        kube, namespace, sleep_job("later", seconds=0.5, steps=1, runAt=run_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    )
+
+    def scheduled() -> Any:
+        conditions = status(kube, namespace, "later").get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Scheduled" and c["status"] == "True"), None)
+
+    assert (
+        "not claimed before" in wait_until(scheduled, timeout=15, what="the Scheduled condition")["message"]
+    )
+    assert status(kube, namespace, "later")["phase"] == "Pending"
+    done = wait_phase(kube, namespace, "later", "Completed", timeout=40)
+    started = datetime.datetime.fromisoformat(done["startedAt"].replace("Z", "+00:00"))
+    assert started >= run_at, (started, run_at)
+    assert "Scheduled" not in [c["type"] for c in done.get("conditions") or []]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import subprocess
 import sys
 import uuid
@@ -13,7 +14,7 @@ import pytest
 from pgjobs.states import JobState, Priority
 from pgjobs.store import connecting, jobs, migrating, queries, resources, workers
 from pgjobs.store.records import InvalidJob, NewJob
-from tests.processes import Database
+from tests.processes import Database, pgjobs
 
 pytestmark = pytest.mark.integration
 
@@ -376,3 +377,29 @@ def test_finished_jobs_without_a_pgjob_are_pruned_after_their_retention(
     assert db.call(lambda conn: jobs.prune_finished(conn, 3600, 1000)) == 1
     left = {job.id for job in db.call(lambda conn: jobs.list_jobs(conn, None, 100))}
     assert left == {recent, pending, owned}
+
+
+def test_a_job_with_run_at_is_not_claimed_before_it(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    now = datetime.datetime.now(datetime.UTC)
+    [later] = db.enqueue("noop", run_at=now + datetime.timedelta(hours=1), priority=Priority.HIGH)
+    [past] = db.enqueue("noop", run_at=now - datetime.timedelta(hours=1))
+    worker = uuid.uuid4()
+    first = db.call(lambda conn: jobs.claim(conn, worker, ["default"]))
+    assert first is not None and first.id == past  # the High job is not due
+    assert db.call(lambda conn: jobs.claim(conn, worker, ["default"])) is None
+    assert db.job(later).run_after > now + datetime.timedelta(minutes=59)
+
+
+def test_pgjobs_enqueue_in_and_run_at(
+    database: connecting.DatabaseSettings, database_env: dict[str, str]
+) -> None:
+    scheduled = pgjobs(database_env, "enqueue", "noop", "--in", "10m")
+    fixed = pgjobs(database_env, "enqueue", "noop", "--run-at", "2030-01-01T00:00:00Z")
+    assert scheduled.returncode == 0 and fixed.returncode == 0, (scheduled.stderr, fixed.stderr)
+    db = Database(database)
+    soon = db.job(int(scheduled.stdout)).run_after - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(minutes=9) < soon <= datetime.timedelta(minutes=10)
+    assert db.job(int(fixed.stdout)).run_after == datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    refused = pgjobs(database_env, "enqueue", "noop", "--run-at", "2030-01-01 00:00")
+    assert refused.returncode == 2 and "offset" in refused.stderr and "Traceback" not in refused.stderr

@@ -112,6 +112,7 @@ def test_spec_fields_are_the_agreed_ones(root: Schema) -> None:
         "ttlSecondsAfterFinished",
         "stopped",
         "restarts",
+        "runAt",
     }
     assert spec["required"] == ["task"]
 
@@ -245,6 +246,7 @@ def test_printer_columns_point_at_declared_fields(root: Schema, version: dict[st
         "Worker",
         "Attempts",
         "Age",
+        "Run At",
         "Task",
         "Queue",
         "Message",
@@ -257,7 +259,7 @@ def test_printer_columns_point_at_declared_fields(root: Schema, version: dict[st
         assert target["type"] == column["type"], name
     assert columns["Progress"]["jsonPath"] == ".status.progressPercent"
     assert columns["Age"]["type"] == "date"
-    wide = {"Task", "Queue", "Message"}  # -o wide only
+    wide = {"Run At", "Task", "Queue", "Message"}  # -o wide only
     assert all(columns[name].get("priority") == 1 for name in wide)
     assert all(c.get("priority", 0) == 0 for n, c in columns.items() if n not in wide)
 

@@ -6,6 +6,7 @@ server.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from pathlib import Path
@@ -143,3 +144,30 @@ def test_completion_of_verbs_and_flags_comes_from_the_parser(capsys: pytest.Capt
 
 def test_completion_of_names_is_silent_without_a_cluster(tmp_path: Path) -> None:
     assert completion.candidates(["--kubeconfig", str(tmp_path / "none"), "stop", ""]) == []
+
+
+def test_submit_at_or_in_sets_spec_run_at(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--kubeconfig", str(tmp_path / "none"), "submit", "sleep", "--dry-run=client"]
+    assert kubectl.main([*base, "--at", "2026-12-24T18:00:00Z"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["spec"]["runAt"] == "2026-12-24T18:00:00Z"
+    before = dt.datetime.now(dt.UTC)
+    assert kubectl.main([*base, "--in", "10m"]) == 0
+    run_at = dt.datetime.fromisoformat(
+        yaml.safe_load(capsys.readouterr().out)["spec"]["runAt"].replace("Z", "+00:00")
+    )
+    assert dt.timedelta(seconds=598) <= run_at - before <= dt.timedelta(seconds=602)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["submit", "sleep", "--at", "tomorrow"],
+        ["submit", "sleep", "--at", "2026-12-24T18:00:00"],  # no offset: whose six o'clock?
+        ["submit", "sleep", "--in", "soon"],
+        ["submit", "sleep", "--at", "2026-12-24T18:00:00Z", "--in", "1h"],
+    ],
+)
+def test_submit_refuses_unclear_times(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        arguments.parse_command_line(argv)
+    assert exit_.value.code == 2

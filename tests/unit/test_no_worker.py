@@ -136,3 +136,13 @@ def test_a_pgjobs_row_changes_through_kubectl_and_its_deletion_never_here(
     assert kubectl in str(error.value)
     assert ("--force" in str(error.value)) is (command != "delete")
     queue._refuse_pgjob_rows(job(), args)  # a job without a PgJob is this command's to change
+
+
+def test_a_job_waiting_for_its_run_at_is_scheduled_until_it_starts() -> None:
+    later = sync_row(run_after=T0 + datetime.timedelta(minutes=10))
+    (scheduled,) = [c for c in syncing.conditions_of(later) if c["type"] == "Scheduled"]
+    assert scheduled["status"] == "True" and "not claimed before" in scheduled["message"]
+    at_once = sync_row(run_after=T0)
+    retrying = sync_row(run_after=T0 + datetime.timedelta(minutes=10), attempt=1)
+    for row in (at_once, retrying):
+        assert "Scheduled" not in [c["type"] for c in syncing.conditions_of(row)]

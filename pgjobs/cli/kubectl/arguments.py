@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
@@ -18,6 +17,7 @@ from pgjobs.cli.kubectl.verbs import (
     cmd_version,
     cmd_watch,
 )
+from pgjobs.cli.times import parse_duration, parse_time
 
 DESCRIPTION = """\
 Manage PgJobs (pgjobs.dev/v1alpha1): background jobs run by pgjobs workers.
@@ -61,6 +61,7 @@ examples:
   kubectl pgjobs submit sleep --args '{"seconds": 5}'
   kubectl pgjobs submit resize --name resize-42 --priority High --max-attempts 5 --wait
   kubectl pgjobs submit sleep -n team-a --label app=batch -o name
+  kubectl pgjobs submit sleep --in 10m          # spec.runAt: ten minutes from now
   kubectl pgjobs submit sleep --dry-run=client -o yaml > job.yaml   # then: kubectl apply -f job.yaml
 """,
     ),
@@ -125,23 +126,6 @@ equivalent:
 }
 
 
-_DURATION_PART = re.compile(r"(\d+)([smhd])")
-
-
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in "30s", "10m", "1h", "2d", "1h30m" or a bare number of seconds."""
-    text = text.strip()
-    if text.isdigit():
-        return float(text)
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 10m, 1h, 2d or 1h30m")
-    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
-
-
 def parse_phases(text: str) -> frozenset[str]:
     """A comma-separated list of finished phases, checked against the known ones."""
     phases = frozenset(p.strip() for p in text.split(",") if p.strip())
@@ -149,6 +133,15 @@ def parse_phases(text: str) -> frozenset[str]:
     if not phases or unknown:
         raise ValueError(f"invalid phase list {text!r}: choose from {', '.join(sorted(FINISHED_PHASES))}")
     return phases
+
+
+def time_arg(text: str) -> str:
+    """An RFC 3339 time, checked here and passed on as written."""
+    try:
+        parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def duration_arg(text: str) -> float:
@@ -226,6 +219,11 @@ def add_submit(sub: Any) -> None:
     p.add_argument("--max-attempts", type=int, metavar="N", help="1..100 (default 3)")
     p.add_argument("--timeout", type=int, metavar="S", help="per-attempt timeout in seconds")
     p.add_argument("--ttl", type=int, metavar="S", help="delete the PgJob S seconds after it finished")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--at", type=time_arg, metavar="TIME", help="not before TIME (spec.runAt, RFC 3339)")
+    when.add_argument(
+        "--in", dest="after", type=duration_arg, metavar="DURATION", help="not before this from now (10m, 1h)"
+    )
     names = p.add_mutually_exclusive_group()
     names.add_argument("--name", help="exact object name")
     names.add_argument("--generate-name", metavar="PREFIX", help="name prefix (default: TASK-)")

@@ -63,6 +63,7 @@ def build_manifest(
     name: str | None = None,
     generate_name: str | None = None,
     labels: dict[str, str] | None = None,
+    run_at: str | None = None,
 ) -> Json:
     """The PgJob object `submit` creates; unset options are left to CRD defaults."""
     spec: Json = {"task": task, "args": args}
@@ -72,6 +73,7 @@ def build_manifest(
         "maxAttempts": max_attempts,
         "timeoutSeconds": timeout_seconds,
         "ttlSecondsAfterFinished": ttl_seconds,
+        "runAt": run_at,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     metadata: Json = {"name": name} if name else {"generateName": generate_name or generate_name_for(task)}

@@ -11,6 +11,7 @@ from typing import TextIO
 import yaml
 
 from pgjobs import build, crd
+from pgjobs.cli import times
 from pgjobs.cli.kubectl.api import JobsApi, api_errors, connect, load_client, operator_versions
 from pgjobs.cli.kubectl.errors import EXIT_FAILED, EXIT_OK, PluginError
 from pgjobs.cli.kubectl.objects import (
@@ -41,6 +42,7 @@ def cmd_submit(opts: argparse.Namespace, out: TextIO) -> int:
         name=opts.name,
         generate_name=opts.generate_name,
         labels=dict(opts.labels),
+        run_at=scheduled_time(opts),
     )
     if opts.dry_run == "client":
         body["metadata"]["namespace"] = opts.namespace or namespace_of(opts)
@@ -57,6 +59,15 @@ def cmd_submit(opts: argparse.Namespace, out: TextIO) -> int:
     if not opts.wait:
         return EXIT_OK
     return run_watch(jobs, Selection(names=frozenset({name})), opts.wait_timeout, out)
+
+
+def scheduled_time(opts: argparse.Namespace) -> str | None:
+    """spec.runAt from --at (as written) or --in (from now, in UTC)."""
+    if opts.at is not None:
+        return str(opts.at)
+    if opts.after is not None:
+        return times.rfc3339(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=opts.after))
+    return None
 
 
 def namespace_of(opts: argparse.Namespace) -> str:
