@@ -1,6 +1,8 @@
 """Jobs: enqueue, claim, finish, stop/start/restart/delete, rescue, and the status-sync reads.
 
-Every function takes an autocommit connection and runs one named query (one round trip).
+Every function takes an autocommit connection and runs one named query (one round trip), but
+`enqueue_in` and `enqueue_in_async`: they write on an application's connection, inside its
+transaction (the producer API, pgjobs.producer).
 Functions a worker calls on a job it holds are fenced by the claim's lease: they return False
 (or None) when the job is no longer the worker's, and the worker must then let it go.
 """
@@ -11,6 +13,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pgjobs.states import JobState
@@ -21,11 +25,36 @@ from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, Row, stora
 
 async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
     """Insert `count` copies of a job in one statement; returns the new ids."""
+    rows = await fetch_all(conn, "job_insert", _insert_parameters(job, count))
+    return [int(row["id"]) for row in rows]
+
+
+def check(job: NewJob) -> None:
+    """Raise InvalidJob for a job that cannot be stored (before anything is written)."""
+    validation.check_new_job(job)
+    job.args_json()
+
+
+def _insert_parameters(job: NewJob, count: int) -> dict[str, Any]:
+    """The checked parameters of job_insert: a bad job raises before anything is written."""
     validation.check_new_job(job)
     if count < 1:
         raise validation.InvalidJob(f"count must be at least 1, got {count}")
-    rows = await fetch_all(conn, "job_insert", {**job.parameters(), "count": count})
-    return [int(row["id"]) for row in rows]
+    return {**job.parameters(), "count": count}
+
+
+def enqueue_in(conn: psycopg.Connection[Any], job: NewJob) -> int:
+    """Insert a job on the caller's connection, inside its current transaction (any row factory)."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(QUERIES["job_insert"], _insert_parameters(job, 1))
+        return int(cursor.fetchall()[0]["id"])
+
+
+async def enqueue_in_async(conn: psycopg.AsyncConnection[Any], job: NewJob) -> int:
+    """`enqueue_in` for an asyncio connection."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(QUERIES["job_insert"], _insert_parameters(job, 1))
+        return int((await cursor.fetchall())[0]["id"])
 
 
 async def claim(

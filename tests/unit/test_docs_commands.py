@@ -61,6 +61,8 @@ def problem_of(argv: list[str]) -> str | None:
     if program == "python" and rest[:1] == ["-m"]:
         module = rest[1]
         return None if importlib.util.find_spec(module) else f"no module {module}"
+    if program == "python" and rest and rest[0].endswith(".py"):
+        return None if (ROOT / rest[0]).exists() else f"no script {rest[0]}"
     if program in ("kubectl", "helm"):
         return files_and_values_problem(rest)
     return None
@@ -147,6 +149,7 @@ def test_documented_command_parses(where: str, command: str, complete: bool) -> 
         "pgjobs list",
         "make kind-upp",
         "python -m pgjobs.no_such_module",
+        "python deploy/examples/no_such_app.py",
         "helm install pgjobs helm/pgjobs --set worker.noSuchValue=1",
         "kubectl apply -f deploy/examples/no-such-file.yaml",
     ],

@@ -21,13 +21,14 @@ ALLOWED: dict[str, set[str]] = {
     "crd": set(),
     "probes": set(),
     "build": set(),
+    "producer": {"states", "store"},
     "store": {"states"},
     "tasks": {"states", "store"},
     "worker": {"states", "store", "tasks", "probes", "build"},
     "operator": {"states", "crd", "store", "probes", "build"},
     "cli": {"states", "crd", "store", "tasks", "worker", "operator", "build"},
     "devenv": {"states", "crd", "store", "tasks", "worker", "operator", "cli"},
-    "pgjobs": {"tasks", "build"},
+    "pgjobs": {"tasks", "build", "producer"},
 }
 
 
