@@ -20,7 +20,7 @@ FINALIZER = f"{GROUP}/row"
 #: schemas prune unknown fields). tests/unit/test_crd.py checks these against crds/.
 SPEC_FIELDS = frozenset(
     {"task", "args", "priority", "queue", "maxAttempts", "backoffSeconds", "timeoutSeconds"}
-    | {"ttlSecondsAfterFinished", "stopped", "restarts", "runAt"}
+    | {"ttlSecondsAfterFinished", "stopped", "restarts", "runAt", "uniqueKey"}
 )
 STATUS_FIELDS = frozenset(
     {"phase", "progress", "progressPercent", "message", "worker", "attempts", "startedAt"}

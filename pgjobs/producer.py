@@ -38,6 +38,7 @@ def new_job(
     max_attempts: int = NewJob.max_attempts,
     backoff_seconds: int = NewJob.backoff_seconds,
     timeout: int | None = None,
+    unique_key: str | None = None,
 ) -> NewJob:
     """The job the keyword arguments describe (checked when it is written)."""
     try:
@@ -53,11 +54,13 @@ def new_job(
         backoff_seconds=backoff_seconds,
         timeout_seconds=timeout,
         run_at=run_at,
+        unique_key=unique_key,
     )
 
 
 def enqueue(conn: psycopg.Connection[Any], task: str, **options: Any) -> int:
-    """Write one job inside `conn`'s current transaction; its id. Options: see `new_job`."""
+    """Write one job inside `conn`'s current transaction; its id (with `unique_key`, the id of the
+    unfinished job of the queue that holds the key, if one does). Options: see `new_job`."""
     return jobs.enqueue_in(conn, new_job(task, **options))
 
 

@@ -48,6 +48,11 @@ def _add_enqueue(commands: Any) -> None:
     )
     parser.add_argument("--timeout", type=int, default=None, help="seconds one attempt may run")
     parser.add_argument("--count", type=int, default=1, help="enqueue this many copies in one transaction")
+    parser.add_argument(
+        "--unique-key",
+        metavar="KEY",
+        help="no second job while an unfinished one of the queue has this key (its id is printed)",
+    )
     when = parser.add_mutually_exclusive_group()
     when.add_argument(
         "--run-at", metavar="TIME", help="not claimed before TIME (RFC 3339, e.g. 2026-12-24T18:00:00Z)"
@@ -67,6 +72,7 @@ def _enqueue(args: argparse.Namespace) -> int:
         backoff_seconds=args.backoff,
         timeout_seconds=args.timeout,
         run_at=times.run_at(args.run_at, args.run_in),
+        unique_key=args.unique_key,
     )
 
     async def enqueue(conn: queries.Connection) -> int:

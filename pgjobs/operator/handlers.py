@@ -45,6 +45,7 @@ def resource_job(body: Mapping[str, Any]) -> ResourceJob:
         backoff_seconds=int(spec.get("backoffSeconds", NewJob.backoff_seconds)),
         timeout_seconds=spec.get("timeoutSeconds"),
         run_at=run_at_of(spec.get("runAt")),
+        unique_key=spec.get("uniqueKey"),
     )
     return ResourceJob(
         uid=meta["uid"],
@@ -119,6 +120,14 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
         await apply_spec(ctx, body)
     except (kopf.PermanentError, kopf.TemporaryError, *UNREACHABLE):
         raise
+    except psycopg.errors.UniqueViolation as error:
+        if not holds_key(error):
+            raise
+        # A start or restart of a job whose key another unfinished job took meanwhile: it waits
+        # until that one finishes and frees the key.
+        raise kopf.TemporaryError(
+            f"uniqueKey held by another unfinished job: {error}", delay=LIMIT_RETRY
+        ) from error
     except Exception as error:
         if connecting.is_outage(error):
             # A read-only window or a server shutting down is an outage, not a bad spec: retried
@@ -150,6 +159,11 @@ async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
             return
         except policy.Refused as error:
             await _refuse(ctx, body, str(error), POLICY_REASON)
+            return
+        except psycopg.errors.UniqueViolation as error:
+            if not holds_key(error):
+                raise
+            await _refuse(ctx, body, await _holder_text(conn, wanted), DUPLICATE_REASON)
             return
         # A new row already has the spec's stopped state, restart count and generation: one
         # round trip for a new PgJob. An existing one gets the rest of the spec, then the
@@ -280,11 +294,39 @@ async def _apply_restarts(
 
 
 #: The reason of the Event that says why a PgJob was refused.
+#: The database's unique index of unfinished jobs' keys (migration 0008).
+UNIQUE_KEY_INDEX = "jobs_unique_key_idx"
+#: A PgJob whose spec.uniqueKey an unfinished job of its queue holds: Failed with this reason
+#: (condition and Event), and never run.
+DUPLICATE_REASON = "Duplicate"
+
+
+def holds_key(error: psycopg.errors.UniqueViolation) -> bool:
+    """Whether the violation is of a unique key (not of the PgJob uid, say)."""
+    return error.diag.constraint_name == UNIQUE_KEY_INDEX
+
+
+async def _holder_text(conn: queries.Connection, wanted: ResourceJob) -> str:
+    key = wanted.job.unique_key or ""
+    holder = await jobs.holding_key(conn, wanted.job.queue, key)
+    if holder is None:
+        who = "a job that has finished since (apply it again to run it)"
+    elif holder["resource_name"]:
+        who = f"PgJob {holder['resource_namespace']}/{holder['resource_name']} (job {holder['id']})"
+    else:
+        who = f"job {holder['id']} (no PgJob: `pgjobs jobs`)"
+    return f"uniqueKey {key!r} of queue {wanted.job.queue!r} is held by {who}; this PgJob does not run"
+
+
 REFUSED_REASON = "InvalidSpec"
 #: The reason of the Event of a PgJob the namespace's policy does not allow.
 POLICY_REASON = "PolicyDenied"
 #: How each reason's status message begins.
-_REFUSAL_PREFIX = {REFUSED_REASON: "invalid PgJob", POLICY_REASON: "not allowed"}
+_REFUSAL_PREFIX = {
+    REFUSED_REASON: "invalid PgJob",
+    POLICY_REASON: "not allowed",
+    DUPLICATE_REASON: "duplicate",
+}
 
 
 async def _refuse(
@@ -293,7 +335,13 @@ async def _refuse(
     """A spec the queue cannot take: say so in the status and an Event instead of retrying for ever."""
     meta = body["metadata"]
     text = f"{_REFUSAL_PREFIX[reason]}: {message}"
-    status = {"phase": "Failed", "message": text, "progress": 0, "progressPercent": "0%"}
+    status: dict[str, Any] = {"phase": "Failed", "message": text, "progress": 0, "progressPercent": "0%"}
+    if reason == DUPLICATE_REASON:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status["conditions"] = [
+            {"type": DUPLICATE_REASON, "status": "True", "reason": DUPLICATE_REASON, "message": message,
+             "lastTransitionTime": stamp, "observedGeneration": meta.get("generation", 1)}
+        ]  # fmt: skip
     await ctx.kube.patch_status(meta["namespace"], meta["name"], status, meta.get("uid"))
     await _warn(ctx, body, reason, text)
     raise kopf.PermanentError(message)

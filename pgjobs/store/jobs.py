@@ -24,9 +24,26 @@ from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, Row, stora
 
 
 async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
-    """Insert `count` copies of a job in one statement; returns the new ids."""
-    rows = await fetch_all(conn, "job_insert", _insert_parameters(job, count))
-    return [int(row["id"]) for row in rows]
+    """Insert `count` copies of a job in one statement; returns the new ids. A job whose unique
+    key an unfinished job of its queue holds is not written: the holder's id comes back."""
+    params = _insert_parameters(job, count)
+    for _ in range(KEY_ATTEMPTS):
+        rows = await fetch_all(conn, "job_insert", params)
+        if rows or job.unique_key is None:
+            return [int(row["id"]) for row in rows]
+        holder = await holding_key(conn, job.queue, job.unique_key)
+        if holder is not None:
+            return [int(holder["id"])]
+    raise validation.InvalidJob(f"unique key {job.unique_key!r} kept changing hands, try again")
+
+
+#: Inserts of a keyed job: the holder can finish between a refused insert and the look for it.
+KEY_ATTEMPTS = 3
+
+
+async def holding_key(conn: Connection, queue: str, unique_key: str) -> Row | None:
+    """The unfinished job holding `unique_key` in `queue` (id, resource_namespace, resource_name)."""
+    return await fetch_one(conn, "job_holding_key", {"queue": queue, "unique_key": unique_key})
 
 
 def check(job: NewJob) -> None:
@@ -40,21 +57,36 @@ def _insert_parameters(job: NewJob, count: int) -> dict[str, Any]:
     validation.check_new_job(job)
     if count < 1:
         raise validation.InvalidJob(f"count must be at least 1, got {count}")
+    if count > 1 and job.unique_key is not None:
+        raise validation.InvalidJob("a unique key names one job: enqueue it once, not --count times")
     return {**job.parameters(), "count": count}
 
 
 def enqueue_in(conn: psycopg.Connection[Any], job: NewJob) -> int:
-    """Insert a job on the caller's connection, inside its current transaction (any row factory)."""
+    """Insert a job on the caller's connection, inside its current transaction (any row factory);
+    its id, or the id of the unfinished job that holds its unique key."""
+    params = _insert_parameters(job, 1)
     with conn.cursor(row_factory=dict_row) as cursor:
-        cursor.execute(QUERIES["job_insert"], _insert_parameters(job, 1))
-        return int(cursor.fetchall()[0]["id"])
+        for _ in range(KEY_ATTEMPTS):
+            rows = cursor.execute(QUERIES["job_insert"], params).fetchall()
+            if not rows and job.unique_key is not None:
+                rows = cursor.execute(QUERIES["job_holding_key"], params).fetchall()
+            if rows:
+                return int(rows[0]["id"])
+    raise validation.InvalidJob(f"unique key {job.unique_key!r} kept changing hands, try again")
 
 
 async def enqueue_in_async(conn: psycopg.AsyncConnection[Any], job: NewJob) -> int:
     """`enqueue_in` for an asyncio connection."""
+    params = _insert_parameters(job, 1)
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(QUERIES["job_insert"], _insert_parameters(job, 1))
-        return int((await cursor.fetchall())[0]["id"])
+        for _ in range(KEY_ATTEMPTS):
+            rows = await (await cursor.execute(QUERIES["job_insert"], params)).fetchall()
+            if not rows and job.unique_key is not None:
+                rows = await (await cursor.execute(QUERIES["job_holding_key"], params)).fetchall()
+            if rows:
+                return int(rows[0]["id"])
+    raise validation.InvalidJob(f"unique key {job.unique_key!r} kept changing hands, try again")
 
 
 async def claim(

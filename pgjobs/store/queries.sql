@@ -2,13 +2,22 @@
 -- Parameters use psycopg's %(name)s style.
 
 -- name: job_insert
--- run_at: not claimed before it (NULL: now).
+-- run_at: not claimed before it (NULL: now). A unique key an unfinished job of the queue holds
+-- already writes nothing (no row returned; job_holding_key finds the holder).
 INSERT INTO pgjobs.jobs (task, args, priority, queue, max_attempts, backoff_seconds, timeout_seconds,
-                         run_after)
+                         run_after, unique_key)
 SELECT %(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
-       %(timeout_seconds)s, coalesce(%(run_at)s::timestamptz, now())
+       %(timeout_seconds)s, coalesce(%(run_at)s::timestamptz, now()), %(unique_key)s
 FROM generate_series(1, %(count)s)
+ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
+DO NOTHING
 RETURNING id;
+
+-- name: job_holding_key
+-- The unfinished job that holds a unique key in a queue, and its PgJob if it has one.
+SELECT id, resource_namespace, resource_name
+FROM pgjobs.jobs
+WHERE queue = %(queue)s AND unique_key = %(unique_key)s AND state IN ('pending', 'running');
 
 -- name: job_complete_and_claim
 -- The hot path: finish one job and claim the next in a single round trip. With a NULL job id it
@@ -390,13 +399,13 @@ SELECT enumlabel FROM pg_enum WHERE enumtypid = 'pgjobs.job_state'::regtype ORDE
 INSERT INTO pgjobs.jobs AS j (task, args, priority, queue, max_attempts, backoff_seconds,
                               timeout_seconds, ttl_seconds_after_finished, restarts, state,
                               finished_at, resource_uid, resource_namespace, resource_name,
-                              observed_generation, run_after)
+                              observed_generation, run_after, unique_key)
 VALUES (%(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
         %(timeout_seconds)s, %(ttl_seconds_after_finished)s, %(restarts)s,
         CASE WHEN %(stopped)s THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
         CASE WHEN %(stopped)s THEN now() END,
         %(resource_uid)s, %(resource_namespace)s, %(resource_name)s, %(generation)s,
-        coalesce(%(run_at)s::timestamptz, now()))
+        coalesce(%(run_at)s::timestamptz, now()), %(unique_key)s)
 ON CONFLICT (resource_uid) DO UPDATE SET
     priority = CASE WHEN j.state = 'pending' THEN excluded.priority ELSE j.priority END,
     run_after = CASE WHEN j.state = 'pending' AND j.attempt = 0 AND %(run_at)s::timestamptz IS NOT NULL

@@ -92,6 +92,8 @@ class NewJob:
     timeout_seconds: int | None = None
     #: Not claimed before this time (timezone-aware); None: at once. A past time runs at once.
     run_at: datetime.datetime | None = None
+    #: While an unfinished job of the queue holds this key, no second one is written.
+    unique_key: str | None = None
 
     def args_json(self) -> str:
         if not isinstance(self.args, Mapping):
@@ -122,6 +124,7 @@ class NewJob:
             "backoff_seconds": self.backoff_seconds,
             "timeout_seconds": self.timeout_seconds,
             "run_at": self.run_at,
+            "unique_key": self.unique_key,
         }
 
 

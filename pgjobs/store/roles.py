@@ -110,6 +110,7 @@ OPERATOR_STATEMENTS = frozenset(
         "job_count_backlog",
         "job_oldest_due_by_queue",
         "job_prune_finished",
+        "job_holding_key",
         "job_rescue_many",
         "worker_list",
         "worker_prune",

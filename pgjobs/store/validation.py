@@ -47,6 +47,10 @@ RESTARTS = Range("restarts", "restarts", 0, INT32_MAX)
 RANGES = (MAX_ATTEMPTS, BACKOFF_SECONDS, TIMEOUT_SECONDS, TTL_SECONDS_AFTER_FINISHED, RESTARTS)
 
 
+#: What a unique key may be: printable, no control characters, at most 256 characters.
+UNIQUE_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+
+
 def check_new_job(job: NewJob) -> None:
     # fullmatch: `$` would also match before a final newline, which the database refuses.
     if not isinstance(job.task, str) or not TASK_NAME.fullmatch(job.task):
@@ -62,6 +66,9 @@ def check_new_job(job: NewJob) -> None:
     MAX_ATTEMPTS.check(job.max_attempts)
     BACKOFF_SECONDS.check(job.backoff_seconds)
     TIMEOUT_SECONDS.check(job.timeout_seconds)
+    key = job.unique_key
+    if key is not None and (not isinstance(key, str) or not UNIQUE_KEY.fullmatch(key)):
+        raise InvalidJob(f"unique key {key!r}: 1 to 256 printable characters")
     if job.run_at is not None and (
         not isinstance(job.run_at, datetime.datetime) or job.run_at.tzinfo is None
     ):

@@ -5,6 +5,7 @@ The user's view: PgJobs applied with kubectl (or the API), their status and Even
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import re
 import socket
@@ -23,6 +24,7 @@ from tests.e2e.operator_helpers import (
     get,
     patch_spec,
     pgjob,
+    query,
     rows,
     sleep_job,
     status,
@@ -251,3 +253,33 @@ def test_a_pgjob_with_run_at_waits_scheduled_then_runs(kube: Any, namespace: str
     started = datetime.datetime.fromisoformat(done["startedAt"].replace("Z", "+00:00"))
     assert started >= run_at, (started, run_at)
     assert "Scheduled" not in [c["type"] for c in done.get("conditions") or []]
+
+
+def test_twenty_pgjobs_with_one_unique_key_give_one_run(
+    kube: Any, namespace: str, services: Services, database: connecting.DatabaseSettings
+) -> None:
+    services.operator()
+    services.worker()
+    names = [f"keyed-{i:02d}" for i in range(20)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        list(
+            pool.map(
+                lambda n: create(kube, namespace, sleep_job(n, seconds=3, steps=3, uniqueKey="nightly")),
+                names,
+            )
+        )
+
+    def outcomes() -> dict[str, str] | None:
+        phases = {n: status(kube, namespace, n).get("phase") for n in names}
+        return phases if all(phases.values()) and "Pending" not in phases.values() else None
+
+    phases = wait_until(outcomes, timeout=60, what="every keyed PgJob refused or running")
+    running = [n for n, phase in phases.items() if phase in ("Running", "Completed")]
+    assert len(running) == 1, phases
+    (holder,) = running
+    rows = query(database, "SELECT resource_name FROM pgjobs.jobs WHERE unique_key = 'nightly'")
+    assert [row["resource_name"] for row in rows] == [holder]
+    refused = status(kube, namespace, next(n for n in names if n != holder))
+    assert refused["phase"] == "Failed" and f"held by PgJob {namespace}/{holder}" in refused["message"]
+    assert [c["type"] for c in refused["conditions"]] == ["Duplicate"]
+    wait_phase(kube, namespace, holder, "Completed", timeout=30)

@@ -302,7 +302,15 @@ def test_an_upgrade_waits_for_no_long_transaction_and_then_goes_through(postgres
             )
 
     db.call(apply_up_to_3)
-    [waiting] = db.enqueue("noop")
+
+    async def enqueue_at_version_3(conn: queries.Connection) -> int:
+        # This code's job_insert needs the newest schema; a job of the old one is written as such.
+        row = await (
+            await conn.execute("INSERT INTO pgjobs.jobs (task) VALUES ('noop') RETURNING id")
+        ).fetchone()
+        return int(row["id"])
+
+    waiting = db.call(enqueue_at_version_3)
     with psycopg.connect(settings.conninfo()) as reader:
         reader.execute("SELECT count(*) FROM pgjobs.jobs")  # a transaction that keeps reading
         with pytest.raises(connecting.DatabaseError, match="run `pgjobs migrate` again"):
@@ -403,3 +411,33 @@ def test_pgjobs_enqueue_in_and_run_at(
     assert db.job(int(fixed.stdout)).run_after == datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
     refused = pgjobs(database_env, "enqueue", "noop", "--run-at", "2030-01-01 00:00")
     assert refused.returncode == 2 and "offset" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_unique_key_admits_one_unfinished_job_per_queue(database: connecting.DatabaseSettings) -> None:
+    db = Database(database)
+    [first] = db.enqueue("noop", unique_key="report-42")
+    assert db.enqueue("noop", unique_key="report-42") == [first]  # the holder's id
+    [other_queue] = db.enqueue("noop", unique_key="report-42", queue="mail")
+    assert other_queue != first
+    worker = uuid.uuid4()
+    claimed = db.call(lambda conn: jobs.claim(conn, worker, ["default"]))
+    assert claimed is not None and claimed.id == first
+    assert db.enqueue("noop", unique_key="report-42") == [first]  # Running holds it too
+    assert db.call(lambda conn: jobs.complete(conn, claimed, {"done": True}))
+    [after] = db.enqueue("noop", unique_key="report-42")  # a finished job frees its key
+    assert after not in (first, other_queue)
+    with pytest.raises(InvalidJob, match="once"):
+        db.enqueue("noop", 2, unique_key="twice")
+
+
+def test_twenty_producers_with_one_key_write_one_job(database: connecting.DatabaseSettings) -> None:
+    async def produce() -> list[int]:
+        async def one() -> list[int]:
+            conn = await connecting.connect(database)
+            async with conn:
+                return await jobs.enqueue(conn, NewJob("noop", unique_key="once"))
+
+        return [job_id for ids in await asyncio.gather(*(one() for _ in range(20))) for job_id in ids]
+
+    ids = asyncio.run(produce())
+    assert len(set(ids)) == 1 and len(ids) == 20

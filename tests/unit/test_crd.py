@@ -113,6 +113,7 @@ def test_spec_fields_are_the_agreed_ones(root: Schema) -> None:
         "stopped",
         "restarts",
         "runAt",
+        "uniqueKey",
     }
     assert spec["required"] == ["task"]
 

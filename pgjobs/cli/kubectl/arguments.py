@@ -219,6 +219,11 @@ def add_submit(sub: Any) -> None:
     p.add_argument("--max-attempts", type=int, metavar="N", help="1..100 (default 3)")
     p.add_argument("--timeout", type=int, metavar="S", help="per-attempt timeout in seconds")
     p.add_argument("--ttl", type=int, metavar="S", help="delete the PgJob S seconds after it finished")
+    p.add_argument(
+        "--unique-key",
+        metavar="KEY",
+        help="spec.uniqueKey: no second job while an unfinished one of the queue has this key",
+    )
     when = p.add_mutually_exclusive_group()
     when.add_argument("--at", type=time_arg, metavar="TIME", help="not before TIME (spec.runAt, RFC 3339)")
     when.add_argument(

@@ -64,6 +64,7 @@ def build_manifest(
     generate_name: str | None = None,
     labels: dict[str, str] | None = None,
     run_at: str | None = None,
+    unique_key: str | None = None,
 ) -> Json:
     """The PgJob object `submit` creates; unset options are left to CRD defaults."""
     spec: Json = {"task": task, "args": args}
@@ -74,6 +75,7 @@ def build_manifest(
         "timeoutSeconds": timeout_seconds,
         "ttlSecondsAfterFinished": ttl_seconds,
         "runAt": run_at,
+        "uniqueKey": unique_key,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     metadata: Json = {"name": name} if name else {"generateName": generate_name or generate_name_for(task)}

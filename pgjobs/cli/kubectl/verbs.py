@@ -43,6 +43,7 @@ def cmd_submit(opts: argparse.Namespace, out: TextIO) -> int:
         generate_name=opts.generate_name,
         labels=dict(opts.labels),
         run_at=scheduled_time(opts),
+        unique_key=opts.unique_key,
     )
     if opts.dry_run == "client":
         body["metadata"]["namespace"] = opts.namespace or namespace_of(opts)
