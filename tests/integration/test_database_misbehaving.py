@@ -69,8 +69,10 @@ def test_a_read_only_window_leaves_no_zombie_worker(database, spawn, ledger: Led
     set_read_only(database, True)
     time.sleep(3)
     set_read_only(database, False)
+    writable_at = time.monotonic()
     # Within a few heartbeats of writes coming back, the worker beats again from a new session.
     wait_for(lambda: heartbeat_age(database) < 2, 20, interval=0.3, what="a fresh heartbeat after the window")
+    print(f"\nread-only window: a fresh heartbeat {time.monotonic() - writable_at:.1f}s after writes resumed")
     wait_for(lambda: db.job(job_id).state in FINISHED_STATES, 60, interval=0.3, what="the job to finish")
     job = db.job(job_id)
     assert job.state is JobState.COMPLETED, (job, worker.output())
