@@ -211,7 +211,8 @@ def test_api_writes_per_short_job(kube: Any, namespace: str, services: Services,
         assert 1 <= event_count <= 2 and 2 <= writes + event_count <= 6, (name, writes, event_count)
 
     # The operator's metrics and liveness endpoint tell the same story.
-    wait_until(lambda: 'phase="Completed"' in scrape(metrics_port), timeout=5, what="job gauges")
+    # The leader counts jobs in its maintenance round (the histograms carry phase="Completed" too).
+    wait_until(lambda: 'pgjobs_jobs{phase="Completed"' in scrape(metrics_port), timeout=10, what="job gauges")
     metrics = scrape(metrics_port)
     assert "pgjobs_operator_leader 1.0" in metrics
     assert 'pgjobs_jobs{phase="Completed",priority="Regular",queue="default"} 5.0' in metrics
