@@ -337,11 +337,7 @@ async def _refuse(
     text = f"{_REFUSAL_PREFIX[reason]}: {message}"
     status: dict[str, Any] = {"phase": "Failed", "message": text, "progress": 0, "progressPercent": "0%"}
     if reason == DUPLICATE_REASON:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        status["conditions"] = [
-            {"type": DUPLICATE_REASON, "status": "True", "reason": DUPLICATE_REASON, "message": message,
-             "lastTransitionTime": stamp, "observedGeneration": meta.get("generation", 1)}
-        ]  # fmt: skip
+        status["conditions"] = [_true_condition(DUPLICATE_REASON, message, meta)]
     await ctx.kube.patch_status(meta["namespace"], meta["name"], status, meta.get("uid"))
     await _warn(ctx, body, reason, text)
     raise kopf.PermanentError(message)
@@ -374,17 +370,18 @@ async def _report_row_missing(ctx: context.Context, body: Mapping[str, Any]) -> 
         f"-n {meta['namespace']}` runs it anew"
     )
     logger.warning("PgJob %s: %s", _name(body), message)
+    patch = {"conditions": [*conditions, _true_condition(ROW_MISSING, message, meta)]}
+    await ctx.kube.patch_status(meta["namespace"], meta["name"], patch, meta["uid"])
+    await _warn(ctx, body, ROW_MISSING, message)
+
+
+def _true_condition(kind: str, message: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A condition the handler sets itself (no row to derive it from): True since now."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    missing = {"type": ROW_MISSING, "status": "True", "reason": ROW_MISSING, "message": message}
-    missing |= {"lastTransitionTime": stamp, "observedGeneration": meta.get("generation", 1)}
-    await ctx.kube.patch_status(
-        meta["namespace"], meta["name"], {"conditions": [*conditions, missing]}, meta["uid"]
-    )
-    involved = {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}
-    try:
-        await ctx.kube.post_event(involved, "Warning", ROW_MISSING, message)
-    except UNREACHABLE as error:  # best effort: the condition says it already
-        logger.warning("event %s for %s not posted: %s", ROW_MISSING, _name(body), error)
+    return {
+        "type": kind, "status": "True", "reason": kind, "message": message,
+        "lastTransitionTime": stamp, "observedGeneration": meta.get("generation", 1),
+    }  # fmt: skip
 
 
 def _name(body: Mapping[str, Any]) -> str:

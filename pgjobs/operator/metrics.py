@@ -12,7 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from pgjobs import build
 from pgjobs.states import FINISHED_STATES, JobState, Priority
-from pgjobs.store.records import Row
+from pgjobs.store.records import NewJob, Row
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -104,7 +104,7 @@ def forget_leader_gauges() -> None:
 #: Any namespace may name any queue, so a label value per queue is unbounded.
 MAX_QUEUE_LABELS = 50
 OTHER_QUEUES = "_other"  # no queue is named so: names start alphanumeric
-DEFAULT_QUEUE = "default"
+DEFAULT_QUEUE = NewJob.queue
 #: The queues that have a label value of their own now (the last count's busiest).
 _labelled_queues: set[str] = {DEFAULT_QUEUE}
 

@@ -18,17 +18,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from pgjobs.devenv import controlplane
 from tests import docs_blocks
 from tests.docs_blocks import ROOT
+from tests.processes import wait_for
 
-T = TypeVar("T")
 DEMO = [sys.executable, "-m", "pgjobs.devenv.demo"]
 #: A fresh terminal's PATH: no virtualenv, no kubectl; the demo's printed exports must add them.
 BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -252,7 +251,7 @@ def test_the_command_an_error_message_names_runs(kept_demo: tuple[KeptDemo, Term
         rows = [row for row in json.loads(listing.stdout) if row["pgjob"] == f"default/{name}"]
         return int(rows[0]["id"]) if rows else None
 
-    job_id = wait_until(row_id, 30, f"a row for PgJob {name}")
+    job_id = wait_for(row_id, 30, interval=0.5, what=f"a row for PgJob {name}")
     refused = terminal.run(f"pgjobs stop {job_id}")
     assert refused.returncode != 0
     named = re.search(r"`(kubectl pgjobs stop [^`]+)`", refused.stderr + refused.stdout)
@@ -260,13 +259,3 @@ def test_the_command_an_error_message_names_runs(kept_demo: tuple[KeptDemo, Term
     assert named.group(1) == f"kubectl pgjobs stop {name} -n default"
     result = terminal.run(named.group(1))
     assert result.returncode == 0, f"`{named.group(1)}`:\n{result.stdout}\n{result.stderr}"
-
-
-def wait_until(condition: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value is not None:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -21,8 +21,10 @@ class Answering:
 
     def __init__(self, answer: Any) -> None:
         self.answer = answer
+        self.asked: list[str] = []
 
     async def request(self, method: str, path: str, **_: Any) -> Any:
+        self.asked.append(path)
         assert path == preflight.CRD_PATH
         if isinstance(answer := self.answer, BaseException):
             raise answer
@@ -60,4 +62,6 @@ def test_an_older_crd() -> None:
 
 
 def test_the_current_crd_passes() -> None:
-    asyncio.run(preflight.check_api(Answering({"items": [CRD]}), "here"))  # type: ignore[arg-type]
+    api = Answering({"items": [CRD]})
+    assert asyncio.run(preflight.check_api(api, "here")) is None  # type: ignore[arg-type]
+    assert api.asked == [preflight.CRD_PATH]  # it looked, and found nothing to refuse
