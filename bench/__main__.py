@@ -14,11 +14,32 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, coldburst, environment, latency, profiling, recovery, report, scaling, throughput
+from bench import (
+    baseline,
+    coldburst,
+    environment,
+    isolation,
+    latency,
+    profiling,
+    recovery,
+    report,
+    scaling,
+    throughput,
+)
 from pgjobs.devenv.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("throughput", "latency", "recovery", "profile", "scaling", "coldburst", "kubernetes", "cluster")
+PARTS = (
+    "throughput",
+    "latency",
+    "recovery",
+    "profile",
+    "scaling",
+    "coldburst",
+    "isolation",
+    "kubernetes",
+    "cluster",
+)
 SIZES = {
     "full": {
         "jobs": 10_000,
@@ -167,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if "coldburst" in args.only:
                 results["coldburst"] = coldburst.run(server, quick=args.quick)
+            if "isolation" in args.only:
+                results["isolation"] = isolation.run(server, quick=args.quick)
         if "kubernetes" in args.only:
             from bench import kubernetes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import coldburst, profiling
+from bench import coldburst, isolation, profiling
 
 TARGETS = {
     # PostgreSQL on its own CPUs, non-durable: the queue's SQL limit.
@@ -236,6 +236,8 @@ def _rest(results: dict[str, Any], out: list[str]) -> str:
         out += ["", scaling_table(results["scaling"])]
     if results.get("coldburst"):
         out += ["", coldburst.table(results["coldburst"])]
+    if results.get("isolation"):
+        out += ["", isolation.table(results["isolation"])]
     if results.get("kubernetes"):
         out += ["", kubernetes_table(results["kubernetes"])]
     if results.get("cluster"):

@@ -5,6 +5,11 @@ applies what is missing; running it twice changes nothing and many processes may
 once. `check` refuses to run newer code before `pgjobs migrate`, and older code against a newer
 schema unless every migration it does not know is additive.
 
+A migration that declares `-- transaction: none` (to build an index CONCURRENTLY, which claims
+and enqueues do not wait for) runs its statements one at a time outside a transaction; it must be
+safe to run again from the start, since a failure can leave it half done. Its statements are
+split at each `;` that ends a line, so it holds no function bodies.
+
 The compatibility window: each migration file declares, in its leading comment block, either
 `-- compatibility: additive` (code written before it keeps working against the schema it
 leaves: new tables, new columns that are nullable or have a default, new indexes, functions that
@@ -16,6 +21,7 @@ during a rolling update, old and new workers drain the same queue side by side.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -32,7 +38,11 @@ logger = logging.getLogger(__name__)
 _MIGRATION_LOCK_KEY = 0x7067_6A6F_6273  # "pgjobs"
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _COMPATIBILITY = re.compile(r"^-- compatibility: (?P<kind>additive|breaking)\s*$")
+_NO_TRANSACTION = re.compile(r"^-- transaction: none\s*$")
+_STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 #: Where the window and the two kinds are explained to whoever meets a refusal.
+#: How often a migration waiting for another one asks for the lock again.
+_LOCK_POLL_SECONDS = 0.2
 _DOCS = "docs/operations.md#rolling-upgrades-the-compatibility-window"
 
 
@@ -43,10 +53,21 @@ class Migration:
     sql_text: str
     #: False for an additive migration (code written before it still runs against its schema).
     breaking: bool
+    #: Declared `-- transaction: none`: its statements run one by one, each in autocommit.
+    outside_transaction: bool = False
 
     @property
     def label(self) -> str:
         return f"{self.version:04d}_{self.name}"
+
+    def statements(self) -> list[str]:
+        """The statements of a migration run outside a transaction, in order."""
+        if "$$" in self.sql_text:
+            raise RuntimeError(
+                f"migration {self.label} runs outside a transaction: it cannot hold function bodies"
+            )
+        parts = (_strip_comments(part) for part in _STATEMENT_END.split(self.sql_text))
+        return [part for part in parts if part]
 
 
 def declared_breaking(file_name: str, sql_text: str) -> bool:
@@ -64,6 +85,21 @@ def declared_breaking(file_name: str, sql_text: str) -> bool:
     )
 
 
+def _strip_comments(text: str) -> str:
+    lines = (line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return "\n".join(lines).strip()
+
+
+def declared_outside_transaction(sql_text: str) -> bool:
+    """Whether a migration's leading comment block has the line `-- transaction: none`."""
+    for line in sql_text.splitlines():
+        if not line.startswith("--"):
+            return False
+        if _NO_TRANSACTION.match(line):
+            return True
+    return False
+
+
 def known_migrations() -> list[Migration]:
     """The migrations shipped with this code, in order; gaps or duplicates are an error."""
     folder = resources.files("pgjobs.store").joinpath("migrations")
@@ -73,7 +109,8 @@ def known_migrations() -> list[Migration]:
         if match:
             text = entry.read_text("utf-8")
             breaking = declared_breaking(entry.name, text)
-            found.append(Migration(int(match["version"]), match["name"], text, breaking))
+            outside = declared_outside_transaction(text)
+            found.append(Migration(int(match["version"]), match["name"], text, breaking, outside))
     found.sort(key=lambda migration: migration.version)
     versions = [migration.version for migration in found]
     if versions != list(range(1, len(found) + 1)):
@@ -96,7 +133,7 @@ async def migrate(
     await ensure_database(settings)
     conn = await connecting.connect(settings)
     async with conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        await _take_migration_lock(conn)
         try:
             applied = await _apply_missing(conn)
             newer = await current_version(conn) > latest_version()
@@ -104,6 +141,19 @@ async def migrate(
             return applied
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+
+
+async def _take_migration_lock(conn: psycopg.AsyncConnection[dict[str, object]]) -> None:
+    """Wait for the migration lock between statements, not in one: a statement waiting holds a
+    snapshot, and CREATE INDEX CONCURRENTLY (run by the holder) waits for every older snapshot,
+    so waiting in `pg_advisory_lock` would deadlock with it."""
+    while True:
+        row = await (
+            await conn.execute("SELECT pg_try_advisory_lock(%s) AS taken", (_MIGRATION_LOCK_KEY,))
+        ).fetchone()
+        if row and row["taken"]:
+            return
+        await asyncio.sleep(_LOCK_POLL_SECONDS)
 
 
 async def ensure_database(settings: connecting.DatabaseSettings) -> bool:
@@ -220,12 +270,7 @@ async def _apply_missing(conn: psycopg.AsyncConnection[dict[str, object]]) -> li
     applied = []
     for migration in known_migrations()[have:]:
         try:
-            async with conn.transaction():
-                await conn.execute(migration.sql_text.encode())
-                await conn.execute(
-                    "INSERT INTO pgjobs.migrations (version, name, breaking) VALUES (%s, %s, %s)",
-                    (migration.version, migration.name, migration.breaking),
-                )
+            await _apply(conn, migration)
         except errors.LockNotAvailable as error:
             raise connecting.DatabaseError(
                 f"migration {migration.version:04d}_{migration.name} gave up waiting for a lock "
@@ -235,6 +280,21 @@ async def _apply_missing(conn: psycopg.AsyncConnection[dict[str, object]]) -> li
         logger.info("Applied migration %s", migration.label)
         applied.append(migration)
     return applied
+
+
+async def _apply(conn: psycopg.AsyncConnection[dict[str, object]], migration: Migration) -> None:
+    record = (
+        "INSERT INTO pgjobs.migrations (version, name, breaking) VALUES (%s, %s, %s)",
+        (migration.version, migration.name, migration.breaking),
+    )
+    if migration.outside_transaction:
+        for statement in migration.statements():
+            await conn.execute(statement.encode())
+        await conn.execute(*record)
+        return
+    async with conn.transaction():
+        await conn.execute(migration.sql_text.encode())
+        await conn.execute(*record)
 
 
 async def _record_compatibility(conn: psycopg.AsyncConnection[dict[str, object]]) -> None:

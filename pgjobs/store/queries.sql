@@ -35,24 +35,43 @@ WITH completed AS (
         lease = nextval('pgjobs.lease_seq'), started_at = now(), finished_at = NULL, progress = 0,
         message = NULL, result = NULL, change_count = change_count + 1
     WHERE id = (
-        -- The plan must be the pending index read in order up to the first row whatever the
-        -- statistics say (a table analyzed empty, or before a burst in another queue, makes
-        -- queue = ANY(...) look as if almost nothing matched: the planner then reads and sorts
-        -- every pending row, 10-20 ms a claim until the next ANALYZE). So the planner is not
-        -- shown which rows match: a CASE that is NULL for rows that do not has a fixed estimate
-        -- (nearly all rows), which makes the first match always look a step away.
-        -- tests/integration/test_claim_plan.py checks the plan in every statistics state.
-        -- Only the tasks the worker can run (NULL: any): in a mixed fleet, a job of a task this
-        -- worker lacks waits for one that has it. Such rows at the head of the index are
-        -- stepped over, as rows of other queues are (docs/architecture.md, "Claim").
-        SELECT id FROM pgjobs.jobs
-        WHERE state = 'pending'
-          AND (CASE WHEN queue = ANY(%(queues)s) AND run_after <= now()
-                         AND (task = ANY(%(tasks)s::text[]) OR %(tasks)s::text[] IS NULL)
-                    THEN true END) IS NOT NULL
-        ORDER BY priority DESC, id
+        -- The first due job of the worker's queues, by priority (highest first), then by how long
+        -- it has been due (run_after), then by id. Each (queue, priority) is one range of
+        -- jobs_claim_idx (queue, priority DESC, run_after, id), read to its first row: rows of
+        -- other queues, of other priorities and not yet due (a retry's backoff, a runAt) lie
+        -- outside the range, so no backlog there costs this claim anything; rows no live worker
+        -- can run are marked by the leader (job_mark_no_worker) and leave the index. Priorities
+        -- are tried highest first and the first level with a job ends the search (the Limit
+        -- stops the nested loop), so a claim of Regular work reads two short ranges.
+        -- Within a level, each served queue offers its head, locked (SKIP LOCKED steps over the
+        -- rows other claims hold), and the oldest head wins; the other heads stay locked only
+        -- until this statement commits.
+        -- The plan must be these index ranges whatever the statistics say (a table analyzed
+        -- empty, or before a burst, makes queue = ... look as if almost nothing matched), so the
+        -- task filter is hidden in a CASE, whose estimate is fixed (nearly all rows): the first
+        -- match always looks a step away. tests/integration/test_claim_plan.py checks the plan
+        -- in every statistics state and for every backlog.
+        SELECT best.id
+        FROM (VALUES (2), (1), (0)) AS level (priority)
+        CROSS JOIN LATERAL (
+            SELECT head.id
+            FROM unnest(%(queues)s::text[]) AS served (queue)
+            CROSS JOIN LATERAL (
+                SELECT id, run_after FROM pgjobs.jobs
+                WHERE state = 'pending' AND no_worker_since IS NULL
+                  AND queue = served.queue AND priority = level.priority AND run_after <= now()
+                  -- Only the tasks the worker can run (NULL: any): in a mixed fleet, a job of a
+                  -- task this worker lacks waits for one that has it (stepped over meanwhile).
+                  AND (CASE WHEN task = ANY(%(tasks)s::text[]) OR %(tasks)s::text[] IS NULL
+                            THEN true END) IS NOT NULL
+                ORDER BY run_after, id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            ) AS head
+            ORDER BY head.run_after, head.id
+            LIMIT 1
+        ) AS best
         LIMIT 1
-        FOR UPDATE SKIP LOCKED
     )
     RETURNING id, task, args, attempt, max_attempts, backoff_seconds, timeout_seconds, lease,
               created_at, started_at
@@ -337,6 +356,15 @@ SELECT (SELECT count(*) FROM marked) AS marked, (SELECT count(*) FROM cleared) A
 
 -- name: worker_register
 -- tasks: the task names the worker can run (the claim filters on the worker's own copy).
+-- Pending jobs the leader marked as runnable by no worker (job_mark_no_worker), which this
+-- worker can run, lose the mark here: the claim skips marked rows, and they are claimable at
+-- once rather than at the leader's next round.
+WITH runnable AS (
+    UPDATE pgjobs.jobs
+    SET no_worker_since = NULL, change_count = change_count + 1
+    WHERE no_worker_since IS NOT NULL AND state = 'pending' AND queue = ANY(%(queues)s::text[])
+      AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
+)
 INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, heartbeat_interval, stall_timeout,
                             tasks)
 VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(heartbeat_interval)s,

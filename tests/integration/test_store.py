@@ -49,6 +49,49 @@ def test_claim_respects_queues_and_run_after(database: connecting.DatabaseSettin
     assert claimed is not None and claimed.id == other
 
 
+def test_a_worker_of_several_queues_takes_priority_first_then_the_longest_due(
+    database: connecting.DatabaseSettings,
+) -> None:
+    """Across the queues a worker serves: every High job before any Regular one, and within a
+    priority the job due longest first (a retry due an hour ago before a job enqueued now)."""
+    db = Database(database)
+    now = datetime.datetime.now(datetime.UTC)
+    [fresh_a] = db.enqueue("noop", queue="a")
+    [due_long_ago_b] = db.enqueue("noop", queue="b", run_at=now - datetime.timedelta(hours=1))
+    [high_b] = db.enqueue("noop", queue="b", priority=Priority.HIGH)
+    [high_a] = db.enqueue("noop", queue="a", priority=Priority.HIGH)
+    db.enqueue("noop", queue="c", priority=Priority.HIGH)  # a queue it does not serve
+    worker = uuid.uuid4()
+
+    async def claim_all(conn: queries.Connection) -> list[int]:
+        order = []
+        while (job := await jobs.claim(conn, worker, ["a", "b"])) is not None:
+            order.append(job.id)
+        return order
+
+    assert db.call(claim_all) == [high_b, high_a, due_long_ago_b, fresh_a]
+
+
+def test_jobs_no_worker_can_run_wait_out_of_the_claim_until_one_registers(
+    database: connecting.DatabaseSettings,
+) -> None:
+    """The leader's mark takes a job out of every claim; a worker that can run it takes the mark
+    off when it registers, and claims it at once."""
+    db = Database(database)
+    [job] = db.enqueue("resize", run_at=datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1))
+    assert db.call(lambda conn: jobs.mark_no_worker(conn, 120)) == (1, 0)
+    worker = uuid.uuid4()
+    assert db.call(lambda conn: jobs.claim(conn, worker, ["default"], tasks=None)) is None
+
+    async def register_and_claim(conn: queries.Connection) -> int | None:
+        await workers.register(conn, worker, "host", 1, ["default"], 1, tasks=["resize"])
+        claimed = await jobs.claim(conn, worker, ["default"], tasks=["resize"])
+        return None if claimed is None else claimed.id
+
+    assert db.call(register_and_claim) == job
+    assert db.job(job).no_worker_since is None
+
+
 def test_complete_and_claim_is_one_round_trip_for_two_jobs(database: connecting.DatabaseSettings) -> None:
     db = Database(database)
     first, second = db.enqueue("noop", 2)

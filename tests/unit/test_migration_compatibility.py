@@ -35,3 +35,32 @@ def test_the_declaration_is_read_from_the_leading_comments(kind: str, breaking: 
 def test_a_migration_without_a_declaration_is_refused_by_name(text: str) -> None:
     with pytest.raises(RuntimeError, match=r"0009_t\.sql must declare.*compatibility: additive"):
         migrating.declared_breaking("0009_t.sql", text)
+
+
+def test_a_migration_outside_a_transaction_is_split_into_its_statements() -> None:
+    text = (
+        "-- compatibility: additive\n-- transaction: none\n-- Why.\n"
+        "DROP INDEX CONCURRENTLY IF EXISTS pgjobs.i;\n"
+        "-- The index; a ; inside a line stays.\n"
+        "CREATE INDEX CONCURRENTLY i ON pgjobs.jobs (id)\n    WHERE message <> ';';\n"
+    )
+    assert migrating.declared_outside_transaction(text)
+    migration = migrating.Migration(9, "t", text, breaking=False, outside_transaction=True)
+    assert migration.statements() == [
+        "DROP INDEX CONCURRENTLY IF EXISTS pgjobs.i",
+        "CREATE INDEX CONCURRENTLY i ON pgjobs.jobs (id)\n    WHERE message <> ';'",
+    ]
+
+
+def test_a_migration_outside_a_transaction_cannot_hold_a_function_body() -> None:
+    text = "-- compatibility: additive\n-- transaction: none\nCREATE FUNCTION f() AS $$ SELECT 1; $$;\n"
+    migration = migrating.Migration(9, "t", text, breaking=False, outside_transaction=True)
+    with pytest.raises(RuntimeError, match="function bodies"):
+        migration.statements()
+
+
+def test_migrations_run_in_a_transaction_unless_they_say_otherwise() -> None:
+    assert not migrating.declared_outside_transaction("-- compatibility: additive\nCREATE TABLE t ();\n")
+    assert [m.label for m in migrating.known_migrations() if m.outside_transaction] == [
+        "0009_claim_per_queue"
+    ]
