@@ -48,12 +48,17 @@ def deployment(objects: list[Obj], component: str) -> Obj:
     return found
 
 
-def test_chart_crd_is_a_copy_of_the_single_source() -> None:
-    source = (ROOT / "crds" / "pgjobs.dev_pgjobs.yaml").read_text()
-    assert (CHART / "crds" / "pgjobs.dev_pgjobs.yaml").read_text() == source, (
-        "helm/pgjobs/crds/ is out of date: cp crds/pgjobs.dev_pgjobs.yaml helm/pgjobs/crds/"
-    )
-    assert [p.name for p in (CHART / "crds").iterdir()] == ["pgjobs.dev_pgjobs.yaml"]
+CRD_FILES = ("pgjobs.dev_pgcronjobs.yaml", "pgjobs.dev_pgjobs.yaml")
+
+
+def test_chart_crds_are_copies_of_the_single_source() -> None:
+    for name in CRD_FILES:
+        source = (ROOT / "crds" / name).read_text()
+        assert (CHART / "crds" / name).read_text() == source, (
+            f"helm/pgjobs/crds/ is out of date: cp crds/{name} helm/pgjobs/crds/"
+        )
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == list(CRD_FILES)
+    assert sorted(p.name for p in (ROOT / "crds").iterdir()) == list(CRD_FILES)
 
 
 @pytest.mark.parametrize(
@@ -65,9 +70,9 @@ def test_the_charts_monitoring_files_are_copies_of_the_single_sources(source: st
     assert (CHART / copy).read_text() == (ROOT / source).read_text(), f"cp {source} helm/pgjobs/{copy}"
 
 
-def test_rendered_manifests_carry_the_same_crd(objects: list[Obj]) -> None:
-    (crd,) = by_kind(objects, "CustomResourceDefinition")
-    assert crd == yaml.safe_load((ROOT / "crds" / "pgjobs.dev_pgjobs.yaml").read_text())
+def test_rendered_manifests_carry_the_same_crds(objects: list[Obj]) -> None:
+    rendered = sorted(by_kind(objects, "CustomResourceDefinition"), key=lambda crd: crd["metadata"]["name"])
+    assert rendered == [yaml.safe_load((ROOT / "crds" / name).read_text()) for name in CRD_FILES]
 
 
 def test_workers_have_no_token_and_no_permissions(objects: list[Obj]) -> None:
