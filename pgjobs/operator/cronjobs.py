@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pgjobs import crd
-from pgjobs.operator import context, handlers, jobtemplates, schedules
+from pgjobs.operator import context, handlers, jobtemplates, kube, schedules
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class Scheduler:
 
     ctx: context.Context
     reported: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
+    #: Whether the last listing found no PgCronJob CRD (and said so).
+    crd_missing: bool = False
 
     async def run(self) -> None:
         """Rounds until cancelled (when this replica stops leading)."""
@@ -61,9 +63,13 @@ class Scheduler:
         try:
             cronjobs = await self.ctx.kube.list_objects(crd.CRON_PLURAL, self.ctx.settings.namespaces)
             owned = await self.ctx.kube.list_objects(crd.PLURAL, self.ctx.settings.namespaces, crd.CRON_LABEL)
+        except kube.KubeError as error:
+            self._say_not_listed(error)
+            return None
         except handlers.UNREACHABLE as error:
             logger.warning("PgCronJobs not listed: %s", error)
             return None
+        self.crd_missing = False
         wakes = []
         for cronjob in cronjobs:
             uid = cronjob["metadata"]["uid"]
@@ -72,6 +78,19 @@ class Scheduler:
             if wake is not None:
                 wakes.append(wake)
         return min(wakes, default=None)
+
+    def _say_not_listed(self, error: kube.KubeError) -> None:
+        """A cluster without the PgCronJob CRD (an upgrade that did not apply it): said once,
+        since PgJobs work without it."""
+        if error.status != 404:
+            logger.warning("PgCronJobs not listed: %s", error)
+        elif not self.crd_missing:
+            self.crd_missing = True
+            logger.warning(
+                "the PgCronJob CRD (%s) is not installed: no PgCronJob is scheduled until"
+                " kubectl apply --server-side -f crds/pgjobs.dev_pgcronjobs.yaml",
+                crd.CRON_CRD_NAME,
+            )
 
     async def _reconcile_safely(
         self, cronjob: Json, runs: list[Json], now: datetime.datetime
@@ -110,7 +129,7 @@ class Scheduler:
 
     async def _run_due(self, cronjob: Json, runs: list[Json], status: Status, due: schedules.Due) -> None:
         assert due.time is not None
-        name = schedules.job_name(cronjob["metadata"]["name"], due.time)
+        name = jobtemplates.job_name(cronjob["metadata"]["name"], due.time)
         if due.too_many_missed:
             await self._event_once(
                 cronjob, "Warning", "TooManyMissedTimes",

@@ -1,5 +1,5 @@
-"""A PgCronJob's jobTemplate as a PgJob: the object the operator creates at a scheduled time and
-`kubectl pgjobs trigger` creates at once.
+"""A PgCronJob's jobTemplate as a PgJob, and its name: the object the operator creates at a
+scheduled time and `kubectl pgjobs trigger` creates at once.
 
 Plain dictionaries and nothing else, so that the plugin, which has no operator dependencies,
 builds exactly the PgJob the operator would.
@@ -8,6 +8,7 @@ builds exactly the PgJob the operator would.
 from __future__ import annotations
 
 import copy
+import datetime
 from typing import Any
 
 from pgjobs import crd
@@ -64,3 +65,16 @@ def owned_by(pgjob: Json, cronjob_uid: str) -> bool:
     """Whether the PgJob is one of this PgCronJob's (its controller reference names the uid)."""
     references = pgjob.get("metadata", {}).get("ownerReferences") or []
     return any(r.get("uid") == cronjob_uid and r.get("controller") for r in references)
+
+
+def job_name(cronjob: str, scheduled: datetime.datetime) -> str:
+    """The PgJob of one scheduled time: the PgCronJob's name and the minutes since the epoch, as
+    Kubernetes names a CronJob's Jobs. Two replicas, or one after a failover, that create the
+    run of one time create one name, and the API server lets only the first create succeed."""
+    return f"{cronjob}-{int(scheduled.timestamp()) // 60}"
+
+
+def manual_prefix(cronjob: str) -> str:
+    """The generateName of a PgJob `kubectl pgjobs trigger` creates (the API server appends five
+    random characters): never the name of a scheduled time."""
+    return f"{cronjob}-manual-"

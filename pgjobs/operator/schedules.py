@@ -1,5 +1,5 @@
 """PgCronJob scheduling as pure functions: when a run is due, what the concurrency policy says,
-which finished PgJobs the history limits delete, and what the PgJobs are called.
+and which finished PgJobs the history limits delete.
 
 No I/O and no clock: the caller passes `now`, so every rule (missed times, startingDeadlineSeconds,
 daylight-saving transitions) is unit-tested. The rules are Kubernetes CronJob's; the cron
@@ -205,16 +205,3 @@ def beyond_history(runs: Iterable[Run], successful_limit: int, failed_limit: int
 
 def _oldest_beyond(newest_first: Sequence[Run], limit: int) -> list[Run]:
     return list(newest_first[max(limit, 0) :])
-
-
-def job_name(cronjob: str, scheduled: datetime.datetime) -> str:
-    """The PgJob of one scheduled time: the PgCronJob's name and the minutes since the epoch, as
-    Kubernetes names a CronJob's Jobs. Two replicas, or one after a failover, that create the
-    run of one time create one name, and the API server lets only the first create succeed."""
-    return f"{cronjob}-{int(scheduled.timestamp()) // 60}"
-
-
-def manual_prefix(cronjob: str) -> str:
-    """The generateName of a PgJob `kubectl pgjobs trigger` creates (the API server appends five
-    random characters): never the name of a scheduled time."""
-    return f"{cronjob}-manual-"

@@ -24,8 +24,11 @@ Obj = dict[str, Any]
 # What the operator may do, and nothing else (see helm/pgjobs/templates/rbac.yaml).
 OPERATOR_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    ("pgjobs.dev", "pgjobs"): {"get", "list", "watch", "patch", "delete"},
+    # create: the runs of PgCronJobs; delete: TTL, PgCronJob history limits and Replace.
+    ("pgjobs.dev", "pgjobs"): {"get", "list", "watch", "create", "patch", "delete"},
     ("pgjobs.dev", "pgjobs/status"): {"get", "patch"},
+    ("pgjobs.dev", "pgcronjobs"): {"get", "list", "watch", "patch"},
+    ("pgjobs.dev", "pgcronjobs/status"): {"get", "patch"},
     ("", "events"): {"create"},
 }
 
@@ -118,10 +121,18 @@ def test_pgjobs_join_the_built_in_view_edit_and_admin_roles(objects: list[Obj]) 
     }
     assert aggregated["view"] == {"view"} and aggregated["edit"] == {"edit", "admin"}
     assert roles["view"]["rules"] == [
-        {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs"], "verbs": ["get", "list", "watch"]}
+        {
+            "apiGroups": ["pgjobs.dev"],
+            "resources": ["pgjobs", "pgcronjobs"],
+            "verbs": ["get", "list", "watch"],
+        }
     ]
     (edit,) = roles["edit"]["rules"]
-    assert edit["resources"] == ["pgjobs"] and "create" in edit["verbs"] and "*" not in edit["verbs"]
+    assert (
+        edit["resources"] == ["pgjobs", "pgcronjobs"]
+        and "create" in edit["verbs"]
+        and "*" not in edit["verbs"]
+    )
 
 
 def test_rbac_template_has_no_wildcards_secrets_or_pods() -> None:
