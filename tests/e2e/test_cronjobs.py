@@ -145,8 +145,9 @@ def test_every_minute_creates_an_owned_pgjob_that_completes_and_suspend_creates_
         "AGE",
     ]
     rows = {line.split()[0]: line.split() for line in table[1:]}
-    # NAME, the five fields of SCHEDULE, TIMEZONE, SUSPEND, ACTIVE, ...
-    assert rows["held"][1:9] == ["*", "*", "*", "*", "*", "<none>", "true", "0"]
+    # NAME, the five fields of SCHEDULE, TIMEZONE (unset: empty), SUSPEND, ACTIVE, ...
+    assert rows["held"][1:8] == ["*", "*", "*", "*", "*", "true", "0"]
+    assert rows["every"][6] == "false"
 
 
 def trigger(kube: Any, namespace: str, name: str) -> str:
