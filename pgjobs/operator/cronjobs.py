@@ -31,6 +31,8 @@ UTC = datetime.UTC
 
 #: The condition that says whether the operator can use spec.schedule and spec.timeZone.
 SCHEDULE_VALID = "ScheduleValid"
+#: Events remembered as posted, at most (a Forbid that skips every minute adds one a minute).
+REPORTED_LIMIT = 10_000
 
 
 @dataclasses.dataclass
@@ -219,6 +221,8 @@ class Scheduler:
 
     async def _event_once(self, cronjob: Json, kind: str, reason: str, message: str) -> None:
         key = (cronjob["metadata"]["uid"], reason, message)
+        if len(self.reported) >= REPORTED_LIMIT:
+            self.reported.clear()  # bounded memory; at worst an Event is posted a second time
         if key not in self.reported:
             self.reported.add(key)
             await self._event(cronjob, kind, reason, message)
