@@ -1,7 +1,7 @@
-"""The PgJob custom resource's name in the Kubernetes API: the one place it is declared.
+"""The custom resources' names in the Kubernetes API (PgJob, PgCronJob): the one place they are declared.
 
-The CRD (`crds/pgjobs.dev_pgjobs.yaml`) is checked against it by a test; the operator and the
-`kubectl-pgjobs` plugin address PgJobs through it.
+The CRDs (`crds/pgjobs.dev_pgjobs.yaml`, `crds/pgjobs.dev_pgcronjobs.yaml`) are checked against
+it by a test; the operator and the `kubectl-pgjobs` plugin address the resources through it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,23 @@ STATUS_FIELDS = frozenset(
     | {"finishedAt", "result", "conditions", "observedGeneration", "restarts", "jobId"}
 )
 CRD_NAME = f"{PLURAL}.{GROUP}"
+
+CRON_PLURAL = "pgcronjobs"
+CRON_SINGULAR = "pgcronjob"
+CRON_KIND = "PgCronJob"
+CRON_CRD_NAME = f"{CRON_PLURAL}.{GROUP}"
+#: The label on every PgJob a PgCronJob created (its value: the PgCronJob's name), so that the
+#: operator lists a PgCronJob's PgJobs with a selector; their ownerReference says which one.
+CRON_LABEL = f"{GROUP}/cronjob"
+#: Every field of a PgCronJob's spec and status the operator reads or writes (checked by
+#: tests/unit/test_crd.py against crds/).
+CRON_SPEC_FIELDS = frozenset(
+    {"schedule", "timeZone", "concurrencyPolicy", "suspend", "startingDeadlineSeconds"}
+    | {"successfulJobsHistoryLimit", "failedJobsHistoryLimit", "jobTemplate"}
+)
+CRON_STATUS_FIELDS = frozenset(
+    {"lastScheduleTime", "lastSuccessfulTime", "active", "activeCount", "conditions", "observedGeneration"}
+)
 
 
 def missing_fields(definition: dict[str, object]) -> list[str]:

@@ -250,7 +250,7 @@ def _add_operator(commands: Any) -> None:
         "--maintenance-interval",
         default=defaults.maintenance_interval,
         type=float,
-        help="seconds between rescue sweeps, TTL cleanups and worker pruning (leader only)",
+        help="seconds between rescue sweeps, TTL cleanups, worker pruning and PgCronJob rounds (leader only)",
     )
     options.add(
         parser,

@@ -2,7 +2,7 @@
 
     python -m pgjobs.devenv.demo [--keep]
 
-Starts PostgreSQL and a local kube-apiserver, installs the PgJob CRD, migrates the database,
+Starts PostgreSQL and a local kube-apiserver, installs the CRDs, migrates the database,
 starts the operator and two workers as processes (logs in files, shown when something fails),
 applies deploy/examples/demo-jobs.yaml (3 High, 2 Regular) and shows their progress live.
 Exits 0 when all five are Completed. With --keep (or KEEP=1) everything stays up for
@@ -28,7 +28,7 @@ from pgjobs.devenv import controlplane, postgres, progress
 from pgjobs.devenv.processes import log_tail
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "pgjobs.dev_pgjobs.yaml"
+CRDS = ROOT / "crds"
 DEMO_JOBS = ROOT / "deploy" / "examples" / "demo-jobs.yaml"
 SELECTOR = "app.kubernetes.io/part-of=pgjobs-demo"
 WATCH_TIMEOUT = 180.0
@@ -81,12 +81,14 @@ def pgjobs_command(*args: str) -> list[str]:
 
 
 def install_crd(cluster: controlplane.ControlPlane) -> None:
-    cluster.run_kubectl("apply", "--server-side", "-f", str(CRD))
-    cluster.run_kubectl("wait", "--for=condition=Established", "crd/pgjobs.pgjobs.dev", "--timeout=60s")
+    cluster.run_kubectl("apply", "--server-side", "-f", str(CRDS))
+    for crd in ("pgjobs.pgjobs.dev", "pgcronjobs.pgjobs.dev"):
+        cluster.run_kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     deadline = time.monotonic() + 60
     while True:  # kubectl finds "pgjobs" through discovery, which lags a little behind
         try:
             cluster.run_kubectl("get", "pgjobs")
+            cluster.run_kubectl("get", "pgcronjobs")
             return
         except controlplane.ControlPlaneError:
             if time.monotonic() > deadline:

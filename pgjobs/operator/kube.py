@@ -112,10 +112,17 @@ class KubeApi:
 
     async def patch_status(self, namespace: str, name: str, status: Json, uid: str | None = None) -> bool:
         """Merge-patch the status subresource; False when the PgJob (with this uid) is gone."""
-        # The uid in the patch is a precondition: a new PgJob that reuses the name of a deleted
-        # one is refused (409) instead of receiving the old job's status.
+        return await self._patch_status(f"{pgjobs_path(namespace)}/{quote(name)}/status", status, uid)
+
+    async def patch_cronjob_status(self, namespace: str, name: str, status: Json, uid: str) -> bool:
+        """Merge-patch a PgCronJob's status subresource; False when it (with this uid) is gone."""
+        path = f"{objects_path(namespace, crd.CRON_PLURAL)}/{quote(name)}/status"
+        return await self._patch_status(path, status, uid)
+
+    async def _patch_status(self, path: str, status: Json, uid: str | None) -> bool:
+        # The uid in the patch is a precondition: a new object that reuses the name of a deleted
+        # one is refused (409) instead of receiving the old one's status.
         body: Json = {"metadata": {"uid": uid}, "status": status} if uid else {"status": status}
-        path = f"{pgjobs_path(namespace)}/{quote(name)}/status"
         try:
             await self.request("PATCH", path, body, "application/merge-patch+json")
         except KubeError as error:
@@ -124,14 +131,16 @@ class KubeApi:
             raise
         return True
 
-    async def post_event(self, involved: Json, kind: str, reason: str, message: str) -> None:
-        """A core/v1 Event about a PgJob, as `kubectl describe pgjob` shows them."""
+    async def post_event(
+        self, involved: Json, kind: str, reason: str, message: str, involved_kind: str = crd.KIND
+    ) -> None:
+        """A core/v1 Event about a PgJob (or a PgCronJob), as `kubectl describe` shows them."""
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
-            "involvedObject": {"apiVersion": crd.API_VERSION, "kind": crd.KIND, **involved},
+            "involvedObject": {"apiVersion": crd.API_VERSION, "kind": involved_kind, **involved},
             "type": kind,
             "reason": reason,
             "message": message[:1024],
@@ -162,6 +171,34 @@ class KubeApi:
                 if not token:
                     break
         return found
+
+    async def list_objects(self, plural: str, namespaces: Iterable[str], selector: str = "") -> list[Json]:
+        """Whole objects of our group (PgCronJobs, the PgJobs they own), a page at a time."""
+        paths = [objects_path(namespace, plural) for namespace in namespaces] or [
+            f"/apis/{crd.API_VERSION}/{plural}"
+        ]
+        where = f"&labelSelector={quote(selector)}" if selector else ""
+        found: list[Json] = []
+        for path in paths:
+            token = ""
+            while True:
+                query = f"?limit={PAGE}{where}" + (f"&continue={quote(token)}" if token else "")
+                page = await self.request("GET", path + query)
+                found += page.get("items") or []
+                token = (page.get("metadata") or {}).get("continue") or ""
+                if not token:
+                    break
+        return found
+
+    async def create_pgjob(self, body: Json) -> Json | None:
+        """Create a PgJob; None when one of that name exists already (AlreadyExists decides
+        between replicas that create the same scheduled run)."""
+        try:
+            return await self.request("POST", pgjobs_path(body["metadata"]["namespace"]), body)
+        except KubeError as error:
+            if error.status == 409:
+                return None
+            raise
 
     async def get_pgjob(self, namespace: str, name: str) -> Json | None:
         """One PgJob, None when it is gone."""
@@ -221,7 +258,11 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.i
 
 
 def pgjobs_path(namespace: str) -> str:
-    return f"/apis/{crd.API_VERSION}/namespaces/{quote(namespace)}/{crd.PLURAL}"
+    return objects_path(namespace, crd.PLURAL)
+
+
+def objects_path(namespace: str, plural: str) -> str:
+    return f"/apis/{crd.API_VERSION}/namespaces/{quote(namespace)}/{plural}"
 
 
 def ssl_context(configuration: Any) -> ssl.SSLContext:

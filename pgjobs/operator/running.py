@@ -20,6 +20,7 @@ import kopf
 from pgjobs import crd, probes
 from pgjobs.operator import (
     context,
+    cronjobs,
     externalmetrics,
     handlers,
     kube,
@@ -180,11 +181,13 @@ async def _serve_external_metrics(ctx: context.Context) -> Callable[[], Awaitabl
 
 
 async def lead(ctx: context.Context) -> None:
-    """The leader's duties: clean up orphans first (so no status goes to a reused name), then loop."""
+    """The leader's duties: clean up orphans first (so no status goes to a reused name), then loop:
+    status sync, maintenance and the PgCronJob schedules."""
     await _until_done(lambda: maintenance.remove_orphans(ctx), "orphan clean-up", ctx)
     async with asyncio.TaskGroup() as group:
         group.create_task(syncing.Syncer(ctx).run(), name="pgjobs-status-sync")
         group.create_task(maintenance.run(ctx), name="pgjobs-maintenance")
+        group.create_task(cronjobs.Scheduler(ctx).run(), name="pgjobs-cronjobs")
 
 
 async def _until_done(step: Any, what: str, ctx: context.Context) -> None:

@@ -31,7 +31,8 @@ class OperatorSettings:
     #: than the stall timeout that declares a crashed worker gone, so a fleet being replaced does
     #: not raise it; short enough that whoever waits for the job sees why before wondering.
     no_worker_after: float = 120.0
-    #: Seconds between rescue sweeps, TTL cleanups and worker pruning (leader only).
+    #: Seconds between rescue sweeps, TTL cleanups and worker pruning (leader only), and at most
+    #: between the leader's rounds over PgCronJobs (which also wake at each scheduled time).
     maintenance_interval: float = 5.0
     #: Seconds a finished job without a PgJob (enqueued by `pgjobs enqueue` or application code)
     #: is kept, then deleted by the leader: three days to look at what happened, and a table

@@ -193,9 +193,11 @@ OPERATOR_RULES = [
     {
         "apiGroups": ["pgjobs.dev"],
         "resources": ["pgjobs"],
-        "verbs": ["get", "list", "watch", "patch", "delete"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
     {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs/status"], "verbs": ["patch"]},
+    {"apiGroups": ["pgjobs.dev"], "resources": ["pgcronjobs"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["pgjobs.dev"], "resources": ["pgcronjobs/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
 ]

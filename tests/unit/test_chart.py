@@ -24,8 +24,11 @@ Obj = dict[str, Any]
 # What the operator may do, and nothing else (see helm/pgjobs/templates/rbac.yaml).
 OPERATOR_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    ("pgjobs.dev", "pgjobs"): {"get", "list", "watch", "patch", "delete"},
+    # create: the runs of PgCronJobs; delete: TTL, PgCronJob history limits and Replace.
+    ("pgjobs.dev", "pgjobs"): {"get", "list", "watch", "create", "patch", "delete"},
     ("pgjobs.dev", "pgjobs/status"): {"get", "patch"},
+    ("pgjobs.dev", "pgcronjobs"): {"get", "list", "watch", "patch"},
+    ("pgjobs.dev", "pgcronjobs/status"): {"get", "patch"},
     ("", "events"): {"create"},
 }
 
@@ -48,12 +51,17 @@ def deployment(objects: list[Obj], component: str) -> Obj:
     return found
 
 
-def test_chart_crd_is_a_copy_of_the_single_source() -> None:
-    source = (ROOT / "crds" / "pgjobs.dev_pgjobs.yaml").read_text()
-    assert (CHART / "crds" / "pgjobs.dev_pgjobs.yaml").read_text() == source, (
-        "helm/pgjobs/crds/ is out of date: cp crds/pgjobs.dev_pgjobs.yaml helm/pgjobs/crds/"
-    )
-    assert [p.name for p in (CHART / "crds").iterdir()] == ["pgjobs.dev_pgjobs.yaml"]
+CRD_FILES = ("pgjobs.dev_pgcronjobs.yaml", "pgjobs.dev_pgjobs.yaml")
+
+
+def test_chart_crds_are_copies_of_the_single_source() -> None:
+    for name in CRD_FILES:
+        source = (ROOT / "crds" / name).read_text()
+        assert (CHART / "crds" / name).read_text() == source, (
+            f"helm/pgjobs/crds/ is out of date: cp crds/{name} helm/pgjobs/crds/"
+        )
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == list(CRD_FILES)
+    assert sorted(p.name for p in (ROOT / "crds").iterdir()) == list(CRD_FILES)
 
 
 @pytest.mark.parametrize(
@@ -65,9 +73,9 @@ def test_the_charts_monitoring_files_are_copies_of_the_single_sources(source: st
     assert (CHART / copy).read_text() == (ROOT / source).read_text(), f"cp {source} helm/pgjobs/{copy}"
 
 
-def test_rendered_manifests_carry_the_same_crd(objects: list[Obj]) -> None:
-    (crd,) = by_kind(objects, "CustomResourceDefinition")
-    assert crd == yaml.safe_load((ROOT / "crds" / "pgjobs.dev_pgjobs.yaml").read_text())
+def test_rendered_manifests_carry_the_same_crds(objects: list[Obj]) -> None:
+    rendered = sorted(by_kind(objects, "CustomResourceDefinition"), key=lambda crd: crd["metadata"]["name"])
+    assert rendered == [yaml.safe_load((ROOT / "crds" / name).read_text()) for name in CRD_FILES]
 
 
 def test_workers_have_no_token_and_no_permissions(objects: list[Obj]) -> None:
@@ -113,10 +121,18 @@ def test_pgjobs_join_the_built_in_view_edit_and_admin_roles(objects: list[Obj]) 
     }
     assert aggregated["view"] == {"view"} and aggregated["edit"] == {"edit", "admin"}
     assert roles["view"]["rules"] == [
-        {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs"], "verbs": ["get", "list", "watch"]}
+        {
+            "apiGroups": ["pgjobs.dev"],
+            "resources": ["pgjobs", "pgcronjobs"],
+            "verbs": ["get", "list", "watch"],
+        }
     ]
     (edit,) = roles["edit"]["rules"]
-    assert edit["resources"] == ["pgjobs"] and "create" in edit["verbs"] and "*" not in edit["verbs"]
+    assert (
+        edit["resources"] == ["pgjobs", "pgcronjobs"]
+        and "create" in edit["verbs"]
+        and "*" not in edit["verbs"]
+    )
 
 
 def test_rbac_template_has_no_wildcards_secrets_or_pods() -> None:

@@ -134,7 +134,16 @@ def test_version_without_a_cluster_still_prints_the_plugins_version(
 
 
 def test_completion_of_verbs_and_flags_comes_from_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
-    assert completion.candidates([""]) == ["prune", "restart", "start", "stop", "submit", "version", "watch"]
+    assert completion.candidates([""]) == [
+        "prune",
+        "restart",
+        "start",
+        "stop",
+        "submit",
+        "trigger",
+        "version",
+        "watch",
+    ]
     assert completion.candidates(["st"]) == ["start", "stop"]
     assert "--dry-run" in completion.candidates(["submit", "--d"])
     assert "--all-namespaces" in completion.candidates(["watch", "--"])
@@ -171,3 +180,28 @@ def test_submit_refuses_unclear_times(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         arguments.parse_command_line(argv)
     assert exit_.value.code == 2
+
+
+class CronJobs(RecordingJobs):
+    def get_cronjob(self, name: str) -> dict[str, Any]:
+        template = {
+            "metadata": {"labels": {"app": "reports"}},
+            "spec": {"task": "sleep", "args": {"seconds": 1}},
+        }
+        return {
+            "metadata": {"name": name, "namespace": "ns", "uid": "cron-uid"},
+            "spec": {"schedule": "@daily", "jobTemplate": template},
+        }
+
+
+def test_trigger_creates_an_owned_pgjob_from_the_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = CronJobs()
+    assert run(["trigger", "nightly", "-n", "ns"], jobs, monkeypatch) == (0, "sleep-abcde\n")
+    ((body, dry_run),) = jobs.created
+    meta = body["metadata"]
+    assert not dry_run and meta["generateName"] == "nightly-manual-" and "name" not in meta
+    assert meta["labels"] == {"app": "reports", "pgjobs.dev/cronjob": "nightly"}
+    assert [(r["kind"], r["name"], r["uid"], r["controller"]) for r in meta["ownerReferences"]] == [
+        ("PgCronJob", "nightly", "cron-uid", True)
+    ]
+    assert body["spec"] == {"task": "sleep", "args": {"seconds": 1}}

@@ -80,6 +80,11 @@ class PgJobApi:
     def get(self, name: str) -> Json:
         return cast(Json, self._api.get_namespaced_custom_object(*self._where(), name, **self._limits))
 
+    def get_cronjob(self, name: str) -> Json:
+        """A PgCronJob of the namespace (for `trigger`)."""
+        where = (crd.GROUP, crd.VERSION, self.namespace, crd.CRON_PLURAL)
+        return cast(Json, self._api.get_namespaced_custom_object(*where, name, **self._limits))
+
     def list_all(self, selector: str | None = None) -> Json:
         call, where = self._listing()
         return cast(Json, call(*where, label_selector=selector, **self._limits))

@@ -14,13 +14,15 @@ from pgjobs.cli.kubectl.verbs import (
     cmd_start,
     cmd_stop,
     cmd_submit,
+    cmd_trigger,
     cmd_version,
     cmd_watch,
 )
 from pgjobs.cli.times import parse_duration, parse_time
 
 DESCRIPTION = """\
-Manage PgJobs (pgjobs.dev/v1alpha1): background jobs run by pgjobs workers.
+Manage PgJobs (pgjobs.dev/v1alpha1): background jobs run by pgjobs workers
+(and trigger PgCronJobs, which create PgJobs on a schedule).
 
 Each verb is a thin layer over the Kubernetes API; its --help shows the plain
 kubectl command that does the same. To list jobs use kubectl itself:
@@ -35,6 +37,7 @@ examples:
   kubectl pgjobs stop my-job -n team-a; kubectl pgjobs start my-job -n team-a
   kubectl pgjobs restart -l app=batch
   kubectl pgjobs prune --phase Completed,Failed --older-than 1h --dry-run
+  kubectl pgjobs trigger nightly-report
   kubectl pgjobs version
 
 global flags (-n/--namespace, --context, --kubeconfig, --request-timeout)
@@ -113,6 +116,22 @@ the namespace that are not finished yet (--all: finished ones too), plus
 jobs created while watching. Progress bars on a terminal, one line per
 change otherwise. Exits 0 when all are Completed, 1 if any is Failed or
 Stopped (or deleted), 124 on --timeout.
+""",
+    ),
+    "trigger": (
+        "create one PgJob now from a PgCronJob's jobTemplate (as kubectl create job --from=cronjob/NAME)",
+        """\
+equivalent: create a PgJob named CRONJOB-manual-XXXXX with the PgCronJob's
+.spec.jobTemplate (its labels, annotations and spec), the label
+pgjobs.dev/cronjob=CRONJOB and an ownerReference to the PgCronJob
+(controller: true), e.g. from:
+  kubectl get pgcronjob CRONJOB -o jsonpath='{.spec.jobTemplate}'
+the run counts for concurrencyPolicy and the history limits like a scheduled
+one, and is deleted with the PgCronJob; the schedule is not changed.
+
+examples:
+  kubectl pgjobs trigger nightly-report -n reports
+  kubectl pgjobs trigger nightly-report --wait
 """,
     ),
     "version": (
@@ -298,6 +317,19 @@ def add_watch(sub: Any) -> None:
     p.add_argument("--timeout", type=duration_arg, metavar="DURATION", help="give up after this")
 
 
+def add_trigger(sub: Any) -> None:
+    p = add_verb(sub, "trigger", cmd_trigger)
+    p.add_argument("cronjob", metavar="CRONJOB", help="name of a PgCronJob")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUT_FORMATS,
+        help="print the PgJob as name (pgjob.pgjobs.dev/NAME), json or yaml (default: its bare name)",
+    )
+    p.add_argument("--wait", action="store_true", help="watch the job until it finished")
+    p.add_argument("--wait-timeout", type=duration_arg, metavar="DURATION", help="give up waiting after this")
+
+
 def add_version(sub: Any) -> None:
     add_verb(sub, "version", cmd_version)
 
@@ -317,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_selected_verb(sub, "restart", cmd_restart)
     add_prune(sub)
     add_watch(sub)
+    add_trigger(sub)
     add_version(sub)
     return parser
 

@@ -23,6 +23,7 @@ from pgjobs.cli.kubectl.objects import (
     stopped_patch,
 )
 from pgjobs.cli.kubectl.watching import Selection, run_watch
+from pgjobs.operator import jobtemplates
 
 # Restart retries: each retry means somebody else changed spec.restarts
 # between our read and our patch, which is rare; a bound keeps a bug from
@@ -55,6 +56,21 @@ def cmd_submit(opts: argparse.Namespace, out: TextIO) -> int:
     if opts.dry_run == "server" and not opts.output:
         print(render(created, "yaml"), file=out, end="", flush=True)
         return EXIT_OK
+    name = str(created["metadata"].get("name") or "")
+    print(render(created, opts.output) if opts.output else f"{name}\n", file=out, end="", flush=True)
+    if not opts.wait:
+        return EXIT_OK
+    return run_watch(jobs, Selection(names=frozenset({name})), opts.wait_timeout, out)
+
+
+def cmd_trigger(opts: argparse.Namespace, out: TextIO) -> int:
+    """One PgJob now from a PgCronJob's template, owned by it, as `kubectl create job --from=cronjob/NAME`."""
+    jobs = connect(opts)
+    with api_errors(f"cannot read PgCronJob {opts.cronjob!r} in namespace {jobs.namespace!r}"):
+        cronjob = jobs.get_cronjob(opts.cronjob)
+    body = jobtemplates.pgjob_from(cronjob, generate_name=jobtemplates.manual_prefix(opts.cronjob))
+    with api_errors(f"cannot create a PgJob from PgCronJob {opts.cronjob!r}"):
+        created = jobs.create(body)
     name = str(created["metadata"].get("name") or "")
     print(render(created, opts.output) if opts.output else f"{name}\n", file=out, end="", flush=True)
     if not opts.wait:
