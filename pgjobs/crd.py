@@ -1,6 +1,6 @@
-"""The custom resources' names in the Kubernetes API (PgJob, PgCronJob): the one place they are declared.
+"""The custom resources' names in the Kubernetes API (PgJob, PgCronJob, PgQueue), declared once.
 
-The CRDs (`crds/pgjobs.dev_pgjobs.yaml`, `crds/pgjobs.dev_pgcronjobs.yaml`) are checked against
+The CRDs (`crds/pgjobs.dev_pgjobs.yaml`, `…_pgcronjobs.yaml`, `…_pgqueues.yaml`) are checked against
 it by a test; the operator and the `kubectl-pgjobs` plugin address the resources through it.
 """
 
@@ -44,6 +44,17 @@ CRON_SPEC_FIELDS = frozenset(
 CRON_STATUS_FIELDS = frozenset(
     {"lastScheduleTime", "lastSuccessfulTime", "active", "activeCount", "conditions", "observedGeneration"}
 )
+
+QUEUE_PLURAL = "pgqueues"
+QUEUE_SINGULAR = "pgqueue"
+QUEUE_KIND = "PgQueue"
+QUEUE_CRD_NAME = f"{QUEUE_PLURAL}.{GROUP}"
+#: Every field of a PgQueue's spec and status the operator reads or writes (checked by
+#: tests/unit/test_crd.py against crds/).
+QUEUE_SPEC_FIELDS = frozenset({"paused", "maxRunning"})
+QUEUE_STATUS_FIELDS = frozenset({"pending", "running", "workers", "oldestPendingSince", "observedGeneration"})
+#: The label on a PgQueue the operator created for a queue that got jobs.
+QUEUE_CREATED_LABEL = f"{GROUP}/created-by-operator"
 
 
 def missing_fields(definition: dict[str, object]) -> list[str]:

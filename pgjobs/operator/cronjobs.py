@@ -136,7 +136,7 @@ class Scheduler:
             await self._event_once(
                 cronjob, "Warning", "TooManyMissedTimes",
                 f"more than {schedules.MISSED_LIMIT} scheduled times were missed; only the latest,"
-                f" {_stamp(due.time)}, runs (set startingDeadlineSeconds to bound the look back)",
+                f" {kube.timestamp(due.time)}, runs (set startingDeadlineSeconds to bound the look back)",
             )  # fmt: skip
         if any(run["metadata"]["name"] == name for run in runs):
             status.scheduled(due.time, None)  # created earlier (by a replica that lost its lead)
@@ -146,7 +146,7 @@ class Scheduler:
         if action is schedules.Action.SKIP:
             await self._event_once(
                 cronjob, "Normal", "JobAlreadyActive",
-                f"the run of {_stamp(due.time)} waits: concurrencyPolicy is Forbid and"
+                f"the run of {kube.timestamp(due.time)} waits: concurrencyPolicy is Forbid and"
                 f" {', '.join(ref['name'] for ref in status.active)} has not finished",
             )  # fmt: skip
             return
@@ -158,13 +158,15 @@ class Scheduler:
     async def _create(self, cronjob: Json, name: str, scheduled: datetime.datetime) -> Json | None:
         """Create the PgJob of a scheduled time; None when it exists already."""
         body = jobtemplates.pgjob_from(cronjob, name=name)
-        body["metadata"].setdefault("annotations", {})[jobtemplates.SCHEDULED_ANNOTATION] = _stamp(scheduled)
+        body["metadata"].setdefault("annotations", {})[jobtemplates.SCHEDULED_ANNOTATION] = kube.timestamp(
+            scheduled
+        )
         self.ctx.fence()
         created = await self.ctx.kube.create_pgjob(body)
         if created is None:
             logger.info("PgCronJob %s: PgJob %s exists already", _name(cronjob), name)
             return None
-        logger.info("PgCronJob %s: created PgJob %s for %s", _name(cronjob), name, _stamp(scheduled))
+        logger.info("PgCronJob %s: created PgJob %s for %s", _name(cronjob), name, kube.timestamp(scheduled))
         await self._event(cronjob, "Normal", "SuccessfulCreate", f"created PgJob {name}")
         return created
 
@@ -268,7 +270,7 @@ class Status:
         return _parse(self.last_schedule_time or cronjob["metadata"]["creationTimestamp"])
 
     def scheduled(self, time: datetime.datetime, created: Json | None) -> None:
-        self.last_schedule_time = _stamp(time)
+        self.last_schedule_time = kube.timestamp(time)
         if created is not None:
             self.active.append(_reference(created))
 
@@ -297,7 +299,7 @@ def _condition(cronjob: Json, state: str, reason: str, message: str) -> Json:
     since = previous.get("lastTransitionTime") if previous.get("status") == state else None
     return {
         "type": SCHEDULE_VALID, "status": state, "reason": reason, "message": message,
-        "lastTransitionTime": since or _stamp(datetime.datetime.now(UTC)),
+        "lastTransitionTime": since or kube.timestamp(datetime.datetime.now(UTC)),
         "observedGeneration": meta.get("generation", 1),
     }  # fmt: skip
 
@@ -323,10 +325,6 @@ def _phase(job: Mapping[str, Any]) -> str | None:
 
 def _parse(stamp: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def _stamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _name(cronjob: Json) -> str:

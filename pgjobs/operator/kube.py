@@ -190,6 +190,20 @@ class KubeApi:
                     break
         return found
 
+    async def create_object(self, plural: str, body: Json) -> Json | None:
+        """Create a cluster-scoped object of our group (a PgQueue); None when one of that name
+        exists already."""
+        try:
+            return await self.request("POST", f"/apis/{crd.API_VERSION}/{plural}", body)
+        except KubeError as error:
+            if error.status == 409:
+                return None
+            raise
+
+    async def patch_object_status(self, plural: str, name: str, status: Json, uid: str) -> bool:
+        """Merge-patch a cluster-scoped object's status; False when it (with this uid) is gone."""
+        return await self._patch_status(f"/apis/{crd.API_VERSION}/{plural}/{quote(name)}/status", status, uid)
+
     async def create_pgjob(self, body: Json) -> Json | None:
         """Create a PgJob; None when one of that name exists already (AlreadyExists decides
         between replicas that create the same scheduled run)."""
@@ -255,6 +269,11 @@ class Identity:
 PAGE = 500
 #: A list of objects' metadata only (the API server's PartialObjectMetadataList).
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    """A time as the Kubernetes API writes them (RFC 3339, UTC, whole seconds)."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pgjobs_path(namespace: str) -> str:

@@ -27,6 +27,7 @@ from pgjobs.operator import (
     leadership,
     maintenance,
     metrics,
+    pgqueues,
     policy,
     preflight,
     syncing,
@@ -182,12 +183,13 @@ async def _serve_external_metrics(ctx: context.Context) -> Callable[[], Awaitabl
 
 async def lead(ctx: context.Context) -> None:
     """The leader's duties: clean up orphans first (so no status goes to a reused name), then loop:
-    status sync, maintenance and the PgCronJob schedules."""
+    status sync, maintenance, the PgCronJob schedules and the PgQueues."""
     await _until_done(lambda: maintenance.remove_orphans(ctx), "orphan clean-up", ctx)
     async with asyncio.TaskGroup() as group:
         group.create_task(syncing.Syncer(ctx).run(), name="pgjobs-status-sync")
         group.create_task(maintenance.run(ctx), name="pgjobs-maintenance")
         group.create_task(cronjobs.Scheduler(ctx).run(), name="pgjobs-cronjobs")
+        group.create_task(pgqueues.QueueKeeper(ctx).run(), name="pgjobs-queues")
 
 
 async def _until_done(step: Any, what: str, ctx: context.Context) -> None:

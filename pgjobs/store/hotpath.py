@@ -202,7 +202,10 @@ def _identity(
     encoded = _identities.get(key)
     if encoded is None:
         task_list = None if key[2] is None else text_array(key[2]).encode()
-        encoded = _identities[key] = (str(worker_id).encode(), text_array(key[1]).encode(), task_list)
+        # Sorted: claims that serve the same capped queues take their turns (queue_has_room's
+        # locks) in the same order, so two of them never wait for each other.
+        queue_list = text_array(sorted(key[1])).encode()
+        encoded = _identities[key] = (str(worker_id).encode(), queue_list, task_list)
     return encoded
 
 

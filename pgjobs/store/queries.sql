@@ -56,6 +56,9 @@ WITH completed AS (
         CROSS JOIN LATERAL (
             SELECT head.id
             FROM unnest(%(queues)s::text[]) AS served (queue)
+            -- A paused queue offers nothing; a capped one only while it has room (PgQueue,
+            -- migration 0010: queue_has_room makes the claims of a capped queue take turns).
+            LEFT JOIN pgjobs.queues AS shaped ON shaped.name = served.queue
             CROSS JOIN LATERAL (
                 SELECT id, run_after FROM pgjobs.jobs
                 WHERE state = 'pending' AND no_worker_since IS NULL
@@ -68,6 +71,10 @@ WITH completed AS (
                 LIMIT 1
                 FOR UPDATE SKIP LOCKED
             ) AS head
+            WHERE shaped.name IS NULL
+               OR (NOT shaped.paused
+                   AND (shaped.max_running IS NULL
+                        OR pgjobs.queue_has_room(served.queue, shaped.max_running)))
             ORDER BY head.run_after, head.id
             LIMIT 1
         ) AS best
@@ -261,9 +268,11 @@ GROUP BY queue;
 -- name: job_count_backlog
 -- Per queue, the jobs that want a worker now: Pending and due, or Running. The worker HPA's
 -- metric (pgjobs.operator.externalmetrics): one slot per such job is the right fleet size.
+-- A paused queue (PgQueue) wants none, so that its workers can scale in.
 SELECT queue, count(*) AS jobs
 FROM pgjobs.jobs
-WHERE state = 'running' OR (state = 'pending' AND run_after <= now())
+WHERE (state = 'running' OR (state = 'pending' AND run_after <= now()))
+  AND NOT EXISTS (SELECT FROM pgjobs.queues WHERE queues.name = jobs.queue AND queues.paused)
 GROUP BY queue;
 
 -- name: job_rescue_many
@@ -632,3 +641,52 @@ WHERE datname = current_database()
   AND backend_type = 'client backend'
   AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
   AND NOT (state = 'active' AND query ~* '^\s*vacuum\M');
+
+-- name: queue_apply
+-- A PgQueue's spec, as the operator reads it (Kubernetes owns it: the last write wins).
+INSERT INTO pgjobs.queues (name, paused, max_running, resource_uid)
+VALUES (%(name)s, %(paused)s, %(max_running)s, %(resource_uid)s)
+ON CONFLICT (name) DO UPDATE
+SET paused = excluded.paused, max_running = excluded.max_running,
+    resource_uid = excluded.resource_uid, updated_at = now()
+WHERE (queues.paused, queues.max_running, queues.resource_uid)
+      IS DISTINCT FROM (excluded.paused, excluded.max_running, excluded.resource_uid);
+
+-- name: queue_remove
+DELETE FROM pgjobs.queues WHERE resource_uid = %(resource_uid)s;
+
+-- name: queue_remove_others
+-- The leader's sweep: rows of PgQueues that no longer exist (deleted while no operator ran) go,
+-- so that a deleted PgQueue never leaves its queue paused or capped.
+DELETE FROM pgjobs.queues WHERE NOT (resource_uid = ANY(%(resource_uids)s::text[]))
+RETURNING name;
+
+-- name: queue_list_stats
+-- Every queue that has unfinished jobs, a live worker serving it, or a row: its due Pending and
+-- Running jobs, the live workers that serve it, and since when its oldest due job has waited.
+-- Reads the pending and running rows (the claim's and the running index) and the workers, never
+-- the finished history.
+WITH pending AS (
+    SELECT queue, count(*) AS pending, min(run_after) AS oldest_due_since
+    FROM pgjobs.jobs WHERE state = 'pending' AND run_after <= now()
+    GROUP BY queue
+), running AS (
+    SELECT queue, count(*) AS running FROM pgjobs.jobs WHERE state = 'running' GROUP BY queue
+), serving AS (
+    SELECT queue, count(*) AS workers
+    FROM pgjobs.workers, unnest(queues) AS served (queue)
+    WHERE state = 'alive' AND heartbeat_at >= now() - make_interval(secs => stall_timeout)
+    GROUP BY queue
+), named AS (
+    SELECT queue FROM pending UNION SELECT queue FROM running UNION SELECT queue FROM serving
+    UNION SELECT name FROM pgjobs.queues
+)
+SELECT named.queue, coalesce(pending.pending, 0) AS pending, coalesce(running.running, 0) AS running,
+       coalesce(serving.workers, 0) AS workers, pending.oldest_due_since,
+       coalesce(queues.paused, false) AS paused, queues.max_running
+FROM named
+LEFT JOIN pending ON pending.queue = named.queue
+LEFT JOIN running ON running.queue = named.queue
+LEFT JOIN serving ON serving.queue = named.queue
+LEFT JOIN pgjobs.queues ON queues.name = named.queue
+ORDER BY named.queue;

@@ -133,6 +133,10 @@ OPERATOR_STATEMENTS = frozenset(
         "leader_release",
         "leader_show",
         "oldest_snapshot",
+        "queue_apply",
+        "queue_remove",
+        "queue_remove_others",
+        "queue_list_stats",
     }
 )
 
@@ -160,8 +164,12 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
             "result",
             "stop_requested",
             "change_count",
+            # Registration takes the leader's mark off the jobs the worker can run.
+            "no_worker_since",
         ),
         Grant("USAGE", "SEQUENCE", "lease_seq"),
+        # The claim reads which queues are paused or capped (migration 0010_queues).
+        _table("SELECT", "queues"),
         # The workers' own registry: a row per worker process, which it writes itself.
         _table("SELECT", "workers"),
         _table("INSERT", "workers"),
@@ -181,6 +189,11 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         _table("INSERT", "leadership"),
         _table("UPDATE", "leadership"),
         _table("DELETE", "leadership"),
+        # PgQueue specs, copied in by the operator (migration 0010_queues).
+        _table("SELECT", "queues"),
+        _table("INSERT", "queues"),
+        _table("UPDATE", "queues"),
+        _table("DELETE", "queues"),
     ),
 }
 #: Relations of the schema no group may touch (tests/integration/test_roles.py checks that

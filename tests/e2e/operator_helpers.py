@@ -30,7 +30,7 @@ from tests.e2e import chart_helpers
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "pgjobs.dev_pgjobs.yaml"
-CRON_CRD_PATH = ROOT / "crds" / "pgjobs.dev_pgcronjobs.yaml"
+CRDS = ROOT / "crds"
 DEMO_JOBS = ROOT / "deploy" / "examples" / "demo-jobs.yaml"
 GROUP, VERSION, PLURAL = "pgjobs.dev", "v1alpha1", "pgjobs"
 PGJOBS = str(Path(sys.executable).with_name("pgjobs"))
@@ -49,10 +49,9 @@ Json = dict[str, Any]
 
 @pytest.fixture(scope="session")
 def crd(kube: Any) -> None:
-    """The PgJob and PgCronJob CRDs installed, Established and in discovery."""
-    kube.apply(CRD_PATH)
-    kube.apply(CRON_CRD_PATH)
-    for name in ("pgjobs", "pgcronjobs"):
+    """Every CRD of crds/ (PgJob, PgCronJob, PgQueue) installed, Established and in discovery."""
+    kube.apply(CRDS)
+    for name in ("pgjobs", "pgcronjobs", "pgqueues"):
         kube.kubectl("wait", "--for=condition=Established", f"crd/{name}.pgjobs.dev", "--timeout=60s")
         kube.wait_for(
             lambda name=name: kube.kubectl("get", name, "-A", check=False).returncode == 0,

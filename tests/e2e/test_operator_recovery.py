@@ -178,8 +178,9 @@ def test_a_frozen_leader_is_replaced_within_its_lease_and_writes_nothing_stale(
     print(f"status sync resumed {resumed:.1f}s after the leader froze")
 
 
-#: What kopf needs cluster-wide even when it watches named namespaces: it watches CRDs (to
-#: notice the PgJob CRD coming and going) and namespaces.
+#: What the operator needs cluster-wide even when it watches named namespaces: kopf watches CRDs
+#: (to notice the PgJob CRD coming and going) and namespaces; PgQueues are cluster-scoped (watched,
+#: created for queues in use, their status written).
 KOPF_CLUSTER_RULES = [
     {
         "apiGroups": ["apiextensions.k8s.io"],
@@ -187,6 +188,8 @@ KOPF_CLUSTER_RULES = [
         "verbs": ["list", "watch"],
     },
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["pgjobs.dev"], "resources": ["pgqueues"], "verbs": ["list", "watch", "create"]},
+    {"apiGroups": ["pgjobs.dev"], "resources": ["pgqueues/status"], "verbs": ["patch"]},
 ]
 #: The least the operator needs in the namespaces it serves (a ClusterRole when it serves all).
 OPERATOR_RULES = [

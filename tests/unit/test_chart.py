@@ -29,6 +29,9 @@ OPERATOR_RULES = {
     ("pgjobs.dev", "pgjobs/status"): {"get", "patch"},
     ("pgjobs.dev", "pgcronjobs"): {"get", "list", "watch", "patch"},
     ("pgjobs.dev", "pgcronjobs/status"): {"get", "patch"},
+    # create: a PgQueue for each queue in use; its spec is the cluster admin's, never patched.
+    ("pgjobs.dev", "pgqueues"): {"get", "list", "watch", "create"},
+    ("pgjobs.dev", "pgqueues/status"): {"get", "patch"},
     ("", "events"): {"create"},
 }
 
@@ -51,7 +54,7 @@ def deployment(objects: list[Obj], component: str) -> Obj:
     return found
 
 
-CRD_FILES = ("pgjobs.dev_pgcronjobs.yaml", "pgjobs.dev_pgjobs.yaml")
+CRD_FILES = ("pgjobs.dev_pgcronjobs.yaml", "pgjobs.dev_pgjobs.yaml", "pgjobs.dev_pgqueues.yaml")
 
 
 def test_chart_crds_are_copies_of_the_single_source() -> None:
@@ -123,7 +126,7 @@ def test_pgjobs_join_the_built_in_view_edit_and_admin_roles(objects: list[Obj]) 
     assert roles["view"]["rules"] == [
         {
             "apiGroups": ["pgjobs.dev"],
-            "resources": ["pgjobs", "pgcronjobs"],
+            "resources": ["pgjobs", "pgcronjobs", "pgqueues"],
             "verbs": ["get", "list", "watch"],
         }
     ]

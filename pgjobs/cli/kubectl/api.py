@@ -85,6 +85,28 @@ class PgJobApi:
         where = (crd.GROUP, crd.VERSION, self.namespace, crd.CRON_PLURAL)
         return cast(Json, self._api.get_namespaced_custom_object(*where, name, **self._limits))
 
+    def set_queue_paused(self, queue: str, paused: bool) -> bool:
+        """Patch a PgQueue's spec.paused; with no PgQueue yet, create one for a pause (True) and
+        do nothing for a resume (False: a queue without one is not paused)."""
+        from kubernetes.client.exceptions import ApiException
+
+        where = (crd.GROUP, crd.VERSION, crd.QUEUE_PLURAL)
+        patch = {"spec": {"paused": paused}}
+        try:
+            self._api.patch_cluster_custom_object(*where, queue, patch, **self._limits)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            if not paused:
+                return False
+            body = {
+                "apiVersion": crd.API_VERSION,
+                "kind": crd.QUEUE_KIND,
+                "metadata": {"name": queue},
+            } | patch
+            self._api.create_cluster_custom_object(*where, body, **self._limits)
+        return True
+
     def list_all(self, selector: str | None = None) -> Json:
         call, where = self._listing()
         return cast(Json, call(*where, label_selector=selector, **self._limits))

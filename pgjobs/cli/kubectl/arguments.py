@@ -9,8 +9,10 @@ from typing import Any, TextIO
 from pgjobs.cli.kubectl import objects
 from pgjobs.cli.kubectl.objects import DEFAULT_PRUNE_PHASES, FINISHED_PHASES, PRIORITIES
 from pgjobs.cli.kubectl.verbs import (
+    cmd_pause,
     cmd_prune,
     cmd_restart,
+    cmd_resume,
     cmd_start,
     cmd_stop,
     cmd_submit,
@@ -22,7 +24,8 @@ from pgjobs.cli.times import parse_duration, parse_time
 
 DESCRIPTION = """\
 Manage PgJobs (pgjobs.dev/v1alpha1): background jobs run by pgjobs workers
-(and trigger PgCronJobs, which create PgJobs on a schedule).
+(and trigger PgCronJobs, which create PgJobs on a schedule; pause and resume
+queues through their PgQueue).
 
 Each verb is a thin layer over the Kubernetes API; its --help shows the plain
 kubectl command that does the same. To list jobs use kubectl itself:
@@ -38,6 +41,7 @@ examples:
   kubectl pgjobs restart -l app=batch
   kubectl pgjobs prune --phase Completed,Failed --older-than 1h --dry-run
   kubectl pgjobs trigger nightly-report
+  kubectl pgjobs pause default; kubectl pgjobs resume default
   kubectl pgjobs version
 
 global flags (-n/--namespace, --context, --kubeconfig, --request-timeout)
@@ -132,6 +136,23 @@ one, and is deleted with the PgCronJob; the schedule is not changed.
 examples:
   kubectl pgjobs trigger nightly-report -n reports
   kubectl pgjobs trigger nightly-report --wait
+""",
+    ),
+    "pause": (
+        "pause queues: workers start no new job of them (running jobs finish)",
+        """\
+equivalent (a PgQueue is cluster-scoped, named after its queue):
+  kubectl patch pgqueue QUEUE --type merge -p '{"spec":{"paused":true}}'
+creates the PgQueue when the queue has none yet. Who may pause is Kubernetes
+RBAC on pgqueues (cluster admins by default). A paused queue's autoscaling
+backlog is 0, so its workers can scale in. See: kubectl get pgqueues
+""",
+    ),
+    "resume": (
+        "resume paused queues: workers claim their jobs again at once",
+        """\
+equivalent:
+  kubectl patch pgqueue QUEUE --type merge -p '{"spec":{"paused":false}}'
 """,
     ),
     "version": (
@@ -330,6 +351,11 @@ def add_trigger(sub: Any) -> None:
     p.add_argument("--wait-timeout", type=duration_arg, metavar="DURATION", help="give up waiting after this")
 
 
+def add_queue_verb(sub: Any, verb: str, command: Callable[[argparse.Namespace, TextIO], int]) -> None:
+    p = add_verb(sub, verb, command)
+    p.add_argument("queues", nargs="+", metavar="QUEUE", help="queue names (the PgQueues' names)")
+
+
 def add_version(sub: Any) -> None:
     add_verb(sub, "version", cmd_version)
 
@@ -350,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_prune(sub)
     add_watch(sub)
     add_trigger(sub)
+    add_queue_verb(sub, "pause", cmd_pause)
+    add_queue_verb(sub, "resume", cmd_resume)
     add_version(sub)
     return parser
 

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 import yaml
@@ -78,6 +79,42 @@ def cmd_trigger(opts: argparse.Namespace, out: TextIO) -> int:
     return run_watch(jobs, Selection(names=frozenset({name})), opts.wait_timeout, out)
 
 
+def for_each(names: Iterable[str], act: Callable[[str], str], out: TextIO) -> int:
+    """`act(name)` for every name, printing the line it returns; an API error on one is printed
+    and the others go on (exit 1 if any failed)."""
+    failures = 0
+    for name in names:
+        try:
+            line = act(name)
+        except PluginError as exc:
+            failures += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        print(line, file=out)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def set_queues_paused(opts: argparse.Namespace, paused: bool, out: TextIO) -> int:
+    jobs = connect(opts)
+    verb = "pause" if paused else "resume"
+
+    def act(queue: str) -> str:
+        with api_errors(f"cannot {verb} queue {queue!r}"):
+            changed = jobs.set_queue_paused(queue, paused)
+        done = f"{verb}d" if changed else "not paused (it has no PgQueue)"
+        return f"{crd.QUEUE_SINGULAR}.{crd.GROUP}/{queue} {done}"
+
+    return for_each(opts.queues, act, out)
+
+
+def cmd_pause(opts: argparse.Namespace, out: TextIO) -> int:
+    return set_queues_paused(opts, True, out)
+
+
+def cmd_resume(opts: argparse.Namespace, out: TextIO) -> int:
+    return set_queues_paused(opts, False, out)
+
+
 def scheduled_time(opts: argparse.Namespace) -> str | None:
     """spec.runAt from --at (as written) or --in (from now, in UTC)."""
     if opts.at is not None:
@@ -120,17 +157,13 @@ def selected_names(jobs: JobsApi, opts: argparse.Namespace) -> list[str]:
 def set_stopped(opts: argparse.Namespace, stopped: bool, out: TextIO) -> int:
     jobs = connect(opts)
     verb = "stop" if stopped else "start"
-    failures = 0
-    for name in selected_names(jobs, opts):
-        try:
-            with api_errors(f"cannot {verb} PgJob {name!r}"):
-                jobs.merge_patch(name, stopped_patch(stopped))
-        except PluginError as exc:
-            failures += 1
-            print(f"error: {exc}", file=sys.stderr)
-            continue
-        print(f"{crd.SINGULAR}.{crd.GROUP}/{name} {verb} requested", file=out)
-    return EXIT_FAILED if failures else EXIT_OK
+
+    def act(name: str) -> str:
+        with api_errors(f"cannot {verb} PgJob {name!r}"):
+            jobs.merge_patch(name, stopped_patch(stopped))
+        return f"{crd.SINGULAR}.{crd.GROUP}/{name} {verb} requested"
+
+    return for_each(selected_names(jobs, opts), act, out)
 
 
 def cmd_stop(opts: argparse.Namespace, out: TextIO) -> int:

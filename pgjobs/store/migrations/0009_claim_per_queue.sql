@@ -19,3 +19,7 @@
 DROP INDEX CONCURRENTLY IF EXISTS pgjobs.jobs_claim_idx;
 CREATE INDEX CONCURRENTLY jobs_claim_idx ON pgjobs.jobs (queue, priority DESC, run_after, id)
     WHERE state = 'pending' AND no_worker_since IS NULL;
+-- The running jobs of a queue, counted by the claim of a queue with a cap (PgQueue maxRunning,
+-- migration 0010): a read of that queue's running rows alone.
+DROP INDEX CONCURRENTLY IF EXISTS pgjobs.jobs_running_queue_idx;
+CREATE INDEX CONCURRENTLY jobs_running_queue_idx ON pgjobs.jobs (queue) WHERE state = 'running';
