@@ -358,7 +358,6 @@ def test_operator_rbac_denies_everything_else(kube: Any, operator_kubeconfig: Pa
         ("list", "pods"),
         ("create", "pods"),
         ("create", "pods", "--subresource=exec"),
-        ("create", "pgjobs.pgjobs.dev"),
         ("update", "pgjobs.pgjobs.dev"),
         ("delete", "events"),
         ("list", "configmaps"),

@@ -32,6 +32,9 @@ def test_names_scope_and_fields() -> None:
         ["pgq"],
     )
     assert VERSION["subresources"] == {"status": {}}
+    # kubectl expands a category before a resource name: in category `pgjobs`, PgQueues would
+    # be listed by `kubectl get pgjobs`.
+    assert "categories" not in names
     assert set(ROOT_SCHEMA["properties"]["spec"]["properties"]) == pgjobs.crd.QUEUE_SPEC_FIELDS
     assert set(ROOT_SCHEMA["properties"]["status"]["properties"]) == pgjobs.crd.QUEUE_STATUS_FIELDS
     columns = [column["name"] for column in VERSION["additionalPrinterColumns"]]
