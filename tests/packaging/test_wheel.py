@@ -70,7 +70,7 @@ def install(wheel: Path, requirement: str, venv: Path) -> Path:
 @pytest.fixture(scope="module")
 def installed(wheel: Path) -> tuple[Path, list[str]]:
     """The wheel with every extra, as the image installs it."""
-    return install(wheel, f"{wheel}[operator,kubectl]", wheel.parent / "venv"), shipped_modules(wheel)
+    return install(wheel, f"{wheel}[operator,kubectl,console]", wheel.parent / "venv"), shipped_modules(wheel)
 
 
 @pytest.fixture(scope="module")
