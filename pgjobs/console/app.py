@@ -58,6 +58,7 @@ def _templates() -> Jinja2Templates:
         "duration": formatting.duration,
         "stamp": formatting.stamp,
         "pretty_json": formatting.pretty_json,
+        "priority": formatting.priority,
     }
     env.globals |= {"ago": formatting.ago, "between": formatting.between, "version": build.VERSION}
     return templates

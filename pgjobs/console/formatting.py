@@ -6,6 +6,8 @@ import datetime
 import json
 from typing import Any
 
+from pgjobs.states import Priority
+
 
 def duration(seconds: float) -> str:
     """A short human duration: 42s, 5m 3s, 2h 10m, 3d 4h."""
@@ -46,3 +48,8 @@ def stamp(moment: datetime.datetime | None) -> str:
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def priority(value: int) -> str:
+    """A stored priority as PgJobs spell it: High, Regular, Low."""
+    return Priority(value).label

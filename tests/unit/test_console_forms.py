@@ -113,3 +113,7 @@ def test_durations_read_at_a_glance() -> None:
     assert formatting.ago(NOW - datetime.timedelta(seconds=90), NOW) == "1m 30s ago"
     assert formatting.ago(NOW + datetime.timedelta(seconds=20), NOW) == "in 20s"
     assert formatting.ago(None, NOW) == "—"
+
+
+def test_priorities_are_named_as_in_pgjobs() -> None:
+    assert [formatting.priority(p) for p in (2, 1, 0)] == ["High", "Regular", "Low"]
