@@ -69,7 +69,17 @@ def test_watch_progress_stop_a_job_and_restart_the_failed_ones(
     assert page.evaluate("window.sameDocument") is True
     screenshot("console-job")
 
+    # The workers and queues while it runs: the worker holds it, the queue counts it.
+    page.goto(f"{console.url}/workers")
+    page.locator(f'a.chip[href="/jobs/{slow}"]').wait_for(timeout=10_000)
+    assert "worker-1" in page.locator("tbody").inner_text()
+    screenshot("console-workers")
+    page.goto(f"{console.url}/queues")
+    page.locator(".card", has_text="default").wait_for(timeout=10_000)
+    screenshot("console-queues")
+
     # Stop: through the PgJob, as `kubectl pgjobs stop` does.
+    page.goto(f"{console.url}/jobs/{slow}")
     page.click("#action-stop")
     page.wait_for_url(re.compile(rf"/jobs/{slow}\?notice="))
     assert "stop requested" in page.locator(".notice").inner_text()
@@ -86,13 +96,6 @@ def test_watch_progress_stop_a_job_and_restart_the_failed_ones(
     for name in ("bad-1", "bad-2"):
         assert get(kube, namespace, name)["spec"]["restarts"] == 1
     assert get(kube, namespace, "slow")["spec"]["restarts"] == 0
-
-    page.goto(f"{console.url}/queues")
-    page.get_by_text("default").first.wait_for(timeout=10_000)
-    screenshot("console-queues")
-    page.goto(f"{console.url}/workers")
-    page.get_by_text("worker-1").first.wait_for(timeout=10_000)
-    screenshot("console-workers")
 
 
 def test_forged_posts_unknown_jobs_and_odd_filters_get_proper_answers(

@@ -67,6 +67,21 @@ def install(wheel: Path, requirement: str, venv: Path) -> Path:
     return venv
 
 
+def test_the_wheel_ships_the_consoles_templates_and_static_files(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    expected = {
+        f"pgjobs/console/{name}"
+        for name in (
+            "templates/base.html",
+            "templates/_jobs.html",
+            "static/htmx.min.js",
+            "static/console.css",
+        )
+    }
+    assert expected <= names, f"missing from the wheel: {sorted(expected - names)}"
+
+
 @pytest.fixture(scope="module")
 def installed(wheel: Path) -> tuple[Path, list[str]]:
     """The wheel with every extra, as the image installs it."""
