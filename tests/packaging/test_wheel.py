@@ -146,7 +146,11 @@ def test_a_task_authors_install_runs_workers_without_the_operators_libraries(bar
 
 @pytest.mark.parametrize(
     ("argv", "extra"),
-    [(["pgjobs", "operator"], "pgjobs[operator]"), (["kubectl-pgjobs", "watch"], "pgjobs[kubectl]")],
+    [
+        (["pgjobs", "operator"], "pgjobs[operator]"),
+        (["pgjobs", "console"], "pgjobs[console]"),
+        (["kubectl-pgjobs", "watch"], "pgjobs[kubectl]"),
+    ],
 )
 def test_a_command_without_its_extra_names_it_in_one_line(bare: Path, argv: list[str], extra: str) -> None:
     result = subprocess.run(
