@@ -7,9 +7,12 @@ Without Chromium the tests skip, except in CI (CI=true), where they fail: CI ins
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests import processes
+from tests.e2e import chart_helpers
 from tests.e2e.operator_helpers import Process, Services
 
 CHROMIUM = os.environ.get("PGJOBS_CHROMIUM", "/usr/bin/chromium")
@@ -38,19 +42,51 @@ class Console:
         self.url = url
 
 
+@contextlib.contextmanager
+def _console_identity(kube: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """A kubeconfig of the chart's console ServiceAccount under the chart's console RBAC (which
+    proves that RBAC enough for every button); admin without a helm binary (outside CI)."""
+    helm = chart_helpers.helm_binary()
+    if helm is None:
+        warnings.warn("helm is not built (`make helm`): the console acts as admin", stacklevel=2)
+        yield Path(kube.kubeconfig)
+        return
+    release = f"console-{uuid.uuid4().hex[:8]}"
+    values = {"fullnameOverride": release, "console": {"enabled": True}}
+    rendered = chart_helpers.render(helm, tmp_path, values, release=release, namespace=namespace)
+    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    objects = [
+        obj
+        for obj in rendered
+        if obj["kind"] in kinds
+        and obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "console"
+    ]
+    assert len(objects) == len(kinds)
+    kube.apply(objects)
+    try:
+        yield kube.kubeconfig_for_serviceaccount(namespace, f"{release}-console")
+    finally:
+        for obj in objects:
+            if obj["kind"].startswith("Cluster"):
+                kube.kubectl(
+                    "delete", obj["kind"], obj["metadata"]["name"], "--ignore-not-found", check=False
+                )
+
+
 @pytest.fixture
-def console(services: Services, kube: Any) -> Console:
-    """`pgjobs console` against the test's database, acting on PgJobs with the test's kubeconfig."""
+def console(services: Services, kube: Any, namespace: str, tmp_path: Path) -> Iterator[Console]:
+    """`pgjobs console` against the test's database, acting on PgJobs as the chart's console."""
     port = _free_port()
-    process = services.console(port, "--kubeconfig", str(kube.kubeconfig), "--refresh-seconds", "0.5")
-    url = f"http://127.0.0.1:{port}"
+    with _console_identity(kube, namespace, tmp_path) as kubeconfig:
+        process = services.console(port, "--kubeconfig", str(kubeconfig), "--refresh-seconds", "0.5")
+        url = f"http://127.0.0.1:{port}"
 
-    def answers() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
+        def answers() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
 
-    processes.wait_for(lambda: _safely(answers), 30, what="the console to listen")
-    return Console(process, url)
+        processes.wait_for(lambda: _safely(answers), 30, what="the console to listen")
+        yield Console(process, url)
 
 
 def _safely(check: Any) -> bool:

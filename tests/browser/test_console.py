@@ -14,7 +14,17 @@ import pytest
 
 from pgjobs.store import connecting
 from tests.browser.conftest import Console
-from tests.e2e.operator_helpers import Services, create, get, pgjob, query, sleep_job, wait_phase, wait_until
+from tests.e2e.operator_helpers import (
+    Services,
+    create,
+    exists,
+    get,
+    pgjob,
+    query,
+    sleep_job,
+    wait_phase,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -152,4 +162,11 @@ def test_forged_posts_unknown_jobs_and_odd_filters_get_proper_answers(
     assert "No jobs match" in page.locator("main").inner_text()
     # The job's args are shown as text, not markup.
     page.goto(f"{console.url}/jobs/{held}")
-    assert "<b>bold</b>" in page.locator("pre").first.inner_text()
+    assert "<b>bold</b>" in page.locator("#args").inner_text()
+    # Delete: the PgJob goes (exactly the object the row belongs to), then its row.
+    page.locator("#phase", has_text="Stopped").wait_for(timeout=15_000)
+    page.click("#action-delete")
+    page.wait_for_url(re.compile(r"/jobs\?notice="))
+    assert "delete requested" in page.locator(".notice").inner_text()
+    wait_until(lambda: not exists(kube, namespace, "held"), timeout=15, what="the PgJob deleted")
+    wait_until(lambda: not query(database, "SELECT id FROM pgjobs.jobs"), timeout=15, what="the row deleted")
