@@ -62,15 +62,8 @@ def _console_identity(kube: Any, namespace: str, tmp_path: Path) -> Iterator[Pat
         and obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "console"
     ]
     assert len(objects) == len(kinds)
-    kube.apply(objects)
-    try:
+    with chart_helpers.applied(kube, objects):
         yield kube.kubeconfig_for_serviceaccount(namespace, f"{release}-console")
-    finally:
-        for obj in objects:
-            if obj["kind"].startswith("Cluster"):
-                kube.kubectl(
-                    "delete", obj["kind"], obj["metadata"]["name"], "--ignore-not-found", check=False
-                )
 
 
 @pytest.fixture
