@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps node-deps controlplane helm coredns prometheus image cluster cluster-down cluster-demo manifests demo test test-unit test-integration test-e2e test-cluster lint bench soak kind-up kind-e2e clean
+.PHONY: help setup system-deps node-deps controlplane helm coredns prometheus image cluster cluster-down cluster-demo manifests demo test test-unit test-integration test-e2e test-browser test-cluster lint bench soak kind-up kind-e2e clean
 
 help:
 	@echo "make demo        start PostgreSQL, a local Kubernetes control plane, the operator and two workers;"
@@ -32,8 +32,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) system-deps
 
-# PostgreSQL's server binaries (Debian's postgresql-15) and PgBouncer for the pooled tests, installed
-# when we are root and they are missing.
+# PostgreSQL's server binaries (Debian's postgresql-15), PgBouncer for the pooled tests and Chromium
+# for the console's browser tests, installed when we are root and they are missing.
 system-deps:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_config >/dev/null 2>&1 && test -x "$$(pg_config --bindir 2>/dev/null)/initdb"; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -45,6 +45,11 @@ system-deps:
 		echo "Installing PgBouncer (Debian package pgbouncer) for the pooled tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
 	else echo "PgBouncer is missing: install Debian's pgbouncer (the pooled tests need it)" >&2; exit 1; fi
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Chromium (Debian packages chromium, chromium-driver) for the console's browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "Chromium is missing: install Debian's chromium and chromium-driver (tests/browser need them)" >&2; exit 1; fi
 
 # The node's runtime (containerd, runc, CNI plugins, iptables) and image tools, from Debian.
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack kmod buildah mmdebstrap
@@ -104,6 +109,10 @@ test-integration: setup
 
 test-e2e: setup controlplane helm
 	$(VENV)/bin/pytest -ra tests/e2e $(PYTEST_ARGS)
+
+# The console in a real headless Chromium (Debian's; `setup` installs it).
+test-browser: setup controlplane helm
+	$(VENV)/bin/pytest -ra tests/browser $(PYTEST_ARGS)
 
 test-cluster: setup controlplane helm coredns image
 	$(VENV)/bin/pytest -ra tests/cluster $(PYTEST_ARGS)

@@ -198,6 +198,7 @@ Everything keeps running until Ctrl-C. In another terminal:
   kubectl describe pgjob demo-high-1
   kubectl pgjobs prune --phase Completed
   pgjobs jobs
+  pgjobs console    # the web console on http://127.0.0.1:8090/
 
 Logs: {log_dir}
 """

@@ -10,7 +10,7 @@ Functions a worker calls on a job it holds are fenced by the claim's lease: they
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -243,6 +243,18 @@ async def list_jobs(
 ) -> list[Job]:
     params = {"states": [state.value for state in states] if states else None, "limit": limit}
     return [Job.from_row(row) for row in await fetch_all(conn, "job_list", params)]
+
+
+async def page(conn: Connection, params: Mapping[str, Any]) -> list[Row]:
+    """A page of jobs matching a filter, by keyset: `params` has namespace, queue, task, state,
+    args_like, since (each None to leave it out), cursor (an id; None: from the newest) and
+    limit. Newest first, older than the cursor."""
+    return await fetch_all(conn, "job_page_older", params)
+
+
+async def list_running(conn: Connection) -> list[Row]:
+    """Every Running job: id, task, queue, progress, worker_id and its PgJob's namespace and name."""
+    return await fetch_all(conn, "job_list_running", {})
 
 
 async def list_expired(conn: Connection, limit: int = 100) -> list[Row]:

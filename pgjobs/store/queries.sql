@@ -223,6 +223,31 @@ WHERE (%(states)s::pgjobs.job_state[] IS NULL OR j.state = ANY(%(states)s::pgjob
 ORDER BY j.id DESC
 LIMIT %(limit)s;
 
+-- name: job_page_older
+-- The console's job listing: a page of jobs matching a filter (a NULL leaves that filter out), newest
+-- first, older than the keyset cursor `before` (NULL: the newest). Walking the primary key backwards
+-- keeps every page as cheap as the first at any table size, where OFFSET would read all the pages
+-- before it. `args_like` is an ILIKE pattern over the args' JSON text.
+SELECT j.id, j.task, j.queue, j.priority, j.state, j.progress, j.attempt, j.max_attempts, j.message,
+       j.stop_requested, j.created_at, j.started_at, j.finished_at, j.resource_namespace,
+       j.resource_name, j.resource_uid, w.hostname AS worker_name
+FROM pgjobs.jobs j LEFT JOIN pgjobs.workers w ON w.id = j.worker_id
+WHERE (%(namespace)s::text IS NULL OR j.resource_namespace = %(namespace)s::text)
+  AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+  AND (%(task)s::text IS NULL OR j.task = %(task)s::text)
+  AND (%(state)s::pgjobs.job_state IS NULL OR j.state = %(state)s::pgjobs.job_state)
+  AND (%(args_like)s::text IS NULL OR j.args::text ILIKE %(args_like)s::text)
+  AND (%(since)s::timestamptz IS NULL OR j.created_at >= %(since)s::timestamptz)
+  AND (%(cursor)s::bigint IS NULL OR j.id < %(cursor)s::bigint)
+ORDER BY j.id DESC
+LIMIT %(limit)s;
+
+-- name: job_list_running
+-- Every Running job with its worker (through jobs_running_idx): the console's workers page.
+SELECT id, task, queue, progress, worker_id, resource_namespace, resource_name
+FROM pgjobs.jobs WHERE state = 'running'
+ORDER BY id;
+
 -- name: job_delete_resources
 DELETE FROM pgjobs.jobs WHERE resource_uid = ANY(%(resource_uids)s) RETURNING id;
 

@@ -74,7 +74,8 @@ def _table(privilege: str, name: str, *columns: str) -> Grant:
 #: The statements of queries.sql each group runs (besides `migrating.check`, which reads
 #: pgjobs.migrations). The workers': the hot statement and the rest of a job's life, their own
 #: row, and the rescue sweep. The operator's: everything that turns PgJobs into rows and back,
-#: the maintenance, and the `pgjobs` administration commands (enqueue, list, stop, …).
+#: the maintenance, the `pgjobs` administration commands (enqueue, list, stop, …) and the
+#: web console (`pgjobs console`), which needs no more than those.
 WORKER_STATEMENTS = frozenset(
     {
         "job_complete_and_claim",
@@ -137,6 +138,10 @@ OPERATOR_STATEMENTS = frozenset(
         "queue_remove",
         "queue_remove_others",
         "queue_list_stats",
+        # `pgjobs console` runs as the operator's group: it reads what the admin commands read
+        # and acts (stop, start, restart, delete) on rows without a PgJob as they do.
+        "job_page_older",
+        "job_list_running",
     }
 )
 

@@ -84,10 +84,17 @@ def operator_rbac(helm: Path, tmp_path: Path, namespace: str, release: str, valu
 def chart_rbac(helm: Path, kube: Any, namespace: str, tmp_path: Path, values: Obj) -> Iterator[Path]:
     """A kubeconfig authenticating as the chart's operator ServiceAccount, bound by the chart's RBAC."""
     release = f"rbac-{uuid.uuid4().hex[:8]}"
-    objects = operator_rbac(helm, tmp_path, namespace, release, values)
+    with applied(kube, operator_rbac(helm, tmp_path, namespace, release, values)):
+        yield kube.kubeconfig_for_serviceaccount(namespace, f"{release}-operator")
+
+
+@contextlib.contextmanager
+def applied(kube: Any, objects: list[Obj]) -> Iterator[None]:
+    """The objects applied; the cluster-scoped ones deleted after (the namespaced ones go with
+    the test's namespace)."""
     kube.apply(objects)
     try:
-        yield kube.kubeconfig_for_serviceaccount(namespace, f"{release}-operator")
+        yield
     finally:
         for obj in objects:
             if obj["kind"].startswith("Cluster"):

@@ -127,6 +127,10 @@ class Services:
     def worker(self, name: str = "worker", *extra: str) -> Process:
         return self._start(name, [PGJOBS, "worker", "--name", name, *WORKER_ARGS, *extra])
 
+    def console(self, port: int, *extra: str) -> Process:
+        """`pgjobs console` on 127.0.0.1:`port` (tests/browser)."""
+        return self._start("console", [PGJOBS, "console", "--port", str(port), *extra])
+
     def stop_all(self) -> None:
         for process in reversed(self.processes):
             process.stop()

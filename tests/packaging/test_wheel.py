@@ -67,10 +67,25 @@ def install(wheel: Path, requirement: str, venv: Path) -> Path:
     return venv
 
 
+def test_the_wheel_ships_the_consoles_templates_and_static_files(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    expected = {
+        f"pgjobs/console/{name}"
+        for name in (
+            "templates/base.html",
+            "templates/_jobs.html",
+            "static/htmx.min.js",
+            "static/console.css",
+        )
+    }
+    assert expected <= names, f"missing from the wheel: {sorted(expected - names)}"
+
+
 @pytest.fixture(scope="module")
 def installed(wheel: Path) -> tuple[Path, list[str]]:
     """The wheel with every extra, as the image installs it."""
-    return install(wheel, f"{wheel}[operator,kubectl]", wheel.parent / "venv"), shipped_modules(wheel)
+    return install(wheel, f"{wheel}[operator,kubectl,console]", wheel.parent / "venv"), shipped_modules(wheel)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +146,11 @@ def test_a_task_authors_install_runs_workers_without_the_operators_libraries(bar
 
 @pytest.mark.parametrize(
     ("argv", "extra"),
-    [(["pgjobs", "operator"], "pgjobs[operator]"), (["kubectl-pgjobs", "watch"], "pgjobs[kubectl]")],
+    [
+        (["pgjobs", "operator"], "pgjobs[operator]"),
+        (["pgjobs", "console"], "pgjobs[console]"),
+        (["kubectl-pgjobs", "watch"], "pgjobs[kubectl]"),
+    ],
 )
 def test_a_command_without_its_extra_names_it_in_one_line(bare: Path, argv: list[str], extra: str) -> None:
     result = subprocess.run(

@@ -196,3 +196,51 @@ def test_values_schema_is_strict_json_schema() -> None:
     assert set(schema["properties"]) >= set(values), "every top-level value is described in the schema"
     worker = schema["properties"]["worker"]["properties"]
     assert set(worker) >= set(values["worker"])
+
+
+# What the console may do (helm/pgjobs/templates/console.yaml): its actions on PgJobs, and reads.
+CONSOLE_RULES = {
+    ("pgjobs.dev", "pgjobs"): {"get", "list", "watch", "patch", "delete"},
+    ("pgjobs.dev", "pgqueues"): {"get", "list"},
+}
+
+
+def test_the_console_is_off_by_default(objects: list[Obj]) -> None:
+    components = {obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") for obj in objects}
+    assert "console" not in components
+
+
+def test_the_console_renders_with_exactly_the_rbac_its_actions_need(helm: Path, tmp_path: Path) -> None:
+    from tests.e2e.chart_helpers import render
+
+    objects = render(helm, tmp_path, {"console": {"enabled": True}})
+    ours = [
+        o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "console"
+    ]
+    assert sorted(o["kind"] for o in ours) == [
+        "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount",
+    ]  # fmt: skip
+    (role,) = by_kind(ours, "ClusterRole")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == CONSOLE_RULES
+    pod = deployment(ours, "console")["spec"]["template"]["spec"]
+    (binding,) = by_kind(ours, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert [s["name"] for s in binding["subjects"]] == [pod["serviceAccountName"]]
+    (container,) = pod["containers"]
+    assert container["args"][:3] == ["console", "--address=0.0.0.0", "--port=8090"]
+    assert (
+        container["image"]
+        == deployment(objects, "operator")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    env = {item["name"]: item["valueFrom"]["secretKeyRef"]["name"] for item in container["env"]}
+    assert env == {"PGJOBS_DATABASE_URL": "pgjobs-database", "DB_PASSWORD": "pgjobs-database"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (service,) = by_kind(ours, "Service")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 
 from pgjobs.cli import kubectl
-from pgjobs.cli.kubectl import api, arguments, errors, objects, verbs, watching
+from pgjobs.cli.kubectl import api, arguments, errors, objects, patching, verbs, watching
 
 NOW = dt.datetime(2026, 1, 2, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -300,16 +300,16 @@ TEST_FAILED = "the server rejected our request due to an error in our request"
 def test_restart_retries_when_someone_else_restarted_first() -> None:
     jobs = FakeJobs()
     jobs.patch_failures = [api_exception(422, TEST_FAILED)]
-    assert verbs.restart_one(jobs, "a") == 2
+    assert patching.restart_one(jobs, "a") == 2
     tested = [p[0]["value"] for p in jobs.json_patches]
     assert tested == [0, 1]
 
 
 def test_restart_gives_up_after_bounded_retries() -> None:
     jobs = FakeJobs()
-    jobs.patch_failures = [api_exception(422, TEST_FAILED)] * (verbs.RESTART_ATTEMPTS + 1)
+    jobs.patch_failures = [api_exception(422, TEST_FAILED)] * (patching.RESTART_ATTEMPTS + 1)
     with pytest.raises(errors.PluginError, match="kept changing"):
-        verbs.restart_one(jobs, "a")
+        patching.restart_one(jobs, "a")
 
 
 class RefusingJobs(FakeJobs):
@@ -323,7 +323,7 @@ class RefusingJobs(FakeJobs):
 def test_restart_does_not_retry_a_real_refusal() -> None:
     jobs = RefusingJobs()
     with pytest.raises(errors.PluginError, match=r"spec\.restarts: Invalid value"):
-        verbs.restart_one(jobs, "a")
+        patching.restart_one(jobs, "a")
     assert len(jobs.json_patches) == 1
 
 
@@ -331,7 +331,7 @@ def test_restart_reports_other_errors_with_the_servers_message() -> None:
     jobs = FakeJobs()
     jobs.patch_failures = [api_exception(404, 'pgjobs.pgjobs.dev "a" not found')]
     with pytest.raises(errors.PluginError) as err:
-        verbs.restart_one(jobs, "a")
+        patching.restart_one(jobs, "a")
     assert str(err.value) == "cannot restart PgJob 'a': pgjobs.pgjobs.dev \"a\" not found"
 
 

@@ -26,7 +26,10 @@ ALLOWED: dict[str, set[str]] = {
     "tasks": {"states", "store"},
     "worker": {"states", "store", "tasks", "probes", "build"},
     "operator": {"states", "crd", "store", "probes", "build"},
-    "cli": {"states", "crd", "store", "tasks", "worker", "operator", "build"},
+    # cli runs the console (`pgjobs console`), which acts on PgJobs through the plugin's own
+    # Kubernetes access (pgjobs.cli.kubectl): the two meet only there, checked below.
+    "cli": {"states", "crd", "store", "tasks", "worker", "operator", "build", "console"},
+    "console": {"states", "crd", "store", "build", "cli"},
     "devenv": {"states", "crd", "store", "tasks", "worker", "operator", "cli"},
     "pgjobs": {"tasks", "build", "producer"},
 }
@@ -145,3 +148,26 @@ def test_no_import_circles() -> None:
 
 def test_the_circle_check_finds_a_circle() -> None:
     assert cycles({"a.x": {"a.y"}, "a.y": {"a.x"}, "a.z": set()}) == [["a.x", "a.y", "a.x"]]
+
+
+def test_the_console_uses_only_the_plugins_kubernetes_access_of_cli() -> None:
+    """The console imports cli's kubectl plugin modules only, and cli imports the console only
+    where `pgjobs console` is defined: no cycle between the modules themselves."""
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        part = part_of(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom | ast.Import):
+                continue
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            for name in names:
+                if (
+                    part == "console"
+                    and name.startswith("pgjobs.cli")
+                    and not name.startswith("pgjobs.cli.kubectl")
+                ):
+                    wrong.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports {name}")
+                console_user = path.relative_to(PACKAGE) == Path("cli/console.py")
+                if part == "cli" and name.startswith("pgjobs.console") and not console_user:
+                    wrong.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports {name}")
+    assert wrong == []

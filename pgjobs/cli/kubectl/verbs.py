@@ -20,16 +20,11 @@ from pgjobs.cli.kubectl.objects import (
     build_manifest,
     parse_args_json,
     prunable,
-    restart_patch,
-    stopped_patch,
 )
+from pgjobs.cli.kubectl.patching import restart_one
+from pgjobs.cli.kubectl.patching import set_stopped as patch_stopped
 from pgjobs.cli.kubectl.watching import Selection, run_watch
 from pgjobs.operator import jobtemplates
-
-# Restart retries: each retry means somebody else changed spec.restarts
-# between our read and our patch, which is rare; a bound keeps a bug from
-# spinning forever.
-RESTART_ATTEMPTS = 5
 
 
 def cmd_submit(opts: argparse.Namespace, out: TextIO) -> int:
@@ -159,8 +154,7 @@ def set_stopped(opts: argparse.Namespace, stopped: bool, out: TextIO) -> int:
     verb = "stop" if stopped else "start"
 
     def act(name: str) -> str:
-        with api_errors(f"cannot {verb} PgJob {name!r}"):
-            jobs.merge_patch(name, stopped_patch(stopped))
+        patch_stopped(jobs, name, stopped)
         return f"{crd.SINGULAR}.{crd.GROUP}/{name} {verb} requested"
 
     return for_each(selected_names(jobs, opts), act, out)
@@ -172,36 +166,6 @@ def cmd_stop(opts: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_start(opts: argparse.Namespace, out: TextIO) -> int:
     return set_stopped(opts, False, out)
-
-
-def lost_race(jobs: JobsApi, name: str, exc: Exception, tested: int | None) -> bool:
-    """Whether a refused restart patch failed only because spec.restarts moved on.
-
-    A failed JSON patch `test` comes back as a bare 422 "Invalid" without
-    details, like other refusals; the reliable sign is the value itself.
-    """
-    if getattr(exc, "status", None) != 422:
-        return False
-    now: object = jobs.get(name).get("spec", {}).get("restarts")
-    return now != tested
-
-
-def restart_one(jobs: JobsApi, name: str) -> int:
-    """Increment spec.restarts of one PgJob; returns the new value."""
-    from kubernetes.client.exceptions import ApiException
-
-    what = f"cannot restart PgJob {name!r}"
-    for _ in range(RESTART_ATTEMPTS):
-        with api_errors(what):
-            current = jobs.get(name).get("spec", {}).get("restarts")
-            try:
-                updated = jobs.json_patch(name, restart_patch(current))
-            except ApiException as exc:
-                if lost_race(jobs, name, exc, current):
-                    continue  # someone restarted concurrently: count on top of theirs
-                raise
-        return int(updated["spec"]["restarts"])
-    raise PluginError(f"{what}: spec.restarts kept changing, try again")
 
 
 def cmd_restart(opts: argparse.Namespace, out: TextIO) -> int:
