@@ -163,9 +163,14 @@ class Terminal:
             return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
+#: Commands that serve until stopped: each must still be running, without an error, when its
+#: time is up.
+SERVING = (["pgjobs", "worker"], ["pgjobs", "console"])
+
+
 def following(command: str) -> bool:
     words = shlex.split(command)
-    return "-w" in words or "--watch" in words or words[:2] == ["pgjobs", "worker"]
+    return "-w" in words or "--watch" in words or words[:2] in SERVING
 
 
 @pytest.fixture(scope="module")
