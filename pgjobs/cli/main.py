@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import psycopg
 
 from pgjobs import build
-from pgjobs.cli import options, queue, services
+from pgjobs.cli import logs, options, queue, services
 from pgjobs.cli.options import UserError
 from pgjobs.store import connecting
 from pgjobs.store.records import InvalidJob
@@ -31,6 +31,7 @@ Examples:
   pgjobs worker --queue default --concurrency 2
   pgjobs enqueue sleep --args '{"seconds": 5}' --priority High
   pgjobs jobs --state Running,Pending
+  pgjobs logs 42 -f
 """
 
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     services.add(commands)
     queue.add(commands)
+    logs.add(commands)
     return parser
 
 
