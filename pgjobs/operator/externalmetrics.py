@@ -9,6 +9,8 @@ checked against the CA the API server publishes in kube-system's
 `extension-apiserver-authentication` ConfigMap. No Prometheus or adapter is needed, and the
 number the HPA sees is the queue's, not a scrape's from up to a minute ago.
 
+The same server serves the PgJob logs API (`pgjobs.operator.logsapi`), behind its own APIService.
+
 Namespaces in the request path are ignored: a queue is shared by every namespace's PgJobs (and
 jobs enqueued without Kubernetes). The label selector picks queues: `queue=NAME`,
 `queue in (A,B)`, or none for all queues summed.
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pgjobs.operator import kube
+from pgjobs.operator import kube, logsapi
 from pgjobs.operator.database import Database
 from pgjobs.store import jobs
 
@@ -154,10 +156,12 @@ async def front_proxy_ca(api: kube.KubeApi) -> str:
 async def serve(
     api: kube.KubeApi, database: Database, port: int, cert_dir: Path
 ) -> Callable[[], Awaitable[None]]:
-    """Start serving; the coroutine function that stops it."""
-    runner = web.AppRunner(application(Backlog(database)), access_log=None)
+    """Start serving (the logs API too); the coroutine function that stops it."""
+    app = application(Backlog(database))
+    logsapi.add_routes(app, api, database)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "0.0.0.0", port, ssl_context=tls_context(cert_dir, await front_proxy_ca(api)))  # noqa: S104
     await site.start()
-    logger.info("serving the external metric %s on port %d", METRIC, port)
+    logger.info("serving the external metric %s and the PgJob logs API on port %d", METRIC, port)
     return runner.cleanup

@@ -33,6 +33,8 @@ OPERATOR_RULES = {
     ("pgjobs.dev", "pgqueues"): {"get", "list", "watch", "create"},
     ("pgjobs.dev", "pgqueues/status"): {"get", "patch"},
     ("", "events"): {"create"},
+    # The logs API asks whether its caller may get the PgJob whose logs it asks for.
+    ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
 }
 
 
@@ -128,7 +130,9 @@ def test_pgjobs_join_the_built_in_view_edit_and_admin_roles(objects: list[Obj]) 
             "apiGroups": ["pgjobs.dev"],
             "resources": ["pgjobs", "pgcronjobs", "pgqueues"],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        # Logs are read through the operator, which also checks `get` on the PgJob itself.
+        {"apiGroups": ["logs.pgjobs.dev"], "resources": ["pgjoblogs"], "verbs": ["get"]},
     ]
     (edit,) = roles["edit"]["rules"]
     assert (
