@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pgjobs.operator import kube, logsapi
+from pgjobs.operator import aggregation, kube, logsapi
 from pgjobs.operator.database import Database
 from pgjobs.store import jobs
 
@@ -76,20 +76,7 @@ class Backlog:
 
 
 def discovery() -> kube.Json:
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": f"{GROUP}/{VERSION}",
-        "resources": [
-            {
-                "name": METRIC,
-                "singularName": "",
-                "namespaced": True,
-                "kind": "ExternalMetricValueList",
-                "verbs": ["get"],
-            }
-        ],
-    }
+    return aggregation.discovery(GROUP, VERSION, METRIC, "ExternalMetricValueList")
 
 
 def metric_list(counts: dict[str, int], selected: set[str] | None) -> kube.Json:
@@ -105,11 +92,6 @@ def metric_list(counts: dict[str, int], selected: set[str] | None) -> kube.Json:
     }
 
 
-def _status(code: int, message: str) -> web.Response:
-    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "code": code}
-    return web.json_response(body, status=code)
-
-
 def application(backlog: Backlog) -> web.Application:
     base = f"/apis/{GROUP}/{VERSION}"
 
@@ -118,13 +100,13 @@ def application(backlog: Backlog) -> web.Application:
 
     async def get_metric(request: web.Request) -> web.Response:
         if request.match_info["metric"] != METRIC:
-            return _status(
+            return aggregation.status(
                 404, f"no external metric {request.match_info['metric']!r}; this server has {METRIC}"
             )
         try:
             selected = queues_selected(request.query.get("labelSelector", ""))
         except SelectorError as error:
-            return _status(400, str(error))
+            return aggregation.status(400, str(error))
         return web.json_response(metric_list(await backlog.counts(), selected))
 
     app = web.Application()

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pgjobs.operator import kube
+from pgjobs.operator import aggregation, kube
 from pgjobs.operator.database import Database
 from pgjobs.store import job_logs
 
@@ -35,17 +35,6 @@ KIND = "PgJobLogs"
 GATE = {"verb": "get", "group": "pgjobs.dev", "resource": "pgjobs"}
 _EXTRA_PREFIX = "X-Remote-Extra-"
 REVIEWS_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
-
-
-def discovery() -> kube.Json:
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": f"{GROUP}/{VERSION}",
-        "resources": [
-            {"name": RESOURCE, "singularName": "", "namespaced": True, "kind": KIND, "verbs": ["get"]}
-        ],
-    }
 
 
 def review(headers: Any, namespace: str, name: str) -> kube.Json:
@@ -91,23 +80,11 @@ def page(
     }
 
 
-def status(code: int, reason: str, message: str) -> web.Response:
-    body = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "status": "Failure",
-        "reason": reason,
-        "message": message,
-        "code": code,
-    }
-    return web.json_response(body, status=code)
-
-
 def add_routes(app: web.Application, api: kube.KubeApi, database: Database) -> None:
     base = f"/apis/{GROUP}/{VERSION}"
 
     async def get_discovery(request: web.Request) -> web.Response:
-        return web.json_response(discovery())
+        return web.json_response(aggregation.discovery(GROUP, VERSION, RESOURCE, KIND))
 
     async def get_logs(request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
@@ -115,14 +92,16 @@ def add_routes(app: web.Application, api: kube.KubeApi, database: Database) -> N
             attempt = int(request.query["attempt"]) if "attempt" in request.query else None
             after = job_logs.Position.parse(request.query.get("after", str(job_logs.START)))
         except ValueError as error:
-            return status(400, "BadRequest", f"attempt is a number and after is ATTEMPT.SEQ: {error}")
+            message = f"attempt is a number and after is ATTEMPT.SEQ: {error}"
+            return aggregation.status(400, message, "BadRequest")
         refusal = await _refusal(api, request, namespace, name)
         if refusal is not None:
             return refusal
         async with database.connection() as conn:
             job = await job_logs.find_resource(conn, namespace, name)
             if job is None:
-                return status(404, "NotFound", f"PgJob {namespace}/{name} has no job (yet, or any more)")
+                message = f"PgJob {namespace}/{name} has no job (yet, or any more)"
+                return aggregation.status(404, message, "NotFound")
             lines = await job_logs.read(conn, job.id, attempt, after)
         return web.json_response(page(namespace, name, job, lines, str(after)))
 
@@ -143,13 +122,9 @@ async def _refusal(api: kube.KubeApi, request: web.Request, namespace: str, name
         logger.warning(
             "could not check whether %r may read the logs of %s/%s: %s", user, namespace, name, error
         )
-        return status(
-            503, "ServiceUnavailable", "the operator could not check the caller's access to the PgJob"
-        )
+        message = "the operator could not check the caller's access to the PgJob"
+        return aggregation.status(503, message, "ServiceUnavailable")
     if (answer.get("status") or {}).get("allowed"):
         return None
-    return status(
-        403,
-        "Forbidden",
-        f'user "{user}" cannot get pgjobs "{name}" in namespace "{namespace}", so may not read its logs',
-    )
+    message = f'user "{user}" cannot get pgjobs "{name}" in namespace "{namespace}", so may not read its logs'
+    return aggregation.status(403, message, "Forbidden")
