@@ -1,16 +1,13 @@
-"""`pgjobs logs ID`: what a job's task logged, read from PostgreSQL (`pgjobs.store.job_logs`).
-
-`line_text` is how both `pgjobs logs` and `kubectl pgjobs logs` print a line.
-"""
+"""`pgjobs logs ID`: what a job's task logged, read from PostgreSQL (`pgjobs.store.job_logs`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 from typing import Any
 
 from pgjobs.cli import database, options
+from pgjobs.cli.loglines import line_text
 from pgjobs.cli.options import UserError
 from pgjobs.store import job_logs, jobs, queries
 
@@ -25,12 +22,6 @@ def add(commands: Any) -> None:
     parser.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new lines until the job finishes"
     )
-
-
-def line_text(attempt: int, at: datetime.datetime, level: str, message: str) -> str:
-    """One printed line: `2026-12-06T07:50:01.123Z [1] INFO step 1/10` ([attempt])."""
-    when = at.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return f"{when} [{attempt}] {level} {message}"
 
 
 def _logs(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@
 
 answers a `PgJobLogs` object: the lines the PgJob's task logged (`pgjobs.store.job_logs`), in
 order, at most `job_logs.PAGE_LINES` of them after the position `after`, with `next` (the
-position to ask after next time) and `finished` (no more lines will come). It is served by the
+position to ask after next time), `more` (a full page: ask again at once) and `finished` (the
+job is finished and this is its last page). It is served by the
 same HTTPS server as the external metrics API (`externalmetrics.serve`): the API server's
 aggregation layer proxies it there (an APIService the chart creates) after it has authenticated
 the caller and authorised `get` on `pgjoblogs`; this server accepts only the aggregator's
@@ -65,6 +66,8 @@ def page(
         "metadata": {"namespace": namespace, "name": name},
         "jobId": job.id,
         "phase": job.state.phase,
+        # A full page: more lines may follow at once (ask again after `next`).
+        "more": len(lines) == job_logs.PAGE_LINES,
         "finished": job.state.is_finished and len(lines) < job_logs.PAGE_LINES,
         "next": str(lines[-1].position) if lines else after,
         "lines": [
