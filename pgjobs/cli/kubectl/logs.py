@@ -58,16 +58,16 @@ def _read(api_client: Any, opts: argparse.Namespace, namespace: str, after: str 
         query.append(("after", after))
     what = f"cannot read the logs of PgJob {namespace}/{opts.name}"
     try:
-        answer = api_client.call_api(
-            path(namespace, opts.name),
+        request = api_client.param_serialize(
             "GET",
+            path(namespace, opts.name),
             query_params=query,
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
-            response_type="object",
-            _return_http_data_only=True,
-            _request_timeout=opts.request_timeout or None,
         )
+        response = api_client.call_api(*request, _request_timeout=opts.request_timeout or None)
+        response.read()
+        answer = api_client.response_deserialize(response, {"200": "object"}).data
     except ApiException as exc:
         message = api_error_message(exc)
         if exc.status == 404 and "could not find the requested resource" in message:
