@@ -1,15 +1,11 @@
 """PgJob logs end to end: a real kube-apiserver with its aggregation layer, PostgreSQL, the
 operator serving logs.pgjobs.dev (under the chart's RBAC) and a worker; `kubectl pgjobs logs`
-as a user types it, with and without the right to get the PgJob.
-
-Without kube-proxy no Service address answers, so the APIService names an ExternalName Service
-of "localhost", which the API server dials as it is; everything else is as in a cluster: the
-front-proxy client certificate, the SubjectAccessReview, RBAC on pgjoblogs and on pgjobs.
+as a user types it, with and without the right to get the PgJob. The APIService is registered
+as `make demo` does it (`pgjobs.devenv.logsapi`).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 from collections.abc import Iterator
@@ -19,12 +15,9 @@ from typing import Any
 import pytest
 
 from pgjobs.cli import kubectl
-from pgjobs.devenv import pki
+from pgjobs.devenv import logsapi
 from pgjobs.devenv.processes import free_port
 from tests.e2e.operator_helpers import Services, create, sleep_job, wait_phase
-
-API_SERVICE = "v1alpha1.logs.pgjobs.dev"
-SERVICE = "pgjobs-logs"
 
 
 def plugin(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
@@ -40,49 +33,19 @@ def messages(output: str) -> list[str]:
     return [line.split(" ", 3)[3] for line in output.splitlines()]
 
 
-def serving_cert(directory: Path, namespace: str) -> bytes:
-    """tls.crt and tls.key for the name the API server checks (SERVICE.NAMESPACE.svc); the CA."""
-    ca = pki.new_ca("pgjobs-logs-test-ca")
-    cert = pki.new_cert(pki.common_name(SERVICE), ca, server=True, names=[f"{SERVICE}.{namespace}.svc"])
-    directory.mkdir()
-    pki.write_file(directory / "tls.crt", cert.cert_pem())
-    pki.write_file(directory / "tls.key", cert.key_pem())
-    return ca.cert_pem()
-
-
 @pytest.fixture
 def logs_api(kube: Any, namespace: str, services: Services, tmp_path: Path) -> Iterator[None]:
     """The operator serving the logs API, registered with the API server (APIService Available)."""
     port = free_port()
-    ca = serving_cert(tmp_path / "serving", namespace)
-    services.operator(
-        "operator", "--external-metrics-port", str(port), "--serving-cert-dir", str(tmp_path / "serving")
-    )
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": SERVICE, "namespace": namespace},
-        "spec": {"type": "ExternalName", "externalName": "localhost", "ports": [{"port": port}]},
-    }
-    api_service = {
-        "apiVersion": "apiregistration.k8s.io/v1",
-        "kind": "APIService",
-        "metadata": {"name": API_SERVICE},
-        "spec": {
-            "group": "logs.pgjobs.dev",
-            "version": "v1alpha1",
-            "service": {"name": SERVICE, "namespace": namespace, "port": port},
-            "caBundle": base64.b64encode(ca).decode(),
-            "groupPriorityMinimum": 100,
-            "versionPriority": 100,
-        },
-    }
-    kube.apply([service, api_service])
+    ca = logsapi.serving_cert(tmp_path / "serving", namespace)
+    services.operator("operator", *logsapi.operator_args(port, tmp_path / "serving"))
+    kube.apply(logsapi.manifests(namespace, port, ca))
     try:
-        kube.kubectl("wait", "--for=condition=Available", f"apiservice/{API_SERVICE}", "--timeout=60s")
+        available = "--for=condition=Available"
+        kube.kubectl("wait", available, f"apiservice/{logsapi.API_SERVICE}", "--timeout=60s")
         yield
     finally:
-        kube.kubectl("delete", "apiservice", API_SERVICE, "--ignore-not-found", check=False)
+        kube.kubectl("delete", "apiservice", logsapi.API_SERVICE, "--ignore-not-found", check=False)
 
 
 def reader(kube: Any, namespace: str, name: str, rules: list[dict[str, Any]]) -> Path:
