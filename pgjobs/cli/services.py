@@ -310,8 +310,8 @@ def _add_operator(commands: Any) -> None:
         "--external-metrics-port",
         default=defaults.external_metrics_port,
         type=int,
-        help="serve the worker HPA's metric pgjobs_backlog as the external metrics API on this port"
-        " (HTTPS, for the API server's aggregation layer; 0: off)",
+        help="serve the worker HPA's metric pgjobs_backlog as the external metrics API, and PgJob logs"
+        " as logs.pgjobs.dev, on this port (HTTPS, for the API server's aggregation layer; 0: off)",
     )
     options.add(
         parser,
