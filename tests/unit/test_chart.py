@@ -33,8 +33,6 @@ OPERATOR_RULES = {
     ("pgjobs.dev", "pgqueues"): {"get", "list", "watch", "create"},
     ("pgjobs.dev", "pgqueues/status"): {"get", "patch"},
     ("", "events"): {"create"},
-    # The logs API asks whether its caller may get the PgJob whose logs it asks for.
-    ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
 }
 
 
