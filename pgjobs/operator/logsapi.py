@@ -5,7 +5,8 @@
 answers a `PgJobLogs` object: the lines the PgJob's task logged (`pgjobs.store.job_logs`), in
 order, at most `job_logs.PAGE_LINES` of them after the position `after`, with `next` (the
 position to ask after next time), `more` (a full page: ask again at once) and `finished` (the
-job is finished and this is its last page). It is served by the
+job is finished and this is its last page). A PgJob whose row the operator has not written yet
+has no lines and is not finished; one that does not exist is a 404. It is served by the
 same HTTPS server as the external metrics API (`externalmetrics.serve`): the API server's
 aggregation layer proxies it there (an APIService the chart creates) after it has authenticated
 the caller and authorised `get` on `pgjoblogs`; this server accepts only the aggregator's
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from pgjobs.operator import aggregation, kube
 from pgjobs.operator.database import Database
+from pgjobs.states import JobState
 from pgjobs.store import job_logs
 
 logger = logging.getLogger(__name__)
@@ -57,18 +59,19 @@ def review(headers: Any, namespace: str, name: str) -> kube.Json:
 
 
 def page(
-    namespace: str, name: str, job: job_logs.JobRef, lines: list[job_logs.LogLine], after: str
+    namespace: str, name: str, job: job_logs.JobRef | None, lines: list[job_logs.LogLine], after: str
 ) -> kube.Json:
-    """The PgJobLogs answer: `next` is the position to read after next time."""
+    """The PgJobLogs answer: `next` is the position to read after next time. A PgJob whose row
+    the operator has not written yet (`job` None) is Pending, with no lines."""
     return {
         "kind": KIND,
         "apiVersion": f"{GROUP}/{VERSION}",
         "metadata": {"namespace": namespace, "name": name},
-        "jobId": job.id,
-        "phase": job.state.phase,
+        "jobId": job and job.id,
+        "phase": job.state.phase if job else JobState.PENDING.phase,
         # A full page: more lines may follow at once (ask again after `next`).
         "more": len(lines) == job_logs.PAGE_LINES,
-        "finished": job.state.is_finished and len(lines) < job_logs.PAGE_LINES,
+        "finished": job is not None and job.state.is_finished and len(lines) < job_logs.PAGE_LINES,
         "next": str(lines[-1].position) if lines else after,
         "lines": [
             {
@@ -102,10 +105,9 @@ def add_routes(app: web.Application, api: kube.KubeApi, database: Database) -> N
             return refusal
         async with database.connection() as conn:
             job = await job_logs.find_resource(conn, namespace, name)
-            if job is None:
-                message = f"PgJob {namespace}/{name} has no job (yet, or any more)"
-                return aggregation.status(404, message, "NotFound")
-            lines = await job_logs.read(conn, job.id, attempt, after)
+            lines = [] if job is None else await job_logs.read(conn, job.id, attempt, after)
+        if job is None and await api.get_pgjob(namespace, name) is None:
+            return aggregation.status(404, f'pgjobs.pgjobs.dev "{name}" not found', "NotFound")
         return web.json_response(page(namespace, name, job, lines, str(after)))
 
     app.router.add_get(base, get_discovery)

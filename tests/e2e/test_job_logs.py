@@ -73,17 +73,21 @@ PGJOBS_RULE = {"apiGroups": ["pgjobs.dev"], "resources": ["pgjobs"], "verbs": ["
 STEPS = ["step 1/4", "step 2/4", "step 3/4", "step 4/4"]
 
 
-def sleep_until(kube: Any, namespace: str, services: Services, name: str, seconds: float, phase: str) -> None:
-    """A worker, and a sleep PgJob of four steps that has reached `phase`."""
+def sleep_until(
+    kube: Any, namespace: str, services: Services, name: str, seconds: float, phase: str | None
+) -> None:
+    """A worker, and a sleep PgJob of four steps that has reached `phase` (None: just created)."""
     services.worker()
     create(kube, namespace, sleep_job(name, seconds=seconds, steps=4))
-    wait_phase(kube, namespace, name, phase, timeout=30)
+    if phase is not None:
+        wait_phase(kube, namespace, name, phase, timeout=30)
 
 
 def test_kubectl_pgjobs_logs_follows_a_sleep_job_and_prints_its_steps(
     kube: Any, namespace: str, services: Services, logs_api: None
 ) -> None:
-    sleep_until(kube, namespace, services, "stepper", 3, "Running")
+    # At once: -f waits through the moments before the operator has written the job's row.
+    sleep_until(kube, namespace, services, "stepper", 3, None)
     code, out, err = plugin(kube.kubeconfig, "logs", "stepper", "-n", namespace, "-f")
     assert code == 0, err
     assert messages(out) == STEPS
@@ -112,3 +116,5 @@ def test_reading_a_pgjobs_logs_needs_get_on_the_pgjob(
     code, out, err = plugin(allowed, "logs", "guarded", "-n", namespace)
     assert code == 0, err
     assert messages(out) == STEPS
+    code, _, err = plugin(allowed, "logs", "missing", "-n", namespace)
+    assert code == 1 and err.endswith(': pgjobs.pgjobs.dev "missing" not found\n'), err
