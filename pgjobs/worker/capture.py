@@ -70,26 +70,33 @@ def secrets_of(database: connecting.DatabaseSettings, env: Mapping[str, str]) ->
     return [form for secret in found if secret for form in {secret, urllib.parse.quote(secret, safe="")}]
 
 
+#: Guards every attempt's waiting lines: taken only when a task logs, so one lock made once
+#: costs a job that logs nothing nothing (an attempt is made per job).
+_LOCK = threading.Lock()
+
+
 class AttemptLog:
     """One attempt's lines waiting to be written; `add` may be called from any thread."""
+
+    __slots__ = ("_budget", "_on_first", "_waiting", "attempt", "closed", "job_id")
 
     def __init__(self, job_id: int, attempt: int, on_first: Callable[[], None]) -> None:
         self.job_id = job_id
         self.attempt = attempt
         #: Called (in the emitting thread) when a line arrives and none was waiting.
         self._on_first = on_first
-        self._lock = threading.Lock()
         self._waiting: list[NewLine] = []
         self._budget = MAX_ATTEMPT_BYTES
-        self._closed = False
+        #: The attempt has ended: what its task logs now (a thread it left running) is dropped.
+        self.closed = False
 
     def add(self, level: str, message: str) -> None:
         """Buffer a line (redacted already) within the attempt's budget."""
         line = self._line(level, message)
         if line is None:
             return
-        with self._lock:
-            if self._closed:
+        with _LOCK:
+            if self.closed:
                 return
             first = not self._waiting
             self._waiting.append(line)
@@ -111,19 +118,19 @@ class AttemptLog:
 
     def take(self) -> list[NewLine]:
         """The lines waiting, which are no longer waiting."""
-        with self._lock:
+        with _LOCK:
             lines, self._waiting = self._waiting, []
         return lines
 
     def put_back(self, lines: list[NewLine]) -> None:
         """Lines a write could not store (the database away): they go first in the next one."""
-        with self._lock:
+        with _LOCK:
             self._waiting[:0] = lines
 
     def close(self) -> list[NewLine]:
-        """The last lines; what the task logs after this (a thread it left running) is dropped."""
-        with self._lock:
-            self._closed = True
+        """The last lines; what the task logs after this is dropped."""
+        with _LOCK:
+            self.closed = True
             lines, self._waiting = self._waiting, []
         return lines
 

@@ -145,11 +145,12 @@ class Execution:
         #: deadline. A bare future: the cheapest wake-up asyncio has (this is per job).
         self._wake: asyncio.Future[None] | None = None
         self._stop_reason: StopReason | None = None
-        self._flusher = _Deferred(self._flush)
+        #: Made on first use: most jobs report no progress and log nothing (this is per job).
+        self._flusher: _Deferred | None = None
         self._last_flush = 0.0
         self._flushed: int | None = None
         self.log = capture.AttemptLog(job.id, job.attempt, self._lines_waiting)
-        self._log_writer = _Deferred(self._write_waiting_lines)
+        self._log_writer: _Deferred | None = None
 
     def request_stop(self, reason: StopReason) -> None:
         if self._stop_reason is None or reason is StopReason.LOST:
@@ -186,8 +187,13 @@ class Execution:
             await self._supervise(runner)
             outcome = self._judge(runner)
         finally:
-            await self._flusher.settle()
-            await self._end_log()
+            if self._flusher is not None:
+                await self._flusher.settle()
+            if self._log_writer is not None:
+                await self._log_writer.settle()
+            last_lines = self.log.close()  # what the task logs from now on is dropped
+            if last_lines:
+                await self._write_log(last_lines)
         if outcome.verdict in (Verdict.FAILED, Verdict.STOPPED):
             await self._flush()  # completion writes 100% itself; a release resets progress
         return outcome
@@ -306,6 +312,8 @@ class Execution:
     def _progress_changed(self) -> None:
         if self._stop_reason is None and not self._still_held():
             self.request_stop(StopReason.SILENT)
+        if self._flusher is None:
+            self._flusher = _Deferred(self._flush)
         if not self._flusher.scheduled:
             delay = max(0.0, self._last_flush + self.settings.progress_interval - time.monotonic())
             self._flusher.schedule(delay)
@@ -339,6 +347,10 @@ class Execution:
         self._loop.call_soon_threadsafe(self._schedule_log_write, context=contextvars.Context())
 
     def _schedule_log_write(self) -> None:
+        if self.log.closed:
+            return  # the last lines went with the end of the attempt
+        if self._log_writer is None:
+            self._log_writer = _Deferred(self._write_waiting_lines)
         if not self._log_writer.scheduled:
             self._log_writer.schedule(capture.FLUSH_INTERVAL)
 
@@ -346,13 +358,6 @@ class Execution:
         lines = self.log.take()
         if lines and not await self._write_log(lines):
             self.log.put_back(lines)
-
-    async def _end_log(self) -> None:
-        """Write the attempt's last lines."""
-        await self._log_writer.settle()
-        lines = self.log.close()
-        if lines:
-            await self._write_log(lines)
 
     async def _write_log(self, lines: list[job_logs.NewLine]) -> bool:
         """Store lines; False when the database is away (a refusal drops them, with a warning)."""
