@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from pgjobs.operator import aggregation, kube
@@ -103,15 +104,27 @@ def add_routes(app: web.Application, api: kube.KubeApi, database: Database) -> N
         refusal = await _refusal(api, request, namespace, name)
         if refusal is not None:
             return refusal
-        async with database.connection() as conn:
-            job = await job_logs.find_resource(conn, namespace, name)
-            lines = [] if job is None else await job_logs.read(conn, job.id, attempt, after)
+        try:
+            job, lines = await _read(database, namespace, name, attempt, after)
+        except psycopg.Error as error:  # a pool timeout is one too
+            logger.warning("could not read the logs of %s/%s: %s", namespace, name, error)
+            return aggregation.status(503, "the operator cannot reach its database", "ServiceUnavailable")
         if job is None and await api.get_pgjob(namespace, name) is None:
             return aggregation.status(404, f'pgjobs.pgjobs.dev "{name}" not found', "NotFound")
         return web.json_response(page(namespace, name, job, lines, str(after)))
 
     app.router.add_get(base, get_discovery)
     app.router.add_get(f"{base}/namespaces/{{namespace}}/{RESOURCE}/{{name}}", get_logs)
+
+
+async def _read(
+    database: Database, namespace: str, name: str, attempt: int | None, after: job_logs.Position
+) -> tuple[job_logs.JobRef | None, list[job_logs.LogLine]]:
+    """The PgJob's job (None: no row) and its lines after `after`."""
+    async with database.connection() as conn:
+        job = await job_logs.find_resource(conn, namespace, name)
+        lines = [] if job is None else await job_logs.read(conn, job.id, attempt, after)
+    return job, lines
 
 
 async def _refusal(api: kube.KubeApi, request: web.Request, namespace: str, name: str) -> web.Response | None:
