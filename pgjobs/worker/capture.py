@@ -7,7 +7,8 @@ any logger the task's code uses, and the output of the `shell` task's process (w
 logs line by line). The worker's own loggers (`pgjobs.worker`, `pgjobs.store`) are not the
 task's and stay out. Each attempt stores at most `MAX_ATTEMPT_BYTES` of text, counted before
 anything is buffered, then one `TRUNCATED` line; the database password never reaches a line
-(`Redactor`). The slot's `Execution` writes the lines out (`pgjobs.store.job_logs.write`) a
+(`Redactor`). A failed attempt's log ends with why it failed and the task's traceback
+(`record_failure`). The slot's `Execution` writes the lines out (`pgjobs.store.job_logs.write`) a
 `FLUSH_INTERVAL` after the first one waiting, and at the end of the attempt: a task that logs
 nothing costs nothing but the context variable.
 
@@ -147,10 +148,26 @@ class CaptureHandler(logging.Handler):
         attempt = CURRENT.get()
         if attempt is None or record.name.startswith(_WORKER_LOGGERS):
             return
+        self.file(attempt, record)
+
+    def file(self, attempt: AttemptLog, record: logging.LogRecord) -> None:
+        """Keep the record, redacted, as a line of `attempt`."""
         try:
             attempt.add(record.levelname, self._redact(self.format(record)))
         except Exception:  # logging must never fail the task that logs
             self.handleError(record)
+
+
+def record_failure(attempt: AttemptLog, message: str, error: BaseException | None) -> None:
+    """Why the attempt failed, with the traceback of the task's exception, as a line of its log
+    (redacted like the task's own); the worker's own log has its one line about it already."""
+    exc_info = None if error is None else (type(error), error, error.__traceback__)
+    record = logging.LogRecord(
+        "pgjobs.task", logging.ERROR, __file__, 0, "the attempt failed: %s", (message,), exc_info
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, CaptureHandler):
+            handler.file(attempt, record)
 
 
 def install(redact: Redactor) -> None:

@@ -186,6 +186,8 @@ class Execution:
         try:
             await self._supervise(runner)
             outcome = self._judge(runner)
+            if outcome.verdict is Verdict.FAILED:
+                capture.record_failure(self.log, outcome.message or "", self._task_error(runner))
         finally:
             if self._flusher is not None:
                 await self._flusher.settle()
@@ -282,7 +284,7 @@ class Execution:
             return self._completed(runner.result())
         if reason is StopReason.REQUESTED:
             return Outcome(Verdict.STOPPED, self._stop_message(runner))
-        error = runner.exception() if runner.done() and not runner.cancelled() else None
+        error = self._task_error(runner)
         if isinstance(error, JobStopped):
             return Outcome(Verdict.STOPPED, str(error) or "stopped by the task")
         return Outcome(Verdict.FAILED, describe(error) if error else "cancelled")
@@ -301,8 +303,13 @@ class Execution:
     def _succeeded(runner: asyncio.Task[Any]) -> bool:
         return runner.done() and not runner.cancelled() and runner.exception() is None
 
+    @staticmethod
+    def _task_error(runner: asyncio.Task[Any]) -> BaseException | None:
+        """What the task raised, None while it runs, when it returned or was cancelled."""
+        return runner.exception() if runner.done() and not runner.cancelled() else None
+
     def _stop_message(self, runner: asyncio.Task[Any]) -> str:
-        error = runner.exception() if runner.done() and not runner.cancelled() else None
+        error = self._task_error(runner)
         if isinstance(error, JobStopped) and str(error):
             return f"stopped: {error}"
         return "stopped on request"

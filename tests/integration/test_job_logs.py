@@ -31,17 +31,22 @@ def test_a_retried_jobs_lines_are_stored_per_attempt_in_order(database, spawn) -
     spawn()
     wait_for(lambda: db.job(job_id).state is JobState.COMPLETED, 30, what="the chatty job")
     stored = lines_of(db, job_id)
-    expected = [
+    logged = [
         (attempt, seq, message)
         for attempt in (1, 2)
         for seq, message in enumerate(
             [*(f"line {n} of attempt {attempt}" for n in (1, 2, 3)), "from a library, in a thread"], 1
         )
     ]
-    assert [(line.attempt, line.seq, line.message) for line in stored] == expected
+    assert [(line.attempt, line.seq, line.message) for line in stored if line.level != "ERROR"] == logged
     assert stored[3].level == "WARNING" and stored[0].level == "INFO"
+    # The failed attempt's log ends with why, and the task's traceback.
+    failure = stored[4]
+    assert (failure.attempt, failure.seq, failure.level) == (1, 5, "ERROR")
+    assert failure.message.startswith("the attempt failed: RuntimeError: planned failure on attempt 1\n")
+    assert "Traceback (most recent call last)" in failure.message and "in chatty" in failure.message
     assert lines_of(db, job_id, attempt=2)[0].message == "line 1 of attempt 2"
-    after = db.call(lambda conn: job_logs.read(conn, job_id, after=job_logs.Position(1, 4)))
+    after = db.call(lambda conn: job_logs.read(conn, job_id, after=job_logs.Position(1, 5)))
     assert [line.position for line in after] == [job_logs.Position(2, n) for n in (1, 2, 3, 4)]
 
 
@@ -53,16 +58,20 @@ def test_pgjobs_logs_prints_the_lines_and_one_attempt(database, database_env, sp
     everything = pgjobs(database_env, "logs", str(job_id))
     assert everything.returncode == 0, everything.stderr
     printed = everything.stdout.splitlines()
-    assert [line.split(" ", 1)[1] for line in printed] == [
-        "[1] INFO line 1 of attempt 1",
-        "[1] INFO line 2 of attempt 1",
-        "[1] WARNING from a library, in a thread",
+    second = pgjobs(database_env, "logs", str(job_id), "--attempt", "2").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in second] == [
         "[2] INFO line 1 of attempt 2",
         "[2] INFO line 2 of attempt 2",
         "[2] WARNING from a library, in a thread",
     ]
-    second = pgjobs(database_env, "logs", str(job_id), "--attempt", "2")
-    assert second.stdout.splitlines() == printed[3:]
+    assert printed[-3:] == second
+    assert [line.split(" ", 1)[1] for line in printed[:4]] == [
+        "[1] INFO line 1 of attempt 1",
+        "[1] INFO line 2 of attempt 1",
+        "[1] WARNING from a library, in a thread",
+        "[1] ERROR the attempt failed: RuntimeError: planned failure on attempt 1",
+    ]
+    assert printed[4] == "Traceback (most recent call last):"  # the line's message goes on
     missing = pgjobs(database_env, "logs", "999999")
     assert missing.returncode == 2 and "no job with id 999999" in missing.stderr
 
