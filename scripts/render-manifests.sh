@@ -37,7 +37,10 @@ metadata:
   name: pgjobs
 HEADER
     # No hooks: kubectl would run the uninstall hook's Job at once (it is for `helm uninstall`).
-    "$helm" template pgjobs helm/pgjobs --namespace pgjobs --include-crds --no-hooks
+    # No logs API: its serving certificate is made per install (a file shared by every user would
+    # share its private key), so `kubectl pgjobs logs` needs the chart; `pgjobs logs` works.
+    "$helm" template pgjobs helm/pgjobs --namespace pgjobs --include-crds --no-hooks \
+        --set operator.logsApi.enabled=false
 }
 
 case "${1:-}" in

@@ -7,6 +7,7 @@ executions as the task saw them, not as the database says.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any
@@ -77,3 +78,28 @@ async def bad_result(context: pgjobs.TaskContext, kind: str = "nan") -> object:
         "surrogate": {"name": b"caf\xe9".decode("utf-8", "surrogateescape")},
     }
     return values[kind]
+
+
+@pgjobs.task("chatty")
+async def chatty(
+    context: pgjobs.TaskContext,
+    lines: int = 3,
+    failures: int = 0,
+    secrets: bool = False,
+    seconds: float = 0.0,
+) -> None:
+    """Logs `lines` numbered lines through its context logger, one through a library logger from
+    a thread, optionally the worker's secrets (DB_PASSWORD and a connection string holding it),
+    sleeping `seconds` between lines; fails its first `failures` attempts after logging."""
+    _record(context, "start")
+    for line in range(1, lines + 1):
+        context.log.info("line %d of attempt %d", line, context.attempt)
+        if seconds and not await context.asleep(seconds):
+            raise pgjobs.JobStopped("stopped while logging")
+    await asyncio.to_thread(logging.getLogger("tests.library").warning, "from a library, in a thread")
+    if secrets:
+        password = os.environ.get("DB_PASSWORD")
+        context.log.info("password=%s url=postgresql://pgjobs:%s@db:5432/pgjobs", password, password)
+    if context.attempt <= failures:
+        raise RuntimeError(f"planned failure on attempt {context.attempt}")
+    _record(context, "done")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import psycopg
 
 from pgjobs import build
-from pgjobs.cli import console, options, queue, services
+from pgjobs.cli import console, logs, options, queue, services
 from pgjobs.cli.options import UserError
 from pgjobs.store import connecting
 from pgjobs.store.records import InvalidJob
@@ -32,6 +32,7 @@ Examples:
   pgjobs enqueue sleep --args '{"seconds": 5}' --priority High
   pgjobs jobs --state Running,Pending
   pgjobs console --port 8090
+  pgjobs logs 42 -f
 """
 
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add(commands)
     queue.add(commands)
     console.add(commands)
+    logs.add(commands)
     return parser
 
 

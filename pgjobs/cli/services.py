@@ -18,7 +18,7 @@ from pgjobs import crd
 from pgjobs.cli import database, options
 from pgjobs.operator.settings import OperatorSettings
 from pgjobs.store import connecting, migrating, roles
-from pgjobs.worker.settings import OnShutdown, WorkerSettings
+from pgjobs.worker.settings import LOG_FORMATS, OnShutdown, WorkerSettings
 
 #: Seconds between attempts of `pgjobs migrate --wait`.
 MIGRATE_RETRY_INTERVAL = 2.0
@@ -166,6 +166,13 @@ def _add_worker(commands: Any) -> None:
         default=socket.gethostname(),
         help="name shown for this worker in listings (default: the host name; in Kubernetes, the pod name)",
     )
+    options.add(
+        parser,
+        "--log-format",
+        default=defaults.log_format,
+        choices=LOG_FORMATS,
+        help="the worker's own log: text lines, or JSON lines (with job_id and attempt while a task runs)",
+    )
     options.add_flag(parser, "--burst", help="drain the queues, then exit")
     options.add_flag(parser, "--enable-shell", help="allow the `shell` task (runs commands from job args)")
     options.add_flag(parser, "--no-listen", help="poll only, no LISTEN/NOTIFY (e.g. behind PgBouncer)")
@@ -187,6 +194,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         health_address=args.health_address,
+        log_format=args.log_format,
     )
 
 
@@ -302,8 +310,8 @@ def _add_operator(commands: Any) -> None:
         "--external-metrics-port",
         default=defaults.external_metrics_port,
         type=int,
-        help="serve the worker HPA's metric pgjobs_backlog as the external metrics API on this port"
-        " (HTTPS, for the API server's aggregation layer; 0: off)",
+        help="serve the worker HPA's metric pgjobs_backlog as the external metrics API, and PgJob logs"
+        " as logs.pgjobs.dev, on this port (HTTPS, for the API server's aggregation layer; 0: off)",
     )
     options.add(
         parser,

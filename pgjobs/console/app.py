@@ -146,8 +146,10 @@ async def job_page(request: Request) -> Response:
     console = console_of(request)
     async with console.pool.connection() as conn:
         job = await _job_or_404(conn, request.path_params["job_id"])
-        log_lines = await logs.job_log_lines(conn, job.id)
-    return console.render(request, "job.html", page="jobs", job=job, log_lines=log_lines)
+        log_lines = await logs.job_log_lines(conn, job.id, job.attempt)
+    return console.render(
+        request, "job.html", page="jobs", job=job, log_lines=log_lines, shown_lines=logs.SHOWN_LINES
+    )
 
 
 async def workers_page(request: Request) -> Response:

@@ -52,6 +52,8 @@ K8S_VERSION = "1.36.3"
 
 ADMIN_USER = "pgjobs-admin"
 MASTERS_GROUP = "system:masters"
+#: The name in the certificate the API server calls extension API servers with.
+FRONT_PROXY_USER = "front-proxy-client"
 
 
 class BinariesNotFoundError(RuntimeError):
@@ -122,6 +124,10 @@ class _PKI:
     serving_key: Path
     sa_key: Path
     sa_pub: Path
+    #: The aggregation layer: the API server calls extension API servers (the operator's
+    #: aggregated API) with the front-proxy client certificate, and publishes its CA for them.
+    front_proxy_ca: Path
+    front_proxy_client: tuple[Path, Path]
 
 
 def _make_pki(directory: Path) -> _PKI:
@@ -131,6 +137,7 @@ def _make_pki(directory: Path) -> _PKI:
         directory, "apiserver", pki.new_cert(pki.common_name("kube-apiserver"), ca, server=True)
     )
     sa = pki.new_signing_key()
+    front_proxy_ca = pki.new_ca("pgjobs-front-proxy-ca")
     return _PKI(
         ca=ca,
         ca_file=pki.write_file(directory / "ca.crt", ca.cert_pem(), 0o644),
@@ -138,6 +145,10 @@ def _make_pki(directory: Path) -> _PKI:
         serving_key=serving_key,
         sa_key=pki.write_file(directory / "sa-signer.key", pki.private_key_pem(sa)),
         sa_pub=pki.write_file(directory / "sa-signer.pub", pki.public_key_pem(sa), 0o644),
+        front_proxy_ca=pki.write_file(directory / "front-proxy-ca.crt", front_proxy_ca.cert_pem(), 0o644),
+        front_proxy_client=pki.write_keypair(
+            directory, "front-proxy-client", pki.client_cert(front_proxy_ca, FRONT_PROXY_USER)
+        ),
     )
 
 
@@ -343,6 +354,16 @@ class ControlPlane(_ServiceAccounts):
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--profiling=false",
+                # The aggregation layer. Without kube-proxy no Service address answers: an
+                # APIService in these tests names an ExternalName Service of a loopback name,
+                # which the API server dials as it is (tests/e2e/test_job_logs.py).
+                f"--requestheader-client-ca-file={pki.front_proxy_ca}",
+                f"--requestheader-allowed-names={FRONT_PROXY_USER}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.front_proxy_client[0]}",
+                f"--proxy-client-key-file={pki.front_proxy_client[1]}",
             ],
             self.log_dir / "kube-apiserver.log",
         )

@@ -24,8 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from pgjobs.devenv import controlplane, postgres, progress
-from pgjobs.devenv.processes import log_tail
+import yaml
+
+from pgjobs.devenv import controlplane, logsapi, postgres, progress
+from pgjobs.devenv.processes import free_port, log_tail
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
@@ -120,10 +122,14 @@ def start_operator(
     say("pgjobs migrate")
     subprocess.run(pgjobs_command("migrate"), env=env, check=True)
     say(f"starting the operator (logs in {log_dir})")
+    port, cert_dir = free_port(), log_dir / "serving"
+    ca = logsapi.serving_cert(cert_dir, "default")
     argv = pgjobs_command(
         "operator", "--kubeconfig", str(cluster.kubeconfig), "--liveness-port", "0", "--metrics-port", "0"
     )
-    started.append(Process("operator", argv, env, log_dir))
+    started.append(Process("operator", [*argv, *logsapi.operator_args(port, cert_dir)], env, log_dir))
+    # `kubectl pgjobs logs` through the API server, as in a cluster (it waits for no one).
+    cluster.run_kubectl("apply", "-f", "-", input=yaml.safe_dump_all(logsapi.manifests("default", port, ca)))
 
 
 def start_workers(env: dict[str, str], log_dir: Path, started: list[Process]) -> None:
@@ -196,6 +202,7 @@ Everything keeps running until Ctrl-C. In another terminal:
   kubectl get pgjobs -w
   kubectl pgjobs stop NAME; kubectl pgjobs start NAME; kubectl pgjobs restart NAME
   kubectl describe pgjob demo-high-1
+  kubectl pgjobs logs demo-high-1
   kubectl pgjobs prune --phase Completed
   pgjobs jobs
   pgjobs console    # the web console on http://127.0.0.1:8090/

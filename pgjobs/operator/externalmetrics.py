@@ -9,6 +9,8 @@ checked against the CA the API server publishes in kube-system's
 `extension-apiserver-authentication` ConfigMap. No Prometheus or adapter is needed, and the
 number the HPA sees is the queue's, not a scrape's from up to a minute ago.
 
+The same server serves the PgJob logs API (`pgjobs.operator.logsapi`), behind its own APIService.
+
 Namespaces in the request path are ignored: a queue is shared by every namespace's PgJobs (and
 jobs enqueued without Kubernetes). The label selector picks queues: `queue=NAME`,
 `queue in (A,B)`, or none for all queues summed.
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pgjobs.operator import kube
+from pgjobs.operator import aggregation, kube, logsapi
 from pgjobs.operator.database import Database
 from pgjobs.store import jobs
 
@@ -74,20 +76,7 @@ class Backlog:
 
 
 def discovery() -> kube.Json:
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": f"{GROUP}/{VERSION}",
-        "resources": [
-            {
-                "name": METRIC,
-                "singularName": "",
-                "namespaced": True,
-                "kind": "ExternalMetricValueList",
-                "verbs": ["get"],
-            }
-        ],
-    }
+    return aggregation.discovery(GROUP, VERSION, METRIC, "ExternalMetricValueList")
 
 
 def metric_list(counts: dict[str, int], selected: set[str] | None) -> kube.Json:
@@ -103,11 +92,6 @@ def metric_list(counts: dict[str, int], selected: set[str] | None) -> kube.Json:
     }
 
 
-def _status(code: int, message: str) -> web.Response:
-    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "code": code}
-    return web.json_response(body, status=code)
-
-
 def application(backlog: Backlog) -> web.Application:
     base = f"/apis/{GROUP}/{VERSION}"
 
@@ -116,13 +100,13 @@ def application(backlog: Backlog) -> web.Application:
 
     async def get_metric(request: web.Request) -> web.Response:
         if request.match_info["metric"] != METRIC:
-            return _status(
+            return aggregation.status(
                 404, f"no external metric {request.match_info['metric']!r}; this server has {METRIC}"
             )
         try:
             selected = queues_selected(request.query.get("labelSelector", ""))
         except SelectorError as error:
-            return _status(400, str(error))
+            return aggregation.status(400, str(error))
         return web.json_response(metric_list(await backlog.counts(), selected))
 
     app = web.Application()
@@ -154,10 +138,12 @@ async def front_proxy_ca(api: kube.KubeApi) -> str:
 async def serve(
     api: kube.KubeApi, database: Database, port: int, cert_dir: Path
 ) -> Callable[[], Awaitable[None]]:
-    """Start serving; the coroutine function that stops it."""
-    runner = web.AppRunner(application(Backlog(database)), access_log=None)
+    """Start serving (the logs API too); the coroutine function that stops it."""
+    app = application(Backlog(database))
+    logsapi.add_routes(app, api, database)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "0.0.0.0", port, ssl_context=tls_context(cert_dir, await front_proxy_ca(api)))  # noqa: S104
     await site.start()
-    logger.info("serving the external metric %s on port %d", METRIC, port)
+    logger.info("serving the external metric %s and the PgJob logs API on port %d", METRIC, port)
     return runner.cleanup

@@ -168,7 +168,8 @@ def liveness_endpoint(settings: OperatorSettings) -> str | None:
 
 
 async def _serve_external_metrics(ctx: context.Context) -> Callable[[], Awaitable[None]] | None:
-    """The worker HPA's metric; a failure to serve it is logged, not fatal to the operator."""
+    """The worker HPA's metric and PgJob logs; a failure to serve them is logged, not fatal to the
+    operator."""
     settings = ctx.settings
     if not settings.external_metrics_port:
         return None
@@ -177,7 +178,7 @@ async def _serve_external_metrics(ctx: context.Context) -> Callable[[], Awaitabl
             ctx.kube, ctx.database, settings.external_metrics_port, Path(settings.serving_cert_dir)
         )
     except (OSError, RuntimeError, kube.KubeError) as error:
-        logger.error("the external metrics API for the worker HPA is not served: %s", error)
+        logger.error("the external metrics API (worker HPA) and the logs API are not served: %s", error)
         return None
 
 

@@ -45,9 +45,10 @@ class OperatorSettings:
     liveness_address: str = ""
     #: Port of the Prometheus metrics (0: off).
     metrics_port: int = 9090
-    #: Port of the external metrics API for the worker HPA (0: off; pgjobs.operator.externalmetrics).
+    #: Port of the aggregated API: the external metrics API for the worker HPA and PgJob logs
+    #: (0: off; pgjobs.operator.externalmetrics, pgjobs.operator.logsapi).
     external_metrics_port: int = 0
-    #: Directory with tls.crt and tls.key for the external metrics API.
+    #: Directory with tls.crt and tls.key for the aggregated API.
     serving_cert_dir: str = "/var/run/pgjobs/serving"
     #: Kubeconfig file; None: in-cluster, then KUBECONFIG / ~/.kube/config.
     kubeconfig: str | None = None

@@ -188,13 +188,19 @@ RETURNING id;
 
 -- name: job_restart
 -- A new run of a finished job; %(restarts)s is the restart request it answers (NULL: one more).
-UPDATE pgjobs.jobs
-SET state = 'pending', attempt = 0, progress = 0, message = NULL, result = NULL,
-    worker_id = NULL, lease = NULL, stop_requested = false, run_after = now(),
-    started_at = NULL, finished_at = NULL,
-    restarts = coalesce(%(restarts)s, restarts + 1), change_count = change_count + 1
-WHERE id = %(job_id)s AND state IN ('completed', 'failed', 'stopped')
-RETURNING id, pg_notify('pgjobs_jobs', '');
+-- Its attempts count from 1 again, so the old run's log lines go (migration 0011).
+WITH restarted AS (
+    UPDATE pgjobs.jobs
+    SET state = 'pending', attempt = 0, progress = 0, message = NULL, result = NULL,
+        worker_id = NULL, lease = NULL, stop_requested = false, run_after = now(),
+        started_at = NULL, finished_at = NULL,
+        restarts = coalesce(%(restarts)s, restarts + 1), change_count = change_count + 1
+    WHERE id = %(job_id)s AND state IN ('completed', 'failed', 'stopped')
+    RETURNING id
+), cleared AS (
+    DELETE FROM pgjobs.job_logs WHERE job_id IN (SELECT id FROM restarted)
+)
+SELECT id, pg_notify('pgjobs_jobs', '') FROM restarted;
 
 -- name: job_record_restarts
 -- Remember a restart request that found the job unfinished, so it is not acted on later.
@@ -715,3 +721,35 @@ LEFT JOIN running ON running.queue = named.queue
 LEFT JOIN serving ON serving.queue = named.queue
 LEFT JOIN pgjobs.queues ON queues.name = named.queue
 ORDER BY named.queue;
+
+-- name: job_log_write
+-- A batch of one attempt's lines (pgjobs.worker.capture), numbered on from the attempt's last
+-- line: an attempt handed back by a shutting-down worker is claimed again under the same number
+-- and its log goes on. Lines of a job deleted meanwhile are not written (the join finds none).
+INSERT INTO pgjobs.job_logs (job_id, attempt, seq, at, level, message)
+SELECT j.id, %(attempt)s,
+       coalesce((SELECT max(seq) FROM pgjobs.job_logs
+                 WHERE job_id = %(job_id)s AND attempt = %(attempt)s), 0) + line.n,
+       line.at, line.level, line.message
+FROM pgjobs.jobs AS j
+CROSS JOIN unnest(%(ats)s::timestamptz[], %(levels)s::text[], %(messages)s::text[])
+    WITH ORDINALITY AS line (at, level, message, n)
+WHERE j.id = %(job_id)s
+ON CONFLICT (job_id, attempt, seq) DO NOTHING;
+
+-- name: job_log_read
+-- One job's lines in order (attempt, then seq), after a position, optionally of one attempt.
+SELECT attempt, seq, at, level, message
+FROM pgjobs.job_logs
+WHERE job_id = %(job_id)s
+  AND (%(attempt)s::integer IS NULL OR attempt = %(attempt)s::integer)
+  AND (attempt, seq) > (%(after_attempt)s::integer, %(after_seq)s::integer)
+ORDER BY attempt, seq
+LIMIT %(limit)s;
+
+-- name: job_find_resource
+-- The job of the PgJob NAME in NAMESPACE (its logs are asked for by name).
+SELECT id, state FROM pgjobs.jobs
+WHERE resource_namespace = %(namespace)s AND resource_name = %(name)s
+ORDER BY id DESC
+LIMIT 1;

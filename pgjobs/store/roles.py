@@ -87,6 +87,7 @@ WORKER_STATEMENTS = frozenset(
         "job_progress",
         "job_get",
         "job_rescue_many",
+        "job_log_write",
         "worker_register",
         "worker_heartbeat",
         "worker_deregister",
@@ -142,6 +143,8 @@ OPERATOR_STATEMENTS = frozenset(
         # and acts (stop, start, restart, delete) on rows without a PgJob as they do.
         "job_page_older",
         "job_list_running",
+        "job_log_read",
+        "job_find_resource",
     }
 )
 
@@ -179,6 +182,9 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         _table("SELECT", "workers"),
         _table("INSERT", "workers"),
         _table("UPDATE", "workers"),
+        # What tasks log (migration 0011_job_logs): appended, never changed or read back.
+        _table("INSERT", "job_logs"),
+        _table("SELECT", "job_logs", "job_id", "attempt", "seq"),
     ),
     OPERATOR: (
         _table("SELECT", "migrations"),
@@ -199,6 +205,10 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         _table("INSERT", "queues"),
         _table("UPDATE", "queues"),
         _table("DELETE", "queues"),
+        # Job logs (migration 0011_job_logs): read by `pgjobs logs` and the logs API, cleared by
+        # a restart (deleting a job removes them through the foreign key, as the table's owner).
+        _table("SELECT", "job_logs"),
+        _table("DELETE", "job_logs"),
     ),
 }
 #: Relations of the schema no group may touch (tests/integration/test_roles.py checks that

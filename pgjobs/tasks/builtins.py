@@ -23,13 +23,15 @@ async def noop(context: TaskContext, **ignored: Any) -> None:
 
 @task("sleep")
 async def sleep(context: TaskContext, seconds: float = 10.0, steps: int = 10) -> dict[str, float]:
-    """Sleeps `seconds` in `steps` equal steps, reporting progress after each (10%, 20%, …)."""
+    """Sleeps `seconds` in `steps` equal steps, reporting progress and logging "step N/STEPS"
+    after each (10%, 20%, …)."""
     if seconds < 0 or steps < 1:
         raise ValueError(f"sleep needs seconds >= 0 and steps >= 1, got seconds={seconds}, steps={steps}")
     for step in range(1, steps + 1):
         if not await context.asleep(seconds / steps):
             raise JobStopped(f"stopped at {100 * (step - 1) // steps}%")
         context.progress(100 * step / steps)
+        context.log.info("step %d/%d", step, steps)
     return {"slept": float(seconds)}
 
 
@@ -37,7 +39,7 @@ async def sleep(context: TaskContext, seconds: float = 10.0, steps: int = 10) ->
 async def shell(
     context: TaskContext, command: Sequence[str], env: Mapping[str, str] | None = None
 ) -> dict[str, int]:
-    """Runs a command (a list: no shell parsing); output goes to the worker log.
+    """Runs a command (a list: no shell parsing); its output is the job's log, line by line.
 
     The command gets a scrubbed environment (`pgjobs.tasks.environment`): PATH, HOME, the locale
     and a few more from the worker, plus the job's `env`; never the worker's database login.

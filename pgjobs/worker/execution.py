@@ -7,6 +7,7 @@ job and the claim of the next can share a round trip.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import enum
 import json
@@ -15,11 +16,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from pgjobs.store import jobs, records
+import psycopg
+
+from pgjobs.store import job_logs, jobs, records
 from pgjobs.store.queries import Connection
 from pgjobs.store.records import ClaimedJob
 from pgjobs.tasks import registry
 from pgjobs.tasks.context import JobStopped, TaskContext
+from pgjobs.worker import capture
 from pgjobs.worker.links import Link
 from pgjobs.worker.settings import WorkerSettings
 
@@ -85,6 +89,39 @@ def _result_problem(result: Any) -> str | None:
     return None
 
 
+class _Deferred:
+    """A write made a delay after it is scheduled, one at a time (progress, log lines)."""
+
+    def __init__(self, write: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._write = write
+        self._task: asyncio.Task[None] | None = None
+        self._sleeping = False
+
+    @property
+    def scheduled(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def schedule(self, delay: float) -> None:
+        self._task = asyncio.create_task(self._after(delay))
+
+    async def _after(self, delay: float) -> None:
+        self._sleeping = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._sleeping = False
+        await self._write()
+
+    async def settle(self) -> None:
+        """Drop a write still waiting, but let one under way finish: its connection is shared."""
+        task = self._task
+        if task is None or task.done():
+            return
+        if self._sleeping:
+            task.cancel()
+        await asyncio.wait({task})
+
+
 class Execution:
     def __init__(
         self, job: ClaimedJob, settings: WorkerSettings, link: Link, still_held: Callable[[], bool]
@@ -93,12 +130,13 @@ class Execution:
         self._still_held = still_held
         self.settings = settings
         self.link = link
+        self._loop = asyncio.get_running_loop()
         self.context = TaskContext(
             job.id,
             job.attempt,
             job.max_attempts,
             job.args,
-            asyncio.get_running_loop(),
+            self._loop,
             self._progress_changed,
             still_held,
         )
@@ -107,10 +145,12 @@ class Execution:
         #: deadline. A bare future: the cheapest wake-up asyncio has (this is per job).
         self._wake: asyncio.Future[None] | None = None
         self._stop_reason: StopReason | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        #: Made on first use: most jobs report no progress and log nothing (this is per job).
+        self._flusher: _Deferred | None = None
         self._last_flush = 0.0
         self._flushed: int | None = None
-        self._flusher_sleeping = False
+        self.log = capture.AttemptLog(job.id, job.attempt, self._lines_waiting)
+        self._log_writer: _Deferred | None = None
 
     def request_stop(self, reason: StopReason) -> None:
         if self._stop_reason is None or reason is StopReason.LOST:
@@ -136,15 +176,26 @@ class Execution:
             self.job.attempt,
             self.job.max_attempts,
         )
+        # The task runs with its attempt's log as capture.CURRENT, so that what it logs is kept.
+        task_context = contextvars.copy_context()
+        task_context.run(capture.CURRENT.set, self.log)
         try:
-            runner = asyncio.create_task(self._call(task))
+            runner = asyncio.create_task(self._call(task), context=task_context)
         except Exception as error:  # the call itself failed (it runs here now, not in the runner)
             return Outcome(Verdict.FAILED, describe(error))
         try:
             await self._supervise(runner)
             outcome = self._judge(runner)
+            if outcome.verdict is Verdict.FAILED:
+                capture.record_failure(self.log, outcome.message or "", self._task_error(runner))
         finally:
-            await self._stop_flusher()
+            if self._flusher is not None:
+                await self._flusher.settle()
+            if self._log_writer is not None:
+                await self._log_writer.settle()
+            last_lines = self.log.close()  # what the task logs from now on is dropped
+            if last_lines:
+                await self._write_log(last_lines)
         if outcome.verdict in (Verdict.FAILED, Verdict.STOPPED):
             await self._flush()  # completion writes 100% itself; a release resets progress
         return outcome
@@ -233,7 +284,7 @@ class Execution:
             return self._completed(runner.result())
         if reason is StopReason.REQUESTED:
             return Outcome(Verdict.STOPPED, self._stop_message(runner))
-        error = runner.exception() if runner.done() and not runner.cancelled() else None
+        error = self._task_error(runner)
         if isinstance(error, JobStopped):
             return Outcome(Verdict.STOPPED, str(error) or "stopped by the task")
         return Outcome(Verdict.FAILED, describe(error) if error else "cancelled")
@@ -252,8 +303,13 @@ class Execution:
     def _succeeded(runner: asyncio.Task[Any]) -> bool:
         return runner.done() and not runner.cancelled() and runner.exception() is None
 
+    @staticmethod
+    def _task_error(runner: asyncio.Task[Any]) -> BaseException | None:
+        """What the task raised, None while it runs, when it returned or was cancelled."""
+        return runner.exception() if runner.done() and not runner.cancelled() else None
+
     def _stop_message(self, runner: asyncio.Task[Any]) -> str:
-        error = runner.exception() if runner.done() and not runner.cancelled() else None
+        error = self._task_error(runner)
         if isinstance(error, JobStopped) and str(error):
             return f"stopped: {error}"
         return "stopped on request"
@@ -263,17 +319,11 @@ class Execution:
     def _progress_changed(self) -> None:
         if self._stop_reason is None and not self._still_held():
             self.request_stop(StopReason.SILENT)
-        if self._flusher is None or self._flusher.done():
+        if self._flusher is None:
+            self._flusher = _Deferred(self._flush)
+        if not self._flusher.scheduled:
             delay = max(0.0, self._last_flush + self.settings.progress_interval - time.monotonic())
-            self._flusher = asyncio.create_task(self._flush_after(delay))
-
-    async def _flush_after(self, delay: float) -> None:
-        self._flusher_sleeping = True
-        try:
-            await asyncio.sleep(delay)
-        finally:
-            self._flusher_sleeping = False
-        await self._flush()
+            self._flusher.schedule(delay)
 
     async def _flush(self) -> None:
         value, message = self.context.progress_value, self.context.progress_message
@@ -295,11 +345,36 @@ class Execution:
         if answer[0]:
             self.request_stop(StopReason.REQUESTED)
 
-    async def _stop_flusher(self) -> None:
-        """Drop a pending progress write, but let one under way finish: its connection is shared."""
-        flusher = self._flusher
-        if flusher is None or flusher.done():
-            return
-        if self._flusher_sleeping:
-            flusher.cancel()
-        await asyncio.wait({flusher})
+    # Log lines: captured into `self.log` (capture.CaptureHandler), written a FLUSH_INTERVAL after
+    # the first one waiting, and at the end of the attempt.
+
+    def _lines_waiting(self) -> None:
+        """Called in whichever thread the task logged from; the write is scheduled in the loop,
+        outside the task's context (the write's own logging is not the task's)."""
+        self._loop.call_soon_threadsafe(self._schedule_log_write, context=contextvars.Context())
+
+    def _schedule_log_write(self) -> None:
+        if self.log.closed:
+            return  # the last lines went with the end of the attempt
+        if self._log_writer is None:
+            self._log_writer = _Deferred(self._write_waiting_lines)
+        if not self._log_writer.scheduled:
+            self._log_writer.schedule(capture.FLUSH_INTERVAL)
+
+    async def _write_waiting_lines(self) -> None:
+        lines = self.log.take()
+        if lines and not await self._write_log(lines):
+            self.log.put_back(lines)
+
+    async def _write_log(self, lines: list[job_logs.NewLine]) -> bool:
+        """Store lines; False when the database is away (a refusal drops them, with a warning)."""
+
+        async def write(conn: Connection) -> bool:
+            await job_logs.write(conn, self.job.id, self.job.attempt, lines)
+            return True
+
+        try:
+            return await self.link.try_call(write) is not None
+        except psycopg.Error as error:
+            logger.warning("Job %s: %d log lines could not be stored: %s", self.job.id, len(lines), error)
+            return True

@@ -22,7 +22,7 @@ from pgjobs.store import connecting, hotpath, jobs, migrating, workers
 from pgjobs.store.queries import Connection
 from pgjobs.store.records import Heartbeat
 from pgjobs.tasks import registry
-from pgjobs.worker import health, metrics
+from pgjobs.worker import capture, health, metrics
 from pgjobs.worker.execution import StopReason, Verdict
 from pgjobs.worker.links import Link
 from pgjobs.worker.settings import WorkerSettings
@@ -480,6 +480,9 @@ async def run_worker(
     database: connecting.DatabaseSettings, settings: WorkerSettings, *, listen: bool = True
 ) -> int:
     """Run a worker until it is told to stop; its exit code (1 when a background loop died)."""
+    capture.install(capture.Redactor(capture.secrets_of(database, os.environ)))
+    if settings.log_format == "json":
+        capture.use_json_format()
     worker = Worker(database, settings, listen=listen)
     worker.install_signal_handlers()
     await worker.run()

@@ -20,6 +20,10 @@ class OnShutdown(enum.StrEnum):
     STOP = "stop"
 
 
+#: The worker's own log: text lines, or JSON lines (`pgjobs.worker.capture.JsonFormatter`).
+LOG_FORMATS = ("text", "json")
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
     #: Queues to take jobs from.
@@ -51,6 +55,9 @@ class WorkerSettings:
     #: The address they listen on; "": every interface in a pod, else the loopback
     #: (`probes.probe_address`).
     health_address: str = ""
+    #: How the worker writes its own log: "text" lines, or "json" lines (with job_id and attempt
+    #: on the lines a running task emits; one of LOG_FORMATS).
+    log_format: str = "text"
     #: The name shown for this worker in listings (in Kubernetes, the pod name).
     hostname: str = dataclasses.field(default_factory=socket.gethostname)
 

@@ -76,6 +76,8 @@ def test_watch_progress_stop_a_job_and_restart_the_failed_ones(
     shown = page.locator("#progress")
     first = int(shown.get_attribute("data-progress"))
     wait_until(lambda: int(shown.get_attribute("data-progress")) > first, timeout=15, what="progress to rise")
+    # Its log: the sleep task's step lines, stored by the worker, arrive without a reload too.
+    page.locator("#logs pre", has_text="step 2/40").wait_for(timeout=15_000)
     assert page.evaluate("window.sameDocument") is True
     screenshot("console-job")
 

@@ -70,11 +70,13 @@ def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None
     defaults = kinds(render(helm, tmp_path, {}))
     # Job, Role and RoleBinding: the uninstall hook (rendered by `helm template`, run by uninstall);
     # Pod: the `helm test` hook.
+    # APIService and Secret (its serving certificate): the operator's logs API (operator.logsApi).
     assert defaults == {"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service",
-                        "ServiceAccount", "Job", "Role", "RoleBinding", "NetworkPolicy", "Pod"}  # fmt: skip
+                        "ServiceAccount", "Job", "Role", "RoleBinding", "NetworkPolicy", "Pod",
+                        "APIService", "Secret"}  # fmt: skip
     everything = render(helm, tmp_path, ALL_FEATURES)
     assert kinds(everything) - defaults == {
-        "Secret", "StatefulSet", "ServiceMonitor", "HorizontalPodAutoscaler", "APIService",
+        "StatefulSet", "ServiceMonitor", "HorizontalPodAutoscaler",
         "ConfigMap",  # the dev PostgreSQL's script that creates the separate logins
     }  # fmt: skip
     (worker,) = [
@@ -91,8 +93,10 @@ def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None
     assert metric["external"]["metric"]["selector"] == {
         "matchExpressions": [{"key": "queue", "operator": "In", "values": ["default", "reports"]}]
     }
-    (api,) = [o for o in everything if o["kind"] == "APIService"]
-    assert api["spec"]["service"] == {"name": "pgjobs-external-metrics", "namespace": "pgjobs", "port": 443}
+    services = {o["metadata"]["name"]: o["spec"] for o in everything if o["kind"] == "APIService"}
+    assert set(services) == {"v1beta1.external.metrics.k8s.io", "v1alpha1.logs.pgjobs.dev"}
+    for spec in services.values():
+        assert spec["service"] == {"name": "pgjobs-external-metrics", "namespace": "pgjobs", "port": 443}
     (secret,) = [
         o for o in everything if o["kind"] == "Secret" and o["metadata"]["name"] == "pgjobs-database"
     ]
@@ -127,18 +131,44 @@ def test_schema_rejects_wrong_values(helm: Path, tmp_path: Path, values: Obj, me
     assert message in result.stderr, result.stderr
 
 
-def test_an_hpa_on_another_adapters_metric_serves_no_external_metrics(helm: Path, tmp_path: Path) -> None:
-    hpa = {"enabled": True, "serveExternalMetrics": False, "metricName": "queue_depth"}
-    rendered = render(helm, tmp_path, {**WITH_HPA, "worker": {"hpa": hpa}})
-    assert "APIService" not in kinds(rendered)
-    (autoscaler,) = [o for o in rendered if o["kind"] == "HorizontalPodAutoscaler"]
-    assert autoscaler["spec"]["metrics"][0]["external"]["metric"]["name"] == "queue_depth"
+def api_services_and_operator_args(rendered: list[Obj]) -> tuple[set[str], list[str]]:
+    """The names of the APIServices, and the operator's arguments."""
     (operator,) = [
         o for o in rendered if o["metadata"]["name"] == "pgjobs-operator" and o["kind"] == "Deployment"
     ]
-    assert not any(
-        "external-metrics" in a for a in operator["spec"]["template"]["spec"]["containers"][0]["args"]
-    )
+    names = {o["metadata"]["name"] for o in rendered if o["kind"] == "APIService"}
+    return names, operator["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_an_hpa_on_another_adapters_metric_serves_no_external_metrics(helm: Path, tmp_path: Path) -> None:
+    hpa = {"enabled": True, "serveExternalMetrics": False, "metricName": "queue_depth"}
+    rendered = render(helm, tmp_path, {**WITH_HPA, "worker": {"hpa": hpa}})
+    (autoscaler,) = [o for o in rendered if o["kind"] == "HorizontalPodAutoscaler"]
+    assert autoscaler["spec"]["metrics"][0]["external"]["metric"]["name"] == "queue_depth"
+    names, args = api_services_and_operator_args(rendered)
+    assert names == {"v1alpha1.logs.pgjobs.dev"}, "only the logs API"
+    without_logs = {**WITH_HPA, "worker": {"hpa": hpa}, "operator": {"logsApi": {"enabled": False}}}
+    names, args = api_services_and_operator_args(render(helm, tmp_path, without_logs))
+    assert names == set()
+    assert not any("external-metrics" in a for a in args)
+
+
+def _operator_rules(rendered: list[Obj]) -> list[Obj]:
+    (role,) = [
+        o for o in rendered if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "pgjobs-operator"
+    ]
+    return list(role["rules"])
+
+
+def test_the_logs_api_may_review_access_and_only_when_it_is_served(helm: Path, tmp_path: Path) -> None:
+    review = {
+        "apiGroups": ["authorization.k8s.io"],
+        "resources": ["subjectaccessreviews"],
+        "verbs": ["create"],
+    }
+    assert review in _operator_rules(render(helm, tmp_path, {}))
+    off = render(helm, tmp_path, {"operator": {"logsApi": {"enabled": False}}})
+    assert review not in _operator_rules(off)
 
 
 def _database_secrets(pod: Obj) -> dict[str, set[str]]:
@@ -170,7 +200,8 @@ def test_separate_roles_give_workers_and_operator_their_own_logins(helm: Path, t
         "operator": {"pgjobs-database-operator"},
     }
     assert _database_secrets(pods["pgjobs-worker"]) == {"worker": {"pgjobs-database-worker"}}
-    secrets = {o["metadata"]["name"]: o["stringData"] for o in rendered if o["kind"] == "Secret"}
+    # (The serving certificate's Secret, of the logs API, holds no login: it has `data` only.)
+    secrets = {o["metadata"]["name"]: o["stringData"] for o in rendered if "stringData" in o}
     assert secrets["pgjobs-database-worker"] == {
         "PGJOBS_DATABASE_URL": "postgresql://pgjobs_worker_login@db:5432/pgjobs?sslmode=require",
         "DB_PASSWORD": "w",
@@ -417,7 +448,8 @@ DIGEST = "sha256:" + "ab" * 32
 def test_placement_priority_digest_and_the_operators_readiness(helm: Path, tmp_path: Path) -> None:
     spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}]
     placed = {"topologySpreadConstraints": spread, "priorityClassName": "batch-low"}
-    values = {"image": {"digest": DIGEST}, "operator": placed, "worker": placed}
+    without_api = {**placed, "logsApi": {"enabled": False}}
+    values = {"image": {"digest": DIGEST}, "operator": without_api, "worker": placed}
     objects = render(helm, tmp_path, values)
     pods = {
         o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"
@@ -428,7 +460,8 @@ def test_placement_priority_digest_and_the_operators_readiness(helm: Path, tmp_p
         assert pod["containers"][0]["image"] == f"ghcr.io/pgjobs/pgjobs@{DIGEST}"
     probe = pods["pgjobs-operator"]["containers"][0]["readinessProbe"]
     assert probe["httpGet"] == {"path": "/healthz", "port": "liveness"}
-    (served,) = [o for o in render(helm, tmp_path, WITH_HPA) if o["metadata"]["name"] == "pgjobs-operator"
+    # Serving the aggregated API (the HPA's metric, the logs API of the defaults): ready once it does.
+    (served,) = [o for o in render(helm, tmp_path, {}) if o["metadata"]["name"] == "pgjobs-operator"
                  and o["kind"] == "Deployment"]  # fmt: skip
     assert served["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["tcpSocket"] == {
         "port": "ext-metrics"

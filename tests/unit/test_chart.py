@@ -128,7 +128,9 @@ def test_pgjobs_join_the_built_in_view_edit_and_admin_roles(objects: list[Obj]) 
             "apiGroups": ["pgjobs.dev"],
             "resources": ["pgjobs", "pgcronjobs", "pgqueues"],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        # Logs are read through the operator, which also checks `get` on the PgJob itself.
+        {"apiGroups": ["logs.pgjobs.dev"], "resources": ["pgjoblogs"], "verbs": ["get"]},
     ]
     (edit,) = roles["edit"]["rules"]
     assert (

@@ -135,6 +135,7 @@ def test_version_without_a_cluster_still_prints_the_plugins_version(
 
 def test_completion_of_verbs_and_flags_comes_from_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
     assert completion.candidates([""]) == [
+        "logs",
         "pause",
         "prune",
         "restart",

@@ -118,6 +118,12 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and .Values.worker.hpa.enabled .Values.worker.hpa.serveExternalMetrics }}true{{ end }}
 {{- end }}
 
+{{/* The operator's aggregated API server (external-metrics.yaml): the HPA's external metric, the
+     PgJob logs API (operator.logsApi.enabled), or both. */}}
+{{- define "pgjobs.servesAggregatedApi" -}}
+{{- if or (include "pgjobs.servesExternalMetrics" .) .Values.operator.logsApi.enabled }}true{{ end }}
+{{- end }}
+
 {{/* Database roles (database.roles, docs/operations.md "Database roles"): with separate=true the
      workers and the operator each connect with their own login, and the login of
      pgjobs.secretName only migrates. `(list . "worker")` / `(list . "operator")`. */}}

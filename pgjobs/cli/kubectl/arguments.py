@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from pgjobs.cli.kubectl import objects
+from pgjobs.cli.kubectl.logs import cmd_logs
 from pgjobs.cli.kubectl.objects import DEFAULT_PRUNE_PHASES, FINISHED_PHASES, PRIORITIES
 from pgjobs.cli.kubectl.verbs import (
     cmd_pause,
@@ -41,6 +42,7 @@ examples:
   kubectl pgjobs restart -l app=batch
   kubectl pgjobs prune --phase Completed,Failed --older-than 1h --dry-run
   kubectl pgjobs trigger nightly-report
+  kubectl pgjobs logs my-job -f
   kubectl pgjobs pause default; kubectl pgjobs resume default
   kubectl pgjobs version
 
@@ -53,6 +55,16 @@ exit codes: 0 ok; 1 a job Failed/was Stopped, or an API call failed;
 
 
 VERB_HELP = {
+    "logs": (
+        "print what a PgJob's task logged (-f: until it is finished)",
+        """\
+equivalent:
+  kubectl get --raw /apis/logs.pgjobs.dev/v1alpha1/namespaces/NS/pgjoblogs/NAME
+served by the pgjobs operator through the API server: whoever may get the
+PgJob may read its logs. Lines are "TIME [ATTEMPT] LEVEL MESSAGE", every
+attempt's in order (--attempt N: only those of attempt N).
+""",
+    ),
     "submit": (
         "create a PgJob for TASK and print its name",
         """\
@@ -356,6 +368,13 @@ def add_queue_verb(sub: Any, verb: str, command: Callable[[argparse.Namespace, T
     p.add_argument("queues", nargs="+", metavar="QUEUE", help="queue names (the PgQueues' names)")
 
 
+def add_logs(sub: Any) -> None:
+    p = add_verb(sub, "logs", cmd_logs)
+    p.add_argument("name", metavar="NAME", help="PgJob name")
+    p.add_argument("--attempt", type=int, metavar="N", help="only the lines of attempt N")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until it is finished")
+
+
 def add_version(sub: Any) -> None:
     add_verb(sub, "version", cmd_version)
 
@@ -378,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_trigger(sub)
     add_queue_verb(sub, "pause", cmd_pause)
     add_queue_verb(sub, "resume", cmd_resume)
+    add_logs(sub)
     add_version(sub)
     return parser
 

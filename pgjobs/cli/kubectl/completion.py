@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pgjobs.cli.kubectl.arguments import build_parser
 
 NO_FILE_COMPLETION = ":4"
-NAME_VERBS = frozenset({"stop", "start", "restart", "watch"})
+NAME_VERBS = frozenset({"stop", "start", "restart", "watch", "logs"})
 
 
 def verb_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
