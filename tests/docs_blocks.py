@@ -122,4 +122,12 @@ def argv_of(command: str) -> list[str]:
     `stop|start|restart` takes its first alternative.
     """
     words = shlex.split(command.replace("[", " ").replace("]", " ").replace("…", ""))
-    return [PLACEHOLDERS.get(word, word.split("|")[0] if "|" in word else word) for word in words]
+    return [_filled(word) for word in words]
+
+
+def _filled(word: str) -> str:
+    """A placeholder's sample value; a shell variable (`$job`, set by the line before) stands
+    for a job id; of `a|b`, the first alternative."""
+    if word.startswith("$"):
+        return "1"
+    return PLACEHOLDERS.get(word, word.split("|")[0] if "|" in word else word)
