@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pgjobs.cli import kubectl
+from pgjobs.cli.kubectl import completion
 from pgjobs.store import connecting
 from tests.e2e.operator_helpers import (
     GROUP,
@@ -164,3 +165,22 @@ def test_a_bad_pgqueue_is_refused_by_the_api_server_naming_the_field(
     done = kube.apply(body, check=False)
     assert done.returncode != 0 and refusal in done.stderr, done.stderr
     assert get_queue(kube, name or queue) is None
+
+
+def test_completion_offers_the_names_each_verb_takes(
+    kube: Any, crd: None, namespace: str, queue: str
+) -> None:
+    """`kubectl pgjobs pause <TAB>` offers PgQueues, `trigger <TAB>` PgCronJobs of the namespace,
+    `stop <TAB>` its PgJobs, as the API server lists them."""
+    kube.apply(
+        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PgQueue", "metadata": {"name": queue}, "spec": {}}
+    )
+    create(kube, namespace, sleep_job("to-complete", queue=queue))
+    cronjob = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PgCronJob", "metadata": {"name": "nightly"},
+               "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"task": "noop"}}}}  # fmt: skip
+    kube.apply(cronjob, namespace)
+    where = ["--kubeconfig", str(kube.kubeconfig), "-n", namespace]
+    assert queue in completion.candidates([*where, "pause", ""])
+    assert completion.candidates([*where, "resume", queue[:-1]]) == [queue]
+    assert completion.candidates([*where, "trigger", ""]) == ["nightly"]
+    assert completion.candidates([*where, "stop", "to-"]) == ["to-complete"]

@@ -111,6 +111,16 @@ class PgJobApi:
         call, where = self._listing()
         return cast(Json, call(*where, label_selector=selector, **self._limits))
 
+    def names_of(self, plural: str) -> list[str]:
+        """Names of the namespace's objects of our group (PgJobs, PgCronJobs), or of all
+        PgQueues (cluster-scoped), sorted."""
+        if plural == crd.QUEUE_PLURAL:
+            found = self._api.list_cluster_custom_object(crd.GROUP, crd.VERSION, plural, **self._limits)
+        else:
+            where = (crd.GROUP, crd.VERSION, self.namespace, plural)
+            found = self._api.list_namespaced_custom_object(*where, **self._limits)
+        return sorted(str(obj["metadata"]["name"]) for obj in found.get("items") or [])
+
     def merge_patch(self, name: str, patch: Json) -> Json:
         return cast(
             Json, self._api.patch_namespaced_custom_object(*self._where(), name, patch, **self._limits)

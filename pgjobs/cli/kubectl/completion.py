@@ -4,7 +4,8 @@ kubectl (1.26 and later) completes a plugin's arguments by running `kubectl_comp
 with the words typed so far, the last one being the word to complete (possibly empty). It
 expects one candidate per line and a last line `:<directive>` in cobra's format; 4 means "no
 file names". Verbs and flags come from the plugin's own parser, so completion cannot drift from
-it; PgJob names come from the API server, and any failure there just completes nothing.
+it; the names of PgJobs, PgCronJobs (`trigger`) and PgQueues (`pause`, `resume`) come from the
+API server, and any failure there just completes nothing.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pgjobs import crd
 from pgjobs.cli.kubectl.arguments import build_parser
 
 NO_FILE_COMPLETION = ":4"
-NAME_VERBS = frozenset({"stop", "start", "restart", "watch", "logs"})
+#: The verbs that take names, and of what.
+NAMES_OF = {
+    **dict.fromkeys(("stop", "start", "restart", "watch", "logs"), crd.PLURAL),
+    "trigger": crd.CRON_PLURAL,
+    **dict.fromkeys(("pause", "resume"), crd.QUEUE_PLURAL),
+}
 
 
 def verb_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -32,16 +39,16 @@ def flags_of(parser: argparse.ArgumentParser) -> list[str]:
     )
 
 
-def job_names(words: Sequence[str]) -> list[str]:
-    """PgJob names of the namespace the typed words point at; none when the API cannot be asked."""
+def names(words: Sequence[str], plural: str) -> list[str]:
+    """Names of `plural` where the typed words point (their namespace); none when the API server
+    cannot be asked."""
     from pgjobs.cli.kubectl.api import connect
 
     try:
         opts, _ = build_parser().parse_known_args(list(words))
-        items = connect(opts).list_all().get("items") or []
+        return connect(opts).names_of(plural)
     except (Exception, SystemExit):  # completion never prints a traceback into the shell
         return []
-    return sorted(str(obj["metadata"]["name"]) for obj in items)
 
 
 def candidates(words: Sequence[str]) -> list[str]:
@@ -54,8 +61,9 @@ def candidates(words: Sequence[str]) -> list[str]:
         options = flags_of(verbs[verb] if verb else parser)
     elif verb is None:
         options = sorted(verbs)
-    elif verb in NAME_VERBS:
-        options = job_names([w for w in typed if w != verb] + [verb])
+    elif verb in NAMES_OF:
+        # A stand-in name after the verb: some verbs need one to parse at all.
+        options = names([w for w in typed if w != verb] + [verb, "name"], NAMES_OF[verb])
     else:
         options = []
     return [option for option in options if option.startswith(partial)]
