@@ -99,7 +99,7 @@ lint: $(STAMP)
 
 # tests/cluster uses a running `make cluster`, or starts one for the session and stops it after.
 test: setup controlplane helm coredns prometheus image lint
-	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
+	tools/run-suites.sh $(VENV)/bin/pytest -ra $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest -ra tests/unit $(PYTEST_ARGS)
