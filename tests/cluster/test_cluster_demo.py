@@ -3,7 +3,8 @@
 `make cluster-demo` runs `python -m pgjobs.devenv.clusterdemo --helm HELM` on the cluster of
 `make cluster`; this test runs that module so, with --keep (KEEP=1) because the session's
 cluster serves the other tests too, then follows the chart's NOTES.txt: the first job, its
-stop, start and restart through the plugin, each command as NOTES.txt prints it.
+stop, start and restart through the plugin, its log, and its queue paused and resumed, each
+command as NOTES.txt prints it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ def test_cluster_demo_and_the_commands_of_notes_txt(node: nodeconfig.Layout, dem
     assert [a.split()[2] for a in actions] == ["stop", "start", "restart"]
     for action in actions:
         assert "requested" in sh(action)
+    # Its log, from the worker pod through PostgreSQL and the operator's aggregated API.
+    [logs] = indented_after(notes, "Read what it logged")
+    wait_for(lambda: "step 1/" in sh(logs), 60, "the sleep task's step lines in kubectl pgjobs logs")
+    # Its queue paused and resumed through the PgQueue, whose status the operator keeps.
+    pause, listing, resume = indented_after(notes, "Pause and resume its queue")
+    assert sh(pause).strip().endswith("paused")
+    wait_for(lambda: "true" in sh(listing).split(), 30, "the PgQueue shown paused")
+    assert sh(resume).strip().endswith("resumed")
 
 
 def indented_after(notes: str, heading: str) -> list[str]:
