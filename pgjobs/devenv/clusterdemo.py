@@ -26,6 +26,8 @@ from pgjobs.devenv.nodeconfig import Layout
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "pgjobs"
 VALUES = ROOT / "deploy" / "cluster" / "values.yaml"
+#: The demo shows the web console too (off by default in the chart: it has no login of its own).
+CONSOLE = "--set=console.enabled=true"
 DEMO_JOBS = ROOT / "deploy" / "examples" / "demo-jobs.yaml"
 NAMESPACE = "pgjobs"
 RELEASE = "pgjobs"
@@ -51,7 +53,7 @@ def _run(argv: list[str], kubeconfig: Path, out: TextIO) -> str:
 
 
 def helm_install(helm: Path, kubeconfig: Path, out: TextIO) -> None:
-    say(f"helm install {RELEASE} helm/pgjobs -n {NAMESPACE} -f {VALUES.relative_to(ROOT)}", out)
+    say(f"helm install {RELEASE} helm/pgjobs -n {NAMESPACE} -f {VALUES.relative_to(ROOT)} {CONSOLE}", out)
     started = time.monotonic()
     _run(
         [
@@ -63,6 +65,7 @@ def helm_install(helm: Path, kubeconfig: Path, out: TextIO) -> None:
             f"--namespace={NAMESPACE}",
             "--create-namespace",
             f"--values={VALUES}",
+            CONSOLE,
             "--wait",
             f"--timeout={INSTALL_TIMEOUT}",
         ],

@@ -51,6 +51,11 @@ def test_cluster_demo_and_the_commands_of_notes_txt(node: nodeconfig.Layout, dem
     assert re.search(r"^==> all demo jobs Completed, \d+s after `helm install` began$", demo.stdout, re.M)
     assert re.search(r"^5 Completed$", demo.stdout, re.M), demo.stdout
 
+    # The web console runs as a pod of its own, Ready (its probe asks it for a page's health).
+    [console] = demo_release.pods("console")
+    ready = {c["type"]: c["status"] for c in console["status"]["conditions"]}
+    assert ready["Ready"] == "True", console["status"]
+
     notes = demo_release.run(demo_release.helm, "get", "notes", RELEASE, f"--namespace={NAMESPACE}")
     env = terminal_env(node)
 
