@@ -259,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     # SIGTERM (e.g. from make or CI) tears down like Ctrl-C: the with-blocks stop everything.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too, explicitly: a process started in the background by a shell inherits SIGINT
+    # ignored, and Python then leaves it ignored, so Ctrl-C (or `kill -INT`) would do nothing.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt)
     try:
         return run(args.keep)
     except KeyboardInterrupt:
