@@ -203,10 +203,12 @@ def test_history_limits_delete_the_oldest_finished_runs(
         wait_phase(kube, namespace, names[-1], "Completed", timeout=20)
         time.sleep(1.1)  # distinct creation times (seconds) order the runs
 
-    def only_the_newest() -> bool:
-        return [j["metadata"]["name"] for j in pgjobs_of(kube, namespace, "history")] == [names[-1]]
+    def kept() -> list[str]:
+        return [j["metadata"]["name"] for j in pgjobs_of(kube, namespace, "history")]
 
-    wait_until(only_the_newest, timeout=15, what="the two oldest runs deleted")
+    # wait_until raises on its timeout; the assertion says what must hold once it returns.
+    wait_until(lambda: kept() == [names[-1]], timeout=15, what="the two oldest runs deleted")
+    assert kept() == [names[-1]], f"kept {kept()}, made {names}"
 
 
 def test_an_invalid_schedule_is_refused_by_the_api_server(kube: Any, crd: None, namespace: str) -> None:
