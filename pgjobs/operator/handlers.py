@@ -21,7 +21,7 @@ import kopf
 import psycopg
 
 from pgjobs import crd
-from pgjobs.operator import context, kube, policy
+from pgjobs.operator import context, kube, outages, policy
 from pgjobs.states import FINISHED_STATES, JobState, Priority
 from pgjobs.store import connecting, jobs, queries, resources
 from pgjobs.store.records import InvalidJob, NewJob, ResourceJob
@@ -118,7 +118,12 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
     ctx = context.of(memo)
     try:
         await apply_spec(ctx, body)
-    except (kopf.PermanentError, kopf.TemporaryError, *UNREACHABLE):
+    except (kopf.PermanentError, kopf.TemporaryError):
+        raise
+    except (psycopg.OperationalError, connecting.DatabaseError) as error:
+        await _say_database_unavailable(ctx, body, error, retry)
+        raise
+    except UNREACHABLE:
         raise
     except psycopg.errors.UniqueViolation as error:
         if not holds_key(error):
@@ -132,6 +137,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
         if connecting.is_outage(error):
             # A read-only window or a server shutting down is an outage, not a bad spec: retried
             # for as long as it lasts, like a lost connection.
+            await _say_database_unavailable(ctx, body, error, retry)
             raise kopf.TemporaryError(f"database unavailable: {error}", delay=RETRY_BACKOFF) from error
         reason = f"{type(error).__name__}: {error}"
         if retry < UNEXPECTED_ERROR_RETRIES:
@@ -153,7 +159,7 @@ async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
             await _report_row_missing(ctx, body)
             return
         try:
-            job_id, created = await _upsert(ctx, conn, wanted, generation)
+            upserted = await _upsert(ctx, conn, wanted, generation)
         except InvalidJob as error:  # e.g. args over the size limit the API server cannot check
             await _refuse(ctx, body, str(error))
             return
@@ -165,6 +171,11 @@ async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
                 raise
             await _refuse(ctx, body, await _holder_text(conn, wanted), DUPLICATE_REASON)
             return
+        if upserted is None:
+            # Another replica handled its deletion while this one read it: nothing left to do.
+            logger.info("PgJob %s was deleted meanwhile: no row made", _name(body))
+            return
+        job_id, created = upserted
         # A new row already has the spec's stopped state, restart count and generation: one
         # round trip for a new PgJob. An existing one gets the rest of the spec, then the
         # generation, so a status never claims a generation whose stop is not applied yet.
@@ -195,8 +206,9 @@ def run_is_over(body: Mapping[str, Any]) -> bool:
 
 async def _upsert(
     ctx: context.Context, conn: queries.Connection, wanted: ResourceJob, generation: int
-) -> tuple[int, bool]:
+) -> tuple[int, bool] | None:
     """`resources.upsert` within the namespace's policy: a new row must be allowed and fit.
+    None: the PgJob's deletion has removed its row already.
 
     Without a rule for the namespace this is the upsert alone. With one, a PgJob that has no
     row yet is checked (queue, task, maxima, room under the limit of unfinished PgJobs) in
@@ -351,6 +363,14 @@ async def _warn(ctx: context.Context, body: Mapping[str, Any], reason: str, text
         await ctx.kube.post_event(involved, "Warning", reason, text)
     except UNREACHABLE as error:
         logger.warning("event %s for %s not posted: %s", reason, _name(body), error)
+
+
+async def _say_database_unavailable(
+    ctx: context.Context, body: Mapping[str, Any], error: BaseException, retry: int
+) -> None:
+    """One Warning Event per outage and PgJob: on the first failure of a round of retries."""
+    if retry == 0:
+        await _warn(ctx, body, outages.DATABASE_UNAVAILABLE, outages.unavailable_text(error))
 
 
 #: The condition (and Event reason) of a finished PgJob whose row is gone.

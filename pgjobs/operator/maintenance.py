@@ -1,5 +1,5 @@
 """Maintenance (leader only): orphan clean-up, missing rows, rescue sweep, TTL deletion, worker
-pruning, gauges.
+pruning, records of deleted PgJobs, gauges.
 
 Each step is idempotent and runs in its own try block: one failing (the API server is down)
 does not keep the others (the rescue sweep needs only PostgreSQL) from running.
@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from pgjobs.operator import context, handlers, metrics
+from pgjobs.operator import context, handlers, metrics, outages
 from pgjobs.store import horizon, jobs, queries, resources, workers
 
 logger = logging.getLogger(__name__)
@@ -101,12 +101,13 @@ async def adopt_missing(ctx: context.Context) -> None:
 
 
 def _rowless(body: dict[str, Any], uid: str) -> bool:
-    """Still the same PgJob, not being deleted, not one the handler refused (status Failed), and
-    not one whose run is over (its row may be gone, its work must not run twice)."""
+    """Still the same PgJob, not being deleted, not one the handler refused (status Failed, unless
+    an older operator failed it for an outage), and not one whose run is over (its row may be
+    gone, its work must not run twice)."""
     meta, status = body["metadata"], body.get("status") or {}
-    if handlers.run_is_over(body):
+    if handlers.run_is_over(body) or meta["uid"] != uid or meta.get("deletionTimestamp"):
         return False
-    return meta["uid"] == uid and not meta.get("deletionTimestamp") and status.get("phase") != "Failed"
+    return status.get("phase") != "Failed" or outages.failed_by_an_outage(body)
 
 
 async def rescue(ctx: context.Context) -> None:
@@ -173,6 +174,12 @@ async def prune_workers(ctx: context.Context) -> None:
         logger.info("forgot %d workers that stopped or died long ago", pruned)
 
 
+async def forget_deleted(ctx: context.Context) -> None:
+    """Drop the records that keep deleted PgJobs from getting a row back, once a day old."""
+    async with ctx.database.connection() as conn:
+        await resources.forget_deleted(conn)
+
+
 async def update_gauges(ctx: context.Context) -> None:
     async with ctx.database.connection() as conn:
         metrics.set_job_counts(await jobs.count_by_state(conn))
@@ -204,6 +211,7 @@ STEPS: tuple[Callable[[context.Context], Awaitable[None]], ...] = (
     delete_expired,
     prune_finished,
     prune_workers,
+    forget_deleted,
     update_gauges,
 )
 

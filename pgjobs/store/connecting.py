@@ -164,8 +164,12 @@ def is_outage(error: BaseException) -> bool:
         return True
     if not isinstance(error, psycopg.Error) or not error.sqlstate:
         return False
-    state = error.sqlstate
-    return state in RECONNECT_STATES | POOLED_STATEMENT_STATES or state[:2] in RECONNECT_CLASSES
+    return is_outage_state(error.sqlstate)
+
+
+def is_outage_state(sqlstate: str) -> bool:
+    """Whether a SQLSTATE is one `is_outage` retries."""
+    return sqlstate in RECONNECT_STATES | POOLED_STATEMENT_STATES or sqlstate[:2] in RECONNECT_CLASSES
 
 
 def _is_login_failure(error: psycopg.Error) -> bool:

@@ -215,7 +215,8 @@ WHERE id = %(job_id)s AND (state <> 'running' OR %(force)s)
 RETURNING id;
 
 -- name: job_delete_resource
-DELETE FROM pgjobs.jobs WHERE resource_uid = %(resource_uid)s RETURNING id, state;
+-- A PgJob deleted: its row goes, and a late create of it makes none (migration 0012).
+SELECT id, state FROM pgjobs.forget_resources(ARRAY[%(resource_uid)s]::text[]);
 
 -- name: job_get
 SELECT j.*, w.hostname AS worker_name
@@ -255,7 +256,12 @@ FROM pgjobs.jobs WHERE state = 'running'
 ORDER BY id;
 
 -- name: job_delete_resources
-DELETE FROM pgjobs.jobs WHERE resource_uid = ANY(%(resource_uids)s) RETURNING id;
+SELECT id FROM pgjobs.forget_resources(%(resource_uids)s::text[]);
+
+-- name: resource_forget_deleted
+-- Deleted PgJobs recorded more than a day ago: no handler of theirs is still in flight.
+WITH gone AS (DELETE FROM pgjobs.deleted_resources WHERE deleted_at < now() - interval '1 day' RETURNING 1)
+SELECT count(*) AS forgotten FROM gone;
 
 -- name: job_list_expired
 -- Finished jobs of PgJobs whose ttlSecondsAfterFinished has passed, once their final status has
@@ -464,16 +470,18 @@ SELECT enumlabel FROM pg_enum WHERE enumtypid = 'pgjobs.job_state'::regtype ORDE
 -- An existing row's generation is recorded by resource_observe_generation once stopped and
 -- restarts are applied too. spec.runAt moves a job that has not started yet (a later spec
 -- without runAt leaves the time as it was: set a past time to run it now).
+-- A PgJob whose deletion has removed its row gets none back (migration 0012): no row returned.
 INSERT INTO pgjobs.jobs AS j (task, args, priority, queue, max_attempts, backoff_seconds,
                               timeout_seconds, ttl_seconds_after_finished, restarts, state,
                               finished_at, resource_uid, resource_namespace, resource_name,
                               observed_generation, run_after, unique_key)
-VALUES (%(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
-        %(timeout_seconds)s, %(ttl_seconds_after_finished)s, %(restarts)s,
-        CASE WHEN %(stopped)s THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
-        CASE WHEN %(stopped)s THEN now() END,
-        %(resource_uid)s, %(resource_namespace)s, %(resource_name)s, %(generation)s,
-        coalesce(%(run_at)s::timestamptz, now()), %(unique_key)s)
+SELECT %(task)s, %(args)s, %(priority)s, %(queue)s, %(max_attempts)s, %(backoff_seconds)s,
+       %(timeout_seconds)s, %(ttl_seconds_after_finished)s, %(restarts)s,
+       CASE WHEN %(stopped)s THEN 'stopped' ELSE 'pending' END::pgjobs.job_state,
+       CASE WHEN %(stopped)s THEN now() END,
+       %(resource_uid)s, %(resource_namespace)s, %(resource_name)s, %(generation)s,
+       coalesce(%(run_at)s::timestamptz, now()), %(unique_key)s
+WHERE NOT pgjobs.resource_was_deleted(%(resource_uid)s)
 ON CONFLICT (resource_uid) DO UPDATE SET
     priority = CASE WHEN j.state = 'pending' THEN excluded.priority ELSE j.priority END,
     run_after = CASE WHEN j.state = 'pending' AND j.attempt = 0 AND %(run_at)s::timestamptz IS NOT NULL

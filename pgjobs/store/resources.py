@@ -12,7 +12,7 @@ from typing import Any
 
 from pgjobs.states import JobState, Priority
 from pgjobs.store import validation
-from pgjobs.store.queries import QUERIES, Connection, fetch_all
+from pgjobs.store.queries import QUERIES, Connection, fetch_all, fetch_one
 from pgjobs.store.records import ResourceJob, Row
 
 
@@ -62,8 +62,9 @@ class RowState:
     stop_requested: bool
 
 
-async def upsert(conn: Connection, resource: ResourceJob, generation: int) -> tuple[int, bool]:
-    """Create or update the row of a PgJob (keyed by its uid); returns (id, created).
+async def upsert(conn: Connection, resource: ResourceJob, generation: int) -> tuple[int, bool] | None:
+    """Create or update the row of a PgJob (keyed by its uid); returns (id, created), or None when
+    the PgJob's deletion has removed its row already (a late create makes no orphan).
 
     A created row has `generation` recorded as observed already; an updated one does not
     (`observe_generation`, after the rest of the spec is applied).
@@ -79,8 +80,8 @@ async def upsert(conn: Connection, resource: ResourceJob, generation: int) -> tu
         "ttl_seconds_after_finished": resource.ttl_seconds_after_finished,
         "generation": generation,
     }
-    row = (await fetch_all(conn, "resource_upsert", params))[0]
-    return int(row["id"]), bool(row["inserted"])
+    row = await fetch_one(conn, "resource_upsert", params)
+    return (int(row["id"]), bool(row["inserted"])) if row else None
 
 
 async def observe_generation(conn: Connection, resource_uid: str, generation: int) -> bool:
@@ -156,3 +157,9 @@ async def count_unfinished_locked(conn: Connection, namespace: str, limit: int) 
     await fetch_all(conn, "resource_lock_namespace", {"key": NAMESPACE_LOCK_KEY, "namespace": namespace})
     rows = await fetch_all(conn, "resource_count_unfinished", {"namespace": namespace, "limit": limit})
     return int(rows[0]["unfinished"])
+
+
+async def forget_deleted(conn: Connection) -> int:
+    """Drop the records of PgJobs deleted more than a day ago; the number dropped."""
+    row = await fetch_one(conn, "resource_forget_deleted", {})
+    return int(row["forgotten"]) if row else 0

@@ -127,6 +127,7 @@ OPERATOR_STATEMENTS = frozenset(
         "resource_count_unsynced",
         "resource_lock_namespace",
         "resource_count_unfinished",
+        "resource_forget_deleted",
         "job_mark_no_worker",
         "leader_try_lock",
         "leader_ping",
@@ -209,6 +210,11 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         # a restart (deleting a job removes them through the foreign key, as the table's owner).
         _table("SELECT", "job_logs"),
         _table("DELETE", "job_logs"),
+        # Deleted PgJobs (migration 0012_deleted_resources): recorded at deletion, read by the
+        # create, forgotten after a day.
+        _table("SELECT", "deleted_resources"),
+        _table("INSERT", "deleted_resources"),
+        _table("DELETE", "deleted_resources"),
     ),
 }
 #: Relations of the schema no group may touch (tests/integration/test_roles.py checks that

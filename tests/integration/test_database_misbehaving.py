@@ -21,31 +21,9 @@ from pgjobs.store import connecting, jobs
 from pgjobs.store.records import NewJob
 from pgjobs.worker import links
 from tests.integration import pooler
-from tests.processes import Database, Ledger, WorkerProcess, pgjobs, wait_for
+from tests.processes import Database, Ledger, WorkerProcess, pgjobs, set_read_only, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def set_read_only(database: connecting.DatabaseSettings, read_only: bool) -> None:
-    """Turn the database read-only (or writable) for new sessions and cut the existing ones."""
-
-    async def run() -> None:
-        admin = await connecting.connect(database, dbname="postgres")
-        async with admin:
-            name = database.database_name()
-            setting = (
-                "SET default_transaction_read_only = on"
-                if read_only
-                else "RESET default_transaction_read_only"
-            )
-            await admin.execute(f'ALTER DATABASE "{name}" {setting}')
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                [name],
-            )
-
-    asyncio.run(run())
 
 
 def heartbeat_age(database: connecting.DatabaseSettings) -> float:

@@ -381,7 +381,7 @@ def test_upsert_resource_is_idempotent(database: connecting.DatabaseSettings) ->
     db = Database(database)
     first = db.call(lambda conn: resources.upsert(conn, resource, 1))
     again = db.call(lambda conn: resources.upsert(conn, resource, 1))
-    assert first[1] is True and again == (first[0], False)
+    assert first is not None and first[1] is True and again == (first[0], False)
     raised = ResourceJob(uid="uid-1", namespace="ns", name="job", job=NewJob("noop", priority=Priority.HIGH))
     db.call(lambda conn: resources.upsert(conn, raised, 2))
     assert db.job(first[0]).priority is Priority.HIGH
