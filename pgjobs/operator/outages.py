@@ -27,10 +27,7 @@ _OLD_FAILURE = re.compile(r"^invalid PgJob: the operator failed to apply it: (\w
 
 def unavailable_text(error: BaseException) -> str:
     """The Event's text: what happened and that nothing is needed from the user."""
-    state = getattr(error, "sqlstate", None)
-    cause = f"SQLSTATE {state}: " if state else ""
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"the database cannot take this PgJob now ({cause}{detail}); it is applied once it can"
+    return f"the database cannot take this PgJob now: {connecting.summary(error)}; it is applied once it can"
 
 
 def failed_by_an_outage(body: Mapping[str, Any]) -> bool:

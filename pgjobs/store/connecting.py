@@ -167,6 +167,15 @@ def is_outage(error: BaseException) -> bool:
     return is_outage_state(error.sqlstate)
 
 
+def summary(error: BaseException) -> str:
+    """One line for a log: the first line of the error's text, and its SQLSTATE when the server
+    sent one (libpq's text goes on with hints and context lines)."""
+    text = str(error).strip()
+    first = text.splitlines()[0].strip() if text else type(error).__name__
+    state = getattr(error, "sqlstate", None)
+    return f"{first} (SQLSTATE {state})" if state else first
+
+
 def is_outage_state(sqlstate: str) -> bool:
     """Whether a SQLSTATE is one `is_outage` retries."""
     return sqlstate in RECONNECT_STATES | POOLED_STATEMENT_STATES or sqlstate[:2] in RECONNECT_CLASSES

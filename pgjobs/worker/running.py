@@ -421,13 +421,14 @@ class Worker:
         link = Link(self.database.for_session(), "listener")
         try:
             while True:
-                await link.call(self._listen)
+                await link.call(lambda conn: self._listen(conn, link))
         finally:
             with contextlib.suppress(psycopg.Error):
                 await link.close()
 
-    async def _listen(self, conn: Connection) -> None:
+    async def _listen(self, conn: Connection, link: Link) -> None:
         await workers.listen(conn, self.id)
+        link.mark_usable()
         self._listening = True
         try:
             self.wake_one_slot()  # anything announced while we were not listening
