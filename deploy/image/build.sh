@@ -352,8 +352,8 @@ example_image() {
     # The wheel is built from a copy: setuptools writes build/ and *.egg-info next to the sources.
     cp -r "$repo/$EXAMPLE" "$work/source"
     rm -rf "$work/source/build" "$work/source/dist"
-    # pip fetches setuptools from PyPI for the build (cached by pip after the first time); the
-    # image step itself runs with no network at all.
+    # The wheel's build asks PyPI for setuptools (pip's cache spares the download after the first
+    # time), as the pgjobs image's build does; the image step itself runs with no network at all.
     run_logged example-wheel python3 -m pip wheel --no-deps --wheel-dir "$work/context/dist" "$work/source"
     ensure_in_storage "$APP_REPO:$APP_TAG"
     run_logged example buildah bud --pull=never --network none --layers=false \
