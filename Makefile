@@ -16,7 +16,7 @@ help:
 	@echo "                 helm install of the chart (KEEP=1 keeps it running)"
 	@echo "make cluster     start a single-node Kubernetes (containerd + kubelet, needs root); prints KUBECONFIG"
 	@echo "make cluster-down  stop it and remove everything it left on the host"
-	@echo "make image       build the pgjobs image (and the dev PostgreSQL and pause images) with buildah"
+	@echo "make image       build the pgjobs image (and the dev PostgreSQL, pause and example worker images) with buildah"
 	@echo "make test-unit   unit tests only (no services)"
 	@echo "make controlplane  build kube-apiserver, etcd and kubectl (~10 min the first time, cached in ~/.cache/pgjobs)"
 	@echo "make helm        build helm from the Go module proxy (cached)"

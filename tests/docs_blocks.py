@@ -21,7 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+DOCUMENTS = (
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    # The examples' READMEs tell users what to run, too.
+    *sorted((ROOT / "deploy" / "examples").glob("*/README.md")),
+)
 SHELL_LANGUAGES = frozenset({"", "bash", "sh", "shell", "console"})
 PROGRAMS = ("kubectl", "pgjobs", "make", "helm", "python", "export", "cat", "curl")
 

@@ -10,6 +10,9 @@
 #   localhost/pgjobs-postgres:15    Debian's postgresql-15, user postgres = uid/gid 999, entrypoint
 #                                   deploy/image/postgres/entrypoint.sh (the chart's dev PostgreSQL)
 #   localhost/pgjobs-pause:1        the pod sandbox image: deploy/image/pause (static Go), FROM scratch
+#   localhost/acme-worker:dev       deploy/examples/custom-worker on localhost/pgjobs:dev: the example
+#                                   package's wheel (built here with pip) installed with no network
+#                                   (rebuilt when the example or the pgjobs image changes)
 #
 #   deploy/image/build.sh             build what is missing or stale (seconds when nothing changed)
 #   deploy/image/build.sh --force     rebuild every image (e.g. for Debian security updates)
@@ -37,6 +40,8 @@ APP_REPO=localhost/pgjobs
 APP_TAG=dev
 PG_REF=localhost/pgjobs-postgres:15
 PAUSE_REF=localhost/pgjobs-pause:1
+EXAMPLE_REF=localhost/acme-worker:dev
+EXAMPLE=deploy/examples/custom-worker
 extra_tag="${PGJOBS_IMAGE_TAG:-}"
 if [ -n "$extra_tag" ] && ! [[ "$extra_tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
     echo "build.sh: PGJOBS_IMAGE_TAG='$extra_tag' is not a valid image tag" >&2
@@ -98,7 +103,7 @@ app_refs() {
 
 if [ "${1:-}" = --archives ]; then
     [ $# = 1 ] || usage
-    for ref in "$BASE_REF" $(app_refs) "$PG_REF" "$PAUSE_REF"; do
+    for ref in "$BASE_REF" $(app_refs) "$PG_REF" "$PAUSE_REF" "$EXAMPLE_REF"; do
         echo "$ref $(archive "$ref")"
     done
     exit 0
@@ -168,7 +173,7 @@ cleanup() {
         buildah umount "$c" >/dev/null 2>&1 || true
         buildah rm "$c" >/dev/null 2>&1 || true
     done
-    rm -f "$images"/.*.tmp
+    rm -rf "$images"/.*.tmp
 }
 trap cleanup EXIT
 
@@ -334,9 +339,39 @@ build_pause() {
         pause_image
 }
 
+example_inputs() { # the example's sources, without what building or `pip install -e` leaves
+    cd "$repo"
+    find "$EXAMPLE" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
+        ! -path "$EXAMPLE/build/*" ! -path "$EXAMPLE/dist/*" -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+}
+
+example_image() {
+    local work="$images/.example.tmp"
+    rm -rf "$work"
+    mkdir -p "$work/context"
+    # The wheel is built from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    cp -r "$repo/$EXAMPLE" "$work/source"
+    rm -rf "$work/source/build" "$work/source/dist"
+    # The wheel's build asks PyPI for setuptools (pip's cache spares the download after the first
+    # time), as the pgjobs image's build does; the image step itself runs with no network at all.
+    run_logged example-wheel python3 -m pip wheel --no-deps --wheel-dir "$work/context/dist" "$work/source"
+    ensure_in_storage "$APP_REPO:$APP_TAG"
+    run_logged example buildah bud --pull=never --network none --layers=false \
+        --build-arg "PGJOBS_IMAGE=$APP_REPO:$APP_TAG" -f "$repo/$EXAMPLE/Dockerfile" -t "$EXAMPLE_REF" \
+        "$work/context"
+    rm -rf "$work"
+}
+
+build_example() {
+    # The pgjobs image's id is an input: a rebuilt pgjobs image means a rebuilt example image.
+    build_image "$EXAMPLE_REF" "$( { example_inputs; sed -n 2p "$(archive "$APP_REPO:$APP_TAG").stamp"; } | sha)" \
+        "$EXAMPLE on $APP_REPO:$APP_TAG" example_image
+}
+
 build_base
 build_app
 build_postgres
 build_pause
+build_example
 # Images a rebuild replaced (untagged) would pile up in the storage.
 buildah rmi --prune >/dev/null 2>&1 || true

@@ -112,13 +112,13 @@ class Release:
             "--timeout=5m",
         ], yaml.safe_dump(_merge(overrides, values))
 
-    def install(self, values: dict[str, Any]) -> None:
+    def install(self, values: dict[str, Any], *flags: str) -> None:
         args, text = self.helm_args(values)
-        self.run(self.helm, "install", self.name, str(CHART), "--create-namespace", *args, input=text)
+        self.run(self.helm, "install", self.name, str(CHART), "--create-namespace", *args, *flags, input=text)
 
-    def upgrade(self, values: dict[str, Any]) -> None:
+    def upgrade(self, values: dict[str, Any], *flags: str, chart: Path = CHART) -> None:
         args, text = self.helm_args(values)
-        self.run(self.helm, "upgrade", self.name, str(CHART), *args, input=text)
+        self.run(self.helm, "upgrade", self.name, str(chart), *args, *flags, input=text)
 
     def remove(self) -> None:
         """Uninstall and delete the namespace; PgJobs first, while their operator still runs."""

@@ -60,7 +60,11 @@ def kinds(objects: list[Obj]) -> set[str]:
     return {obj["kind"] for obj in objects}
 
 
-@pytest.mark.parametrize("values", [{}, ALL_FEATURES, WITH_HPA], ids=["defaults", "all-features", "hpa"])
+@pytest.mark.parametrize(
+    "values",
+    [{}, ALL_FEATURES, WITH_HPA, {"crds": {"templated": True}}],
+    ids=["defaults", "all-features", "hpa", "templated-crds"],
+)
 def test_lint(helm: Path, tmp_path: Path, values: Obj) -> None:
     result = run_helm(helm, "lint", "--strict", str(CHART), "-f", values_file(tmp_path, values))
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
@@ -119,8 +123,16 @@ def test_template_defaults_and_every_feature(helm: Path, tmp_path: Path) -> None
         ({"workers": {"replicas": 3}}, "'workers'"),  # a misspelled key
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy'"),
         ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0'"),
+        ({"crds": {"templated": "yes"}}, "/crds/templated'"),
     ],
-    ids=["concurrency-0", "replicas-string", "unknown-key", "pull-policy", "namespace-name"],
+    ids=[
+        "concurrency-0",
+        "replicas-string",
+        "unknown-key",
+        "pull-policy",
+        "namespace-name",
+        "crds-templated",
+    ],
 )
 def test_schema_rejects_wrong_values(helm: Path, tmp_path: Path, values: Obj, message: str) -> None:
     result = run_helm(
@@ -129,6 +141,28 @@ def test_schema_rejects_wrong_values(helm: Path, tmp_path: Path, values: Obj, me
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert message in result.stderr, result.stderr
+
+
+def test_templated_crds_are_the_charts_crd_files_kept_on_uninstall(helm: Path, tmp_path: Path) -> None:
+    """crds.templated=true renders the files of crds/ themselves (no third copy), each with
+    helm.sh/resource-policy: keep; by default no template renders a CRD (Helm installs crds/)."""
+    assert "CustomResourceDefinition" not in kinds(render(helm, tmp_path, {}))
+    rendered = [
+        o
+        for o in render(helm, tmp_path, {"crds": {"templated": True}})
+        if o["kind"] == "CustomResourceDefinition"
+    ]
+    expected = []
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        crd["metadata"]["annotations"] = {
+            **crd["metadata"].get("annotations", {}),
+            "helm.sh/resource-policy": "keep",
+        }
+        expected.append(crd)
+    assert len(expected) == 3
+    by_name = sorted(rendered, key=lambda crd: crd["metadata"]["name"])
+    assert by_name == sorted(expected, key=lambda crd: crd["metadata"]["name"])
 
 
 def api_services_and_operator_args(rendered: list[Obj]) -> tuple[set[str], list[str]]:

@@ -14,6 +14,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "deploy" / "image" / "build.sh"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+EXAMPLE_DOCKERFILE = ROOT / "deploy" / "examples" / "custom-worker" / "Dockerfile"
 CHART = ROOT / "helm" / "pgjobs"
 
 IMAGES = [
@@ -21,6 +22,7 @@ IMAGES = [
     "localhost/pgjobs:dev",
     "localhost/pgjobs-postgres:15",
     "localhost/pgjobs-pause:1",
+    "localhost/acme-worker:dev",
 ]
 
 
@@ -98,3 +100,16 @@ def test_image_users_match_the_chart() -> None:
     script = BUILD.read_text()
     assert f"postgres:x:{uid[1]}:{gid[1]}:" in script
     assert f"--user {uid[1]}:{gid[1]}" in script
+
+
+def test_the_example_worker_image_installs_its_wheel_offline_on_the_pgjobs_image() -> None:
+    """deploy/examples/custom-worker: one FROM, the pgjobs image; pip only installs the wheel of
+    dist/ (no index, no dependencies); build.sh runs that step without a network."""
+    text = EXAMPLE_DOCKERFILE.read_text()
+    assert re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE) == ["${PGJOBS_IMAGE}"]
+    installs = [c for c in run_commands(text) if " install " in c]
+    assert installs and all("--no-index" in c and "--no-deps" in c for c in installs), installs
+    assert text.rstrip().endswith("USER 10001:10001"), "the image must end as the pgjobs user"
+    script = BUILD.read_text()
+    assert "buildah bud --pull=never --network none" in script
+    assert '--build-arg "PGJOBS_IMAGE=$APP_REPO:$APP_TAG"' in script
