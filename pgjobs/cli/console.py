@@ -44,10 +44,7 @@ def _console(args: argparse.Namespace) -> int:
     try:
         from pgjobs.console import server
     except ModuleNotFoundError as missing:
-        raise options.UserError(
-            f"the console needs {missing.name}, which comes with the console extra: "
-            "pip install 'pgjobs[console]' (the pgjobs image has it)"
-        ) from None
+        raise options.UserError(options.missing_extra_text("the console", "console", missing.name)) from None
     settings = ConsoleSettings(
         address=args.address,
         port=int(args.port),

@@ -21,6 +21,14 @@ class UserError(Exception):
     """A mistake in what the user asked for: printed as one line, exit status 2."""
 
 
+def missing_extra_text(part: str, extra: str, module: str | None) -> str:
+    """The one line for a part of pgjobs whose package extra is not installed."""
+    return (
+        f"{part} needs {module}, which comes with the {extra} extra: "
+        f"pip install 'pgjobs[{extra}]' (the pgjobs image has it)"
+    )
+
+
 def env_name(option: str) -> str:
     return "PGJOBS_" + option.lstrip("-").replace("-", "_").upper()
 

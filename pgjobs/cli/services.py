@@ -363,10 +363,8 @@ def _operator_modules() -> None:
         import kopf  # noqa: F401
         import kubernetes  # noqa: F401
     except ModuleNotFoundError as missing:
-        raise options.UserError(
-            f"the operator needs {missing.name}, which comes with the operator extra: "
-            "pip install 'pgjobs[operator]' (the pgjobs image has it)"
-        ) from None
+        text = options.missing_extra_text("the operator", "operator", missing.name)
+        raise options.UserError(text) from None
 
 
 def _operator(args: argparse.Namespace) -> int:

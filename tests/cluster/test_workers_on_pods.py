@@ -7,6 +7,7 @@ checked in the PgJob statuses and in the job rows of the release's PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,6 +37,39 @@ def _running_on(release: Release, prefix: str) -> dict[str, str]:
         for name, status in release.statuses(prefix).items()
         if status.get("phase") == "Running"
     }
+
+
+def _set_max_running(release: Release, queue: str, cap: int | None) -> None:
+    patch = json.dumps({"spec": {"maxRunning": cap}})
+    release.kubectl("patch", "pgqueue", queue, "--type=merge", "-p", patch)
+
+
+def test_a_pgqueue_cap_holds_across_worker_pods(release: Release) -> None:
+    """`maxRunning: 1` on the queue two worker pods serve: one job at a time across both pods,
+    until the cap is raised, when both run at once (so the pods could have broken the cap)."""
+    release.scale_workers(2)
+    wait_for(lambda: len(release.ready_worker_pods()) == 2, 120, "2 ready worker pods")
+    prefix = f"capped-{uuid.uuid4().hex[:5]}"
+    release.apply(sleep_jobs(prefix, 1, seconds=0.5))  # the operator creates the PgQueue "default"
+    wait_for(
+        lambda: "default" in [q["metadata"]["name"] for q in release.get("pgqueues")["items"]],
+        60,
+        "the PgQueue default",
+    )
+    _set_max_running(release, "default", 1)
+    try:
+        release.apply(sleep_jobs(f"{prefix}-x", 4, seconds=4))
+        most, deadline = 0, time.monotonic() + 90
+        while sum(p == "Completed" for p in release.phases(f"{prefix}-x").values()) < 2:
+            assert time.monotonic() < deadline, f"2 capped jobs not done in 90s: {release.phases(prefix)}"
+            most = max(most, len(_running_on(release, f"{prefix}-x")))
+            time.sleep(0.3)
+        assert most == 1, f"{most} jobs ran at once under maxRunning 1"
+        _set_max_running(release, "default", 2)
+        wait_for(lambda: len(_running_on(release, f"{prefix}-x")) == 2, 60, "2 Running once the cap is 2")
+    finally:
+        _set_max_running(release, "default", None)
+    wait_for(lambda: _finished(release, f"{prefix}-x", 4), 60, "every capped job finished")
 
 
 def test_scaling_2_4_1_loses_nothing_and_charges_no_attempt(release: Release) -> None:

@@ -21,6 +21,7 @@ from pgjobs.cli.kubectl.api import connect
 from pgjobs.cli.kubectl.arguments import parse_command_line
 from pgjobs.cli.kubectl.errors import EXIT_FAILED, PluginError
 from pgjobs.cli.kubectl.watching import Selection, run_watch
+from pgjobs.cli.options import missing_extra_text
 
 __all__ = ["Selection", "connect", "main", "run_watch"]
 
@@ -40,11 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as missing:
         if missing.name not in KUBECTL_EXTRA:
             raise
-        print(
-            f"error: kubectl pgjobs needs {missing.name}, which comes with the kubectl extra: "
-            "pip install 'pgjobs[kubectl]'",
-            file=sys.stderr,
-        )
+        print(f"error: {missing_extra_text('kubectl pgjobs', 'kubectl', missing.name)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

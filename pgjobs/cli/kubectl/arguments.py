@@ -293,12 +293,7 @@ def add_submit(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="a label on the PgJob (repeatable)",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        choices=OUTPUT_FORMATS,
-        help="print the PgJob as name (pgjob.pgjobs.dev/NAME), json or yaml (default: its bare name)",
-    )
+    add_output(p)
     p.add_argument(
         "--dry-run",
         nargs="?",
@@ -307,6 +302,21 @@ def add_submit(sub: Any) -> None:
         choices=DRY_RUN_MODES,
         help="client: print the manifest only; server: also let the API server validate it",
     )
+    add_wait(p)
+
+
+def add_output(p: argparse.ArgumentParser) -> None:
+    """-o for the verbs that create a PgJob."""
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUT_FORMATS,
+        help="print the PgJob as name (pgjob.pgjobs.dev/NAME), json or yaml (default: its bare name)",
+    )
+
+
+def add_wait(p: argparse.ArgumentParser) -> None:
+    """--wait and --wait-timeout for the verbs that create a PgJob."""
     p.add_argument("--wait", action="store_true", help="watch the job until it finished")
     p.add_argument("--wait-timeout", type=duration_arg, metavar="DURATION", help="give up waiting after this")
 
@@ -353,14 +363,8 @@ def add_watch(sub: Any) -> None:
 def add_trigger(sub: Any) -> None:
     p = add_verb(sub, "trigger", cmd_trigger)
     p.add_argument("cronjob", metavar="CRONJOB", help="name of a PgCronJob")
-    p.add_argument(
-        "-o",
-        "--output",
-        choices=OUTPUT_FORMATS,
-        help="print the PgJob as name (pgjob.pgjobs.dev/NAME), json or yaml (default: its bare name)",
-    )
-    p.add_argument("--wait", action="store_true", help="watch the job until it finished")
-    p.add_argument("--wait-timeout", type=duration_arg, metavar="DURATION", help="give up waiting after this")
+    add_output(p)
+    add_wait(p)
 
 
 def add_queue_verb(sub: Any, verb: str, command: Callable[[argparse.Namespace, TextIO], int]) -> None:
