@@ -46,6 +46,15 @@ def _add_migrate(commands: Any) -> None:
         help="keep trying this long while the server is unreachable or still starting"
         " (e.g. in an init container next to a PostgreSQL pod); a wrong password fails at once",
     )
+    parser.add_argument(
+        "--pool",
+        dest="pools",
+        action="append",
+        type=pool_arg,
+        metavar="LOGIN=QUEUE[,QUEUE]",
+        help="scope a worker login to these queues' rows (row-level security; repeatable;"
+        " LOGIN= lifts it; docs/operations.md, Database roles)",
+    )
     for group in (roles.WORKER, roles.OPERATOR):
         options.add(
             parser,
@@ -57,10 +66,20 @@ def _add_migrate(commands: Any) -> None:
         )
 
 
+def pool_arg(text: str) -> tuple[str, tuple[str, ...]]:
+    """LOGIN=QUEUE[,QUEUE] (LOGIN= for none)."""
+    login, sign, queues = text.partition("=")
+    names = tuple(q.strip() for q in queues.split(",") if q.strip())
+    if not sign or not login.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LOGIN=QUEUE[,QUEUE], e.g. reports=reports")
+    return login.strip(), names
+
+
 def _migrate(args: argparse.Namespace) -> int:
     settings = database.settings(args)
     group_roles = roles.GroupRoles(worker=args.worker_role, operator=args.operator_role)
-    applied = asyncio.run(_migrate_when_reachable(settings, args.wait, group_roles))
+    pools = dict(args.pools or ())
+    applied = asyncio.run(_migrate_when_reachable(settings, args.wait, group_roles, pools))
     where = settings.describe()
     if applied:
         print(f"{where}: applied {', '.join(f'{m.version:04d}_{m.name}' for m in applied)}")
@@ -70,12 +89,15 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 async def _migrate_when_reachable(
-    settings: connecting.DatabaseSettings, wait: float, group_roles: roles.GroupRoles | None = None
+    settings: connecting.DatabaseSettings,
+    wait: float,
+    group_roles: roles.GroupRoles | None = None,
+    pools: dict[str, tuple[str, ...]] | None = None,
 ) -> list[migrating.Migration]:
     deadline = time.monotonic() + wait
     while True:
         try:
-            return await migrating.migrate(settings, group_roles)
+            return await migrating.migrate(settings, group_roles, pools)
         except connecting.DatabaseError as error:
             if not error.retryable or time.monotonic() >= deadline:
                 raise

@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from importlib import resources
 
 import psycopg
@@ -123,10 +124,13 @@ def latest_version() -> int:
 
 
 async def migrate(
-    settings: connecting.DatabaseSettings, group_roles: roles.GroupRoles | None = None
+    settings: connecting.DatabaseSettings,
+    group_roles: roles.GroupRoles | None = None,
+    pools: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Migration]:
     """Create the database if needed and apply missing migrations; returns those applied.
-    Then grant the group roles their privileges (`roles.apply`), on every run."""
+    Then grant the group roles their privileges (`roles.apply`), and give worker logins their
+    pools (`roles.apply_pools`), on every run."""
     # The lock below is a session's: behind a transaction pool, lock and unlock could land on
     # different server connections and leave the lock held.
     settings = settings.for_session()
@@ -138,6 +142,8 @@ async def migrate(
             applied = await _apply_missing(conn)
             newer = await current_version(conn) > latest_version()
             await roles.apply(conn, group_roles, schema_is_newer=newer)
+            if pools:
+                await roles.apply_pools(conn, pools)
             return applied
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))

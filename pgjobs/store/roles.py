@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
 
 import psycopg
 from psycopg import errors, sql
@@ -186,6 +187,8 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         # What tasks log (migration 0011_job_logs): appended, never changed or read back.
         _table("INSERT", "job_logs"),
         _table("SELECT", "job_logs", "job_id", "attempt", "seq"),
+        # Row scoping reads the login's pool (migration 0013_worker_pools).
+        _table("SELECT", "worker_pools"),
     ),
     OPERATOR: (
         _table("SELECT", "migrations"),
@@ -215,6 +218,8 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         _table("SELECT", "deleted_resources"),
         _table("INSERT", "deleted_resources"),
         _table("DELETE", "deleted_resources"),
+        # Row scoping reads the login's pool (migration 0013_worker_pools): none, every row.
+        _table("SELECT", "worker_pools"),
     ),
 }
 #: Relations of the schema no group may touch (tests/integration/test_roles.py checks that
@@ -322,3 +327,23 @@ async def _grant_connect(conn: psycopg.AsyncConnection[dict[str, object]], role:
             await conn.execute(statement.format(sql.Identifier(str(row["name"])), sql.Identifier(role)))
     except errors.InsufficientPrivilege:
         logger.info("Could not grant CONNECT on this database to %s: not its owner", role)
+
+
+async def apply_pools(
+    conn: psycopg.AsyncConnection[dict[str, object]], pools: Mapping[str, Sequence[str]]
+) -> None:
+    """Give each login its pool of queues (row scoping, migration 0013_worker_pools); an empty
+    list of queues takes the login's pool away. Logins not named keep theirs: each worker pool's
+    installation names its own login."""
+    async with conn.transaction():
+        for login, queues in pools.items():
+            if queues:
+                await conn.execute(
+                    "INSERT INTO pgjobs.worker_pools (login, queues) VALUES (%s, %s)"
+                    " ON CONFLICT (login) DO UPDATE SET queues = excluded.queues",
+                    (login, list(queues)),
+                )
+            else:
+                await conn.execute("DELETE FROM pgjobs.worker_pools WHERE login = %s", (login,))
+    for login, queues in pools.items():
+        logger.info("Worker login %s: %s", login, f"queues {', '.join(queues)}" if queues else "every queue")

@@ -234,6 +234,8 @@ def test_separate_roles_give_workers_and_operator_their_own_logins(helm: Path, t
         "operator": {"pgjobs-database-operator"},
     }
     assert _database_secrets(pods["pgjobs-worker"]) == {"worker": {"pgjobs-database-worker"}}
+    [migrate] = pods["pgjobs-operator"]["spec"]["initContainers"]
+    assert migrate["args"][-2:] == ["--pool", "pgjobs_worker_login=default"]  # row scoping
     # (The serving certificate's Secret, of the logs API, holds no login: it has `data` only.)
     secrets = {o["metadata"]["name"]: o["stringData"] for o in rendered if "stringData" in o}
     assert secrets["pgjobs-database-worker"] == {

@@ -1,14 +1,21 @@
-"""Fixtures of the integration suites: worker processes, the ledger their tasks write, and
-PgBouncer in front of the test server (one per pool mode, started on first use)."""
+"""Fixtures of the integration suites: worker processes, the ledger their tasks write,
+PgBouncer in front of the test server (one per pool mode, started on first use), and logins
+that are members of a group role."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from pgjobs.devenv import postgres
+from pgjobs.store import connecting, queries
 from tests.integration import pooler
 from tests.processes import Ledger, WorkerProcess
 
@@ -52,3 +59,49 @@ def _pgbouncer(server: postgres.PostgresServer, mode: str) -> pooler.PgBouncer:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI must run the pooled tests: {error} (make setup installs it)", pytrace=False)
         pytest.skip(str(error))
+
+
+LoginFactory = Callable[[str], connecting.DatabaseSettings]
+
+
+@pytest.fixture
+def login(
+    postgres_server: postgres.PostgresServer, database: connecting.DatabaseSettings
+) -> Iterator[LoginFactory]:
+    """Make a LOGIN role, a member of the given group role, for the test database; dropped after."""
+    made: list[str] = []
+
+    def make(group: str) -> connecting.DatabaseSettings:
+        name = f"login_{group}_{uuid.uuid4().hex[:8]}"
+        password = uuid.uuid4().hex
+        admin_sql(
+            database,
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(name), sql.Literal(password), sql.Identifier(group)
+            ),
+        )
+        made.append(name)
+        url = psycopg.conninfo.make_conninfo(database.url, user=name)
+        return connecting.DatabaseSettings(url=url, password=password)
+
+    yield make
+    for name in made:
+        admin_sql(database, sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def admin_sql(settings: connecting.DatabaseSettings, statement: sql.Composed | str) -> None:
+    async def run() -> None:
+        conn = await connecting.connect(settings)
+        async with conn:
+            await conn.execute(statement)
+
+    asyncio.run(run())
+
+
+def run_as(settings: connecting.DatabaseSettings, action: Callable[[queries.Connection], Any]) -> Any:
+    async def run() -> Any:
+        conn = await connecting.connect(settings)
+        async with conn:
+            return await action(conn)
+
+    return asyncio.run(run())

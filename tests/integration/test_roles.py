@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -22,54 +22,10 @@ from pgjobs.states import JobState
 from pgjobs.store import connecting, jobs, queries, resources, roles, workers
 from pgjobs.store.records import NewJob, ResourceJob
 from pgjobs.tasks import environment
+from tests.integration.conftest import admin_sql, run_as
 from tests.processes import ROOT, Database, WorkerProcess, pgjobs, wait_for
 
 pytestmark = pytest.mark.integration
-
-LoginFactory = Callable[[str], connecting.DatabaseSettings]
-
-
-@pytest.fixture
-def login(
-    postgres_server: postgres.PostgresServer, database: connecting.DatabaseSettings
-) -> Iterator[LoginFactory]:
-    """Make a LOGIN role, a member of the given group role, for the test database; dropped after."""
-    made: list[str] = []
-
-    def make(group: str) -> connecting.DatabaseSettings:
-        name = f"login_{group}_{uuid.uuid4().hex[:8]}"
-        password = uuid.uuid4().hex
-        admin_sql(
-            database,
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-                sql.Identifier(name), sql.Literal(password), sql.Identifier(group)
-            ),
-        )
-        made.append(name)
-        url = psycopg.conninfo.make_conninfo(database.url, user=name)
-        return connecting.DatabaseSettings(url=url, password=password)
-
-    yield make
-    for name in made:
-        admin_sql(database, sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def admin_sql(settings: connecting.DatabaseSettings, statement: sql.Composed | str) -> None:
-    async def run() -> None:
-        conn = await connecting.connect(settings)
-        async with conn:
-            await conn.execute(statement)
-
-    asyncio.run(run())
-
-
-def run_as(settings: connecting.DatabaseSettings, action: Callable[[queries.Connection], Any]) -> Any:
-    async def run() -> Any:
-        conn = await connecting.connect(settings)
-        async with conn:
-            return await action(conn)
-
-    return asyncio.run(run())
 
 
 def env_for(settings: connecting.DatabaseSettings) -> dict[str, str]:
