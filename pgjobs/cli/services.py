@@ -307,6 +307,14 @@ def _add_operator(commands: Any) -> None:
     )
     options.add(
         parser,
+        "--duty-stall-timeout",
+        default=defaults.duty_stall_timeout,
+        type=float,
+        help="seconds after which /healthz fails when the leader's status sync or maintenance loop"
+        " has not gone round (stuck): the kubelet then restarts the operator",
+    )
+    options.add(
+        parser,
         "--liveness-port",
         default=defaults.liveness_port,
         type=int,
@@ -368,6 +376,7 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings:
         no_worker_after=float(args.no_worker_after),
         finished_retention=float(args.finished_retention),
         leader_lease=float(args.leader_lease),
+        duty_stall_timeout=float(args.duty_stall_timeout),
         liveness_port=int(args.liveness_port),
         liveness_address=args.liveness_address,
         metrics_port=int(args.metrics_port),

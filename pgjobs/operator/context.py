@@ -61,6 +61,12 @@ class Context:
     background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     #: What each namespace may ask for, read from settings.policy_file at start.
     policy: policy.Policy = dataclasses.field(default_factory=policy.Policy)
+    #: When each of the leader's loops last went round (monotonic seconds), for /healthz.
+    rounds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def went_round(self, duty: str) -> None:
+        """A loop of the leader's went round (whether its work succeeded or will be retried)."""
+        self.rounds[duty] = time.monotonic()
 
     def fence(self) -> None:
         """Call right before each of the leader's writes: raises NotLeading unless the lease is

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from pgjobs.operator import context, handlers, metrics, outages
+from pgjobs.operator import context, handlers, liveness, metrics, outages
 from pgjobs.store import horizon, jobs, queries, resources, workers
 
 logger = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ async def run_once(ctx: context.Context) -> None:
 async def run(ctx: context.Context) -> None:
     """Rounds until cancelled (when this replica stops leading)."""
     while True:
+        ctx.went_round(liveness.MAINTENANCE)
         await run_once(ctx)
         context.stop_if_cancelled()
         await asyncio.sleep(ctx.settings.maintenance_interval)

@@ -185,6 +185,7 @@ async def _serve_external_metrics(ctx: context.Context) -> Callable[[], Awaitabl
 async def lead(ctx: context.Context) -> None:
     """The leader's duties: clean up orphans first (so no status goes to a reused name), then loop:
     status sync, maintenance, the PgCronJob schedules and the PgQueues."""
+    ctx.rounds.clear()  # a new term: its loops have not gone round yet
     await _until_done(lambda: maintenance.remove_orphans(ctx), "orphan clean-up", ctx)
     async with asyncio.TaskGroup() as group:
         group.create_task(syncing.Syncer(ctx).run(), name="pgjobs-status-sync")

@@ -38,6 +38,11 @@ class OperatorSettings:
     #: is kept, then deleted by the leader: three days to look at what happened, and a table
     #: that does not grow for ever (a PgJob's row follows the PgJob and its TTL instead).
     finished_retention: float = 3 * 86400.0
+    #: /healthz fails when one of the leader's loops (status sync, maintenance) has not gone
+    #: round for this long: stuck, not merely failing (a loop that fails goes round and retries),
+    #: so the kubelet restarts the operator. A minute: far above a round's slowest honest wait
+    #: (an API call's 30 s timeout), and a restart costs a standby's takeover, seconds.
+    duty_stall_timeout: float = 60.0
     #: Port of the /healthz liveness endpoint (0: off).
     liveness_port: int = 8080
     #: The address it listens on; "": every interface in a pod, else the loopback

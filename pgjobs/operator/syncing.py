@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pgjobs.operator import context, metrics
+from pgjobs.operator import context, liveness, metrics
 from pgjobs.states import JobState
 from pgjobs.store import jobs, resources
 from pgjobs.store.resources import SyncRow
@@ -353,6 +353,7 @@ class Syncer:
 
     async def _read(self) -> None:
         while True:
+            self.ctx.went_round(liveness.STATUS_SYNC)
             try:
                 full = await self.sync_once()
             except Exception:  # the database is away: try again after a pause

@@ -1,13 +1,19 @@
 """The operator through a database outage: a PgJob created while PostgreSQL refuses writes is
-applied once it takes them again, never Failed; and PgJobs that older operators failed for an
-outage get their row and run.
+applied once it takes them again, never Failed; PgJobs that older operators failed for an
+outage get their row and run; and a leader whose loops are stuck fails its /healthz.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
+import psycopg
+
+from pgjobs.devenv.processes import free_port
 from pgjobs.operator import handlers, outages
 from pgjobs.store import connecting
 from tests.e2e.operator_helpers import (
@@ -75,3 +81,28 @@ def test_a_pgjob_an_older_operator_failed_for_an_outage_runs_after_the_upgrade(
     services.worker()
     done = wait_phase(kube, namespace, "failed-by-outage", "Completed", timeout=40)
     assert done.get("jobId") is not None and done.get("message") != old_message, done
+
+
+def _health(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+    except urllib.error.URLError:  # not listening yet
+        return 0, {}
+
+
+def test_a_leader_whose_status_sync_is_stuck_fails_its_healthz(
+    services: Services, database: connecting.DatabaseSettings
+) -> None:
+    """The status sync blocked on a lock that is never released (as a stuck await would be):
+    /healthz fails after --duty-stall-timeout, and recovers once the loop goes round again."""
+    port = free_port()
+    services.operator("operator", "--liveness-port", str(port), "--duty-stall-timeout", "3")
+    wait_until(lambda: _health(port) == (200, {"duties": "leading"}), timeout=30, what="a healthy leader")
+    with psycopg.connect(database.conninfo()) as blocker:
+        blocker.execute("LOCK TABLE pgjobs.jobs IN ACCESS EXCLUSIVE MODE")
+        # kopf answers from a cache of up to 10 s: the failure shows within the timeout plus that.
+        wait_until(lambda: _health(port)[0] == 500, timeout=30, what="/healthz failing")
+    wait_until(lambda: _health(port)[0] == 200, timeout=30, what="/healthz healthy again")

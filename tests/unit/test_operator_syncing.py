@@ -149,7 +149,9 @@ def run_syncer(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(syncing.resources, "mark_synced", fake.mark_synced)
     monkeypatch.setattr(syncing.jobs, "mark_no_worker", fake.mark_no_worker)
     settings = OperatorSettings(status_writes_per_second=1000.0, sync_interval=0.01)
-    ctx = types.SimpleNamespace(settings=settings, kube=fake, sync_database=fake, fence=lambda: None)
+    ctx = types.SimpleNamespace(
+        settings=settings, kube=fake, sync_database=fake, fence=lambda: None, went_round=lambda duty: None
+    )
 
     async def until_copied() -> None:
         task = asyncio.create_task(syncing.Syncer(ctx).run())  # type: ignore[arg-type]

@@ -52,3 +52,12 @@ def test_the_event_names_the_sqlstate_and_says_nothing_is_needed() -> None:
     error = psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction\nmore")
     text = outages.unavailable_text(error)
     assert "SQLSTATE 25006" in text and "more" not in text and "applied once it can" in text
+
+
+def test_only_loops_quiet_past_the_limit_are_stalled() -> None:
+    from pgjobs.operator import liveness
+
+    rounds = {liveness.STATUS_SYNC: 100.0, liveness.MAINTENANCE: 30.0}
+    assert liveness.stalled_duties(rounds, now=120.0, limit=60.0) == ["maintenance (90s)"]
+    assert liveness.stalled_duties(rounds, now=80.0, limit=60.0) == []
+    assert liveness.stalled_duties({}, now=1e9, limit=60.0) == []
