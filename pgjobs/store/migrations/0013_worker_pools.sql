@@ -8,6 +8,11 @@
 -- superusers. A login without a pool, like the operator's, sees and changes every row, as
 -- before: the policies below let it through on a check made once per statement (an InitPlan),
 -- and for a pooled login the per-row check is one array membership test.
+-- Enabling row-level security and adding a column take the tables' strongest lock for a moment,
+-- and a lock request waits behind a long transaction while claims queue behind it: give up after a
+-- second instead (`pgjobs migrate` says so, and `--wait` tries again).
+SET LOCAL lock_timeout = '1s';
+
 CREATE TABLE pgjobs.worker_pools (
     login name PRIMARY KEY,
     queues text[] NOT NULL CONSTRAINT pool_has_queues CHECK (cardinality(queues) > 0)
