@@ -112,7 +112,8 @@ class Link:
             logger.warning(
                 "%s: lost the database (%s); retrying with backoff up to %.0fs",
                 self.name,
-                str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__,
+                # The first line: libpq's next ones explain ("This probably means the server...").
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
                 MAX_BACKOFF,
             )
         conn, self._conn = self._conn, None
