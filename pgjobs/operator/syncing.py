@@ -351,6 +351,7 @@ class Syncer:
                 if marked or cleared:
                     logger.info("jobs no live worker can run: %d newly, %d no longer", marked, cleared)
                     self._low.set()
+            context.stop_if_cancelled()  # lost on the way? (see `_read`)
             await asyncio.sleep(interval)
 
     async def _read(self) -> None:
@@ -362,6 +363,11 @@ class Syncer:
                 outage = connecting.is_outage(error)
                 logger.warning("status sync round failed: %s", error, exc_info=not outage)
                 full = False
+            # A cancellation can also be lost on the way, the round returning as if none came
+            # (psycopg_pool waits for a connection with asyncio.wait_for, which before Python
+            # 3.12 returns what arrives with a cancellation and drops it): seen in a failover,
+            # where the reader then waited for writers already gone and held up the step-down.
+            context.stop_if_cancelled()
             self._low.clear()
             if full:  # more rows wait: read again once the writers have taken most of these
                 await self._low.wait()
