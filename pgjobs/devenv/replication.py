@@ -53,6 +53,18 @@ class Standby(PostgresServer):
         super().start()
         self.wait_streaming()
 
+    def detach(self) -> None:
+        """Stop streaming, as a standby cut off by the network: the primary's commits from now
+        on are not here, and a promotion loses them (what asynchronous replication risks)."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET primary_conninfo = ''")
+            conn.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT 1 FROM pg_stat_wal_receiver").fetchone():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"standby {self.name!r} still streams 30 s after detaching")
+                time.sleep(0.05)
+
     def replication_state(self) -> tuple[str, str] | None:
         """(state, sync_state) of this standby in the primary's pg_stat_replication, or None."""
         with psycopg.connect(self.primary.url(), autocommit=True) as conn:
