@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import psycopg
 from psycopg import conninfo, sql
@@ -89,7 +90,7 @@ class PostgresServer:
     def url_without_password(self, dbname: str = "postgres") -> str:
         return conninfo.make_conninfo(host="127.0.0.1", port=self.port, user=SUPERUSER, dbname=dbname)
 
-    def __enter__(self) -> PostgresServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

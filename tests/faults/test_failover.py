@@ -90,6 +90,24 @@ def completed_rows(database: connecting.DatabaseSettings) -> int:
     return int(row["n"])
 
 
+def statuses_matching_rows(run: Run) -> list[Json]:
+    """The rows, once every one is Completed, copied to its PgJob, and its PgJob's status agrees."""
+    wait_until(
+        lambda: all(row["change_count"] == row["synced_count"] for row in rows_with_workers(run.database)),
+        timeout=30,
+        what="every row's changes copied to its PgJob",
+    )
+    rows = rows_with_workers(run.database)
+    items = {item["metadata"]["uid"]: item for item in pgjobs_of(run.kube, run.namespace)}
+    assert sorted(row["uid"] for row in rows) == sorted(items), "rows and PgJobs differ (lost or orphaned)"
+    for row in rows:
+        status = items[row["uid"]]["status"]
+        seen = (status["phase"], status["attempts"], status["jobId"])
+        assert row["state"] == JobState.COMPLETED.value, row
+        assert seen == ("Completed", row["attempt"], row["id"]), (status, row)
+    return rows
+
+
 def test_failover_to_a_standby_mid_drain(run: Run, standby: replication.Standby, variant: str) -> None:
     rng = random.Random(21)
     operator = run.services.operator()
@@ -119,25 +137,7 @@ def test_failover_to_a_standby_mid_drain(run: Run, standby: replication.Standby,
     run.wait_completed(timeout=60)
     statuses_done = time.monotonic() - promoted
     run.close()
-    wait_until(
-        lambda: all(row["change_count"] == row["synced_count"] for row in rows_with_workers(run.database)),
-        timeout=30,
-        what="every row's changes copied to its PgJob",
-    )
-    rows = rows_with_workers(run.database)
-    items = {item["metadata"]["uid"]: item for item in pgjobs_of(run.kube, run.namespace)}
-    assert sorted(row["uid"] for row in rows) == sorted(items), "rows and PgJobs differ (lost or orphaned)"
-    for row in rows:
-        status = items[row["uid"]]["status"]
-        assert row["state"] == JobState.COMPLETED.value, row
-        assert (status["phase"], status["attempts"], status["jobId"]) == (
-            "Completed",
-            row["attempt"],
-            row["id"],
-        ), (
-            status,
-            row,
-        )
+    rows = statuses_matching_rows(run)
 
     starts, done = run.ledger.count("start"), run.ledger.count("done")
     ids = {row["id"] for row in rows}
