@@ -4,8 +4,9 @@
 and a `primary_conninfo` naming the standby) and starts the copy on a free port, streaming WAL
 over the primary's Unix socket: initdb's `local replication all trust` line and the bootstrap
 superuser's REPLICATION attribute let it in, so nothing in the primary's setup changes.
-`make_synchronous` makes the primary wait for the standby at every commit; `promote` turns the
-standby into a primary.
+`make_synchronous` makes the primary wait for the standby at every commit, `Standby.detach` cuts
+the standby off (as a network would), and `promote` turns it into a primary (`pg_promote()`,
+what `pg_ctl promote` does).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
 from pgjobs.devenv.postgres import SUPERUSER, PostgresServer
 
@@ -93,9 +94,7 @@ def make_synchronous(standby: Standby) -> None:
         raise ValueError("synchronous replication needs a durable primary (PostgresServer(durable=True))")
     with psycopg.connect(standby.primary.url(), autocommit=True) as conn:
         conn.execute(
-            psycopg.sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(
-                psycopg.sql.Literal(standby.name)
-            )
+            sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(standby.name))
         )
         conn.execute("SELECT pg_reload_conf()")
     standby.wait_streaming(synchronous=True)
