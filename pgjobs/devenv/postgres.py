@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import psycopg
 from psycopg import conninfo, sql
@@ -89,7 +90,7 @@ class PostgresServer:
     def url_without_password(self, dbname: str = "postgres") -> str:
         return conninfo.make_conninfo(host="127.0.0.1", port=self.port, user=SUPERUSER, dbname=dbname)
 
-    def __enter__(self) -> PostgresServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -100,9 +101,20 @@ class PostgresServer:
 
     def start(self) -> None:
         if not self.datadir.exists():
-            self._initdb()
+            self._create_data()
         self._launch()
         self.wait_ready()
+
+    def own_root(self) -> None:
+        """Hand the temporary directory to the account the server runs as."""
+        if self._user:
+            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+
+    def run_program(self, program: str, *args: str) -> None:
+        """Run one of PostgreSQL's programs (initdb, pg_basebackup) to its end as the server's
+        account, its output in the server's log; a failure raises with the log's tail."""
+        if self._run_as_owner([str(self.bindir / program), *args]).wait() != 0:
+            raise RuntimeError(f"{program} failed, see {self.logfile}:\n{self.log_tail()}")
 
     def _run_as_owner(self, args: list[str]) -> subprocess.Popen[bytes]:
         user = self._user
@@ -117,29 +129,26 @@ class PostgresServer:
                 extra_groups=[] if user else None,
             )
 
-    def _initdb(self) -> None:
+    def _create_data(self) -> None:
+        """A new cluster: initdb, the superuser's password set, password logins over TCP."""
         pwfile = self.root / "pwfile"
         pwfile.write_text(self.password + "\n")
+        self.own_root()
         if self._user:
-            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
             os.chown(pwfile, self._user.pw_uid, self._user.pw_gid)
-        process = self._run_as_owner(
-            [
-                str(self.bindir / "initdb"),
-                "-D",
-                str(self.datadir),
-                "-U",
-                SUPERUSER,
-                f"--pwfile={pwfile}",
-                "--auth-host=scram-sha-256",
-                "--auth-local=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ]
+        self.run_program(
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
         )
-        if process.wait() != 0:
-            raise RuntimeError(f"initdb failed, see {self.logfile}:\n{self.log_tail()}")
         pwfile.unlink()
 
     def _launch(self) -> None:
@@ -179,10 +188,18 @@ class PostgresServer:
 
     def stop(self, *, fast: bool = True) -> None:
         """Shut the server down (fast: roll back sessions and exit, like a crash for clients)."""
+        self._shut_down(signal.SIGINT if fast else signal.SIGTERM)
+
+    def crash(self) -> None:
+        """Immediate shutdown (SIGQUIT): every process exits at once, no checkpoint, sessions cut
+        off mid-transaction, as when the machine under a primary fails."""
+        self._shut_down(signal.SIGQUIT)
+
+    def _shut_down(self, signum: signal.Signals) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGINT if fast else signal.SIGTERM)
+        process.send_signal(signum)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:

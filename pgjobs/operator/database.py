@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import weakref
@@ -35,6 +36,8 @@ class Database:
             reset=self._stamp,
             open=False,
         )
+        #: A check of every idle connection under way (`_check_all`).
+        self._checking: asyncio.Task[None] | None = None
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """A round trip, unless the connection was in good use a moment ago.
@@ -46,7 +49,23 @@ class Database:
         """
         if time.monotonic() - self._returned.get(conn, -TRUSTED_FOR) < TRUSTED_FOR:
             return
-        await AsyncConnectionPool.check_connection(conn)
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            self._check_all()
+            raise
+
+    def _check_all(self) -> None:
+        """Check every idle connection now, replacing the broken ones.
+
+        One broken idle connection means the server restarted or failed over, and every
+        connection idle since then is broken too. The pool hands them out one at a time, and the
+        client waiting for a connection pauses after each broken one with growing back-off
+        (1, 2, 4, 8 s ...): after a failover, five stale connections in the pool stalled the
+        leader's orphan clean-up, and so the status sync behind it, for the whole 30 s timeout.
+        """
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._pool.check(), name="pgjobs-pool-check")
 
     async def _stamp(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._returned[conn] = time.monotonic()
@@ -55,6 +74,8 @@ class Database:
         await self._pool.open(wait=False)
 
     async def close(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
         await self._pool.close()
 
     @contextlib.asynccontextmanager

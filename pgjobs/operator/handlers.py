@@ -122,9 +122,9 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
         raise
     except (psycopg.OperationalError, connecting.DatabaseError) as error:
         await _say_database_unavailable(ctx, body, error, retry)
-        raise
-    except UNREACHABLE:
-        raise
+        raise retried(error) from error
+    except UNREACHABLE as error:
+        raise retried(error) from error
     except psycopg.errors.UniqueViolation as error:
         if not holds_key(error):
             raise
@@ -138,12 +138,18 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
             # A read-only window or a server shutting down is an outage, not a bad spec: retried
             # for as long as it lasts, like a lost connection.
             await _say_database_unavailable(ctx, body, error, retry)
-            raise kopf.TemporaryError(f"database unavailable: {error}", delay=RETRY_BACKOFF) from error
+            raise retried(error) from error
         reason = f"{type(error).__name__}: {error}"
         if retry < UNEXPECTED_ERROR_RETRIES:
             raise kopf.TemporaryError(reason, delay=RETRY_BACKOFF) from error
         logger.exception("PgJob %s failed %d times", _name(body), retry + 1)
         await _refuse(ctx, body, f"the operator failed to apply it: {reason}")
+
+
+def retried(outage: Exception) -> kopf.TemporaryError:
+    """An outage as kopf should see it: retried for as long as it lasts, one line per try (kopf
+    logs any other exception with its traceback, one per try: dozens in a failover)."""
+    return kopf.TemporaryError(f"database or API server unavailable: {outage}", delay=RETRY_BACKOFF)
 
 
 async def apply_spec(ctx: context.Context, body: Mapping[str, Any]) -> None:
@@ -412,8 +418,13 @@ def _name(body: Mapping[str, Any]) -> str:
 @kopf.on.delete(*RESOURCE, registry=registry, backoff=RETRY_BACKOFF)
 async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Stop a running job (bounded wait for its worker), then remove the row."""
-    ctx = context.of(memo)
-    uid = body["metadata"]["uid"]
+    try:
+        await _delete_row(context.of(memo), body["metadata"]["uid"])
+    except UNREACHABLE as error:
+        raise retried(error) from error
+
+
+async def _delete_row(ctx: context.Context, uid: str) -> None:
     deadline = time.monotonic() + ctx.settings.delete_wait
     while True:
         async with ctx.database.connection() as conn:

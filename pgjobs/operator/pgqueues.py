@@ -48,11 +48,16 @@ async def copy_spec(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None
     if not body.get("metadata", {}).get("uid"):
         return
     ctx = context.of(memo)
-    async with ctx.database.connection() as conn:
-        if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
-            await queues.remove(conn, body["metadata"]["uid"])
-        else:
-            await queues.apply(conn, spec_of(body))
+    try:
+        async with ctx.database.connection() as conn:
+            if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
+                await queues.remove(conn, body["metadata"]["uid"])
+            else:
+                await queues.apply(conn, spec_of(body))
+    except handlers.UNREACHABLE as error:  # kopf retries no event handler: one line, not a traceback
+        logger.warning(
+            "PgQueue %s not copied: %s; the leader's next round copies it", body["metadata"]["name"], error
+        )
 
 
 def status_of(stats: queues.QueueStats, generation: int | None) -> Json:

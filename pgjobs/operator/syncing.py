@@ -24,7 +24,7 @@ from typing import Any
 
 from pgjobs.operator import context, liveness, metrics
 from pgjobs.states import JobState
-from pgjobs.store import jobs, resources
+from pgjobs.store import connecting, jobs, resources
 from pgjobs.store.resources import SyncRow
 
 logger = logging.getLogger(__name__)
@@ -343,12 +343,15 @@ class Syncer:
             try:
                 async with self.ctx.sync_database.connection() as conn:
                     marked, cleared = await jobs.mark_no_worker(conn, settings.no_worker_after)
-            except Exception:  # the database is away: the next look tries again
-                logger.warning("look for jobs no worker can run failed", exc_info=True)
+            except Exception as error:  # the database is away: the next look tries again
+                # An outage is one line; anything else is unexpected: the traceback says where.
+                outage = connecting.is_outage(error)
+                logger.warning("look for jobs no worker can run failed: %s", error, exc_info=not outage)
             else:
                 if marked or cleared:
                     logger.info("jobs no live worker can run: %d newly, %d no longer", marked, cleared)
                     self._low.set()
+            context.stop_if_cancelled()  # lost on the way? (see `_read`)
             await asyncio.sleep(interval)
 
     async def _read(self) -> None:
@@ -356,10 +359,16 @@ class Syncer:
             self.ctx.went_round(liveness.STATUS_SYNC)
             try:
                 full = await self.sync_once()
-            except Exception:  # the database is away: try again after a pause
+            except Exception as error:  # the database is away: try again after a pause
                 context.stop_if_cancelled()
-                logger.warning("status sync round failed", exc_info=True)
+                outage = connecting.is_outage(error)
+                logger.warning("status sync round failed: %s", error, exc_info=not outage)
                 full = False
+            # A cancellation can also be lost on the way, the round returning as if none came
+            # (psycopg_pool waits for a connection with asyncio.wait_for, which before Python
+            # 3.12 returns what arrives with a cancellation and drops it): seen in a failover,
+            # where the reader then waited for writers already gone and held up the step-down.
+            context.stop_if_cancelled()
             self._low.clear()
             if full:  # more rows wait: read again once the writers have taken most of these
                 await self._low.wait()

@@ -118,10 +118,13 @@ class DatabaseSettings:
     def describe(self) -> str:
         """Where we connect, without the password: for error messages and logs."""
         params = libpq_conninfo.conninfo_to_dict(self.conninfo())
-        host = params.get("host") or os.environ.get("PGHOST") or "localhost"
-        port = params.get("port") or os.environ.get("PGPORT") or "5432"
+        hosts = str(params.get("host") or os.environ.get("PGHOST") or "localhost").split(",")
+        ports = str(params.get("port") or os.environ.get("PGPORT") or "5432").split(",")
+        if len(ports) == 1:  # a multi-host URL may give one port for every host
+            ports *= len(hosts)
+        servers = ",".join(f"{host}:{port or 5432}" for host, port in zip(hosts, ports, strict=False))
         user = params.get("user") or os.environ.get("PGUSER") or "(current user)"
-        return f"database {self.database_name()!r} on {host}:{port} as {user}"
+        return f"database {self.database_name()!r} on {servers} as {user}"
 
 
 async def connect(

@@ -10,12 +10,14 @@ again, keep its heartbeat fresh and finish its job once; never keep running on a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 
 import pytest
 
+from pgjobs.operator import database as operator_database
 from pgjobs.states import FINISHED_STATES, JobState
 from pgjobs.store import connecting, jobs
 from pgjobs.store.records import NewJob
@@ -124,3 +126,35 @@ def test_a_worker_behind_a_transaction_pool_without_the_flag_runs_every_job(
         output = worker.output()
         assert "Traceback" not in output, output
         assert output.count("--no-prepared-statements") <= 1, output
+
+
+def test_the_operator_pool_replaces_every_stale_connection_at_once(
+    database: connecting.DatabaseSettings,
+) -> None:
+    """A restart or a failover breaks every idle connection of the operator's pool; the first one
+    found broken has the others checked at once, so a client waits about one back-off pause
+    (1 s), not one per stale connection (1 + 2 + 4 + 8 + 16 s for six, past the timeout)."""
+
+    async def run() -> float:
+        pool = operator_database.Database(database, max_size=6)
+        await pool.open()
+        try:
+            async with contextlib.AsyncExitStack() as held:  # six connections, then all idle
+                for _ in range(6):
+                    await held.enter_async_context(pool.connection())
+            await asyncio.sleep(operator_database.TRUSTED_FOR)  # checked again when handed out
+            admin = await connecting.connect(database, dbname="postgres")
+            async with admin:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'pgjobs-operator'"
+                )
+            started = time.monotonic()
+            async with pool.connection(timeout=20) as conn:
+                await conn.execute("SELECT 1")
+            return time.monotonic() - started
+        finally:
+            await pool.close()
+
+    waited = asyncio.run(run())
+    assert waited < 3, f"a connection took {waited:.1f}s after every pooled one broke"

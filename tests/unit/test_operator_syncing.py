@@ -143,15 +143,20 @@ class FakeSync:
         yield None
 
 
-def run_syncer(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run a Syncer against the fake until every row is copied and recorded."""
+def syncer_context(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """What a Syncer needs, the fake in place of the database and the API server."""
     monkeypatch.setattr(syncing.resources, "list_unsynced", fake.list_unsynced)
     monkeypatch.setattr(syncing.resources, "mark_synced", fake.mark_synced)
     monkeypatch.setattr(syncing.jobs, "mark_no_worker", fake.mark_no_worker)
     settings = OperatorSettings(status_writes_per_second=1000.0, sync_interval=0.01)
-    ctx = types.SimpleNamespace(
+    return types.SimpleNamespace(
         settings=settings, kube=fake, sync_database=fake, fence=lambda: None, went_round=lambda duty: None
     )
+
+
+def run_syncer(fake: FakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a Syncer against the fake until every row is copied and recorded."""
+    ctx = syncer_context(fake, monkeypatch)
 
     async def until_copied() -> None:
         task = asyncio.create_task(syncing.Syncer(ctx).run())  # type: ignore[arg-type]
@@ -177,6 +182,34 @@ def test_syncer_retries_a_failed_write(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeSync([row(id=1), row(id=2)], failures=3)
     run_syncer(fake, monkeypatch)
     assert sorted(fake.patched) == [1, 2] and fake.synced == {1: 1, 2: 1}
+
+
+class LosingCancellation(FakeSync):
+    """A pool that hands out a connection just as the cancellation comes, and drops the
+    cancellation (psycopg_pool waits with asyncio.wait_for, which did so before Python 3.12)."""
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[None]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)  # no connection until the step-down comes
+        yield None
+
+
+def test_a_syncer_stops_when_a_cancellation_is_lost_on_the_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step-down cancels the Syncer; a read that returns rows as if no cancellation came
+    must not leave the reader waiting for writers already gone (it held a failover's step-down
+    for its whole timeout)."""
+    fake = LosingCancellation([row(id=n, resource_name=f"job-{n}") for n in range(1, 41)])
+    ctx = syncer_context(fake, monkeypatch)
+
+    async def cancelled() -> bool:
+        task = asyncio.create_task(syncing.Syncer(ctx).run())  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)  # every loop waits for a connection
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        return bool(done)
+
+    assert asyncio.run(cancelled()), "the Syncer did not stop"
 
 
 def test_normal_events_are_skipped_under_a_backlog_warnings_are_not() -> None:

@@ -57,6 +57,15 @@ def test_default_database_name_is_pgjobs(monkeypatch: pytest.MonkeyPatch) -> Non
     assert connecting.DatabaseSettings(url="host=db").database_name() == "pgjobs"
 
 
+def test_describe_names_each_server_of_a_multi_host_url() -> None:
+    settings = connecting.DatabaseSettings(
+        url="postgresql://u@db-a:5433,db-b/jobs?target_session_attrs=read-write"
+    )
+    assert settings.describe() == "database 'jobs' on db-a:5433,db-b:5432 as u"
+    one_port = connecting.DatabaseSettings(url="host=db-a,db-b port=6432 dbname=jobs user=u")
+    assert one_port.describe() == "database 'jobs' on db-a:6432,db-b:6432 as u"
+
+
 def test_describe_never_shows_the_password() -> None:
     settings = connecting.DatabaseSettings(url="postgresql://app:secret@db:5433/jobs", password="x")
     assert "secret" not in settings.describe() and "db:5433" in settings.describe()
