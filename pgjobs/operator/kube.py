@@ -42,6 +42,14 @@ class KubeError(Exception):
         self.status = status
 
 
+class StaleStatus(Exception):
+    """The API server refused a status older than the one it stores (the CRD's syncedAt rule)."""
+
+
+#: The message of the PgJob CRD's rule on status.syncedAt (crds/pgjobs.dev_pgjobs.yaml).
+STALE_STATUS_MESSAGE = "a status older than the one stored"
+
+
 class KubeApi:
     """PgJob status patches, Events, listing and deletion through one aiohttp session."""
 
@@ -128,6 +136,8 @@ class KubeApi:
         except KubeError as error:
             if error.status in (404, 409):
                 return False
+            if error.status == 422 and STALE_STATUS_MESSAGE in str(error):
+                raise StaleStatus(str(error)) from error
             raise
         return True
 

@@ -85,7 +85,7 @@ def declare_series() -> None:
     PICKUP_LATENCY.labels(DEFAULT_QUEUE)
     for state in FINISHED_STATES:
         RUN_TIME.labels(state.phase, DEFAULT_QUEUE)
-    for result in ("written", "gone", "error"):
+    for result in ("written", "gone", "stale", "error"):
         STATUS_WRITES.labels(result)
     for state in (JobState.PENDING, JobState.FAILED, JobState.STOPPED):
         RESCUES.labels(state.phase)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pgjobs.operator import context, liveness, metrics
+from pgjobs.operator import context, kube, liveness, metrics
 from pgjobs.states import JobState
 from pgjobs.store import connecting, jobs, resources
 from pgjobs.store.resources import SyncRow
@@ -46,6 +46,9 @@ RESCUE_MESSAGE_PREFIX = "worker stopped heartbeating"
 #: Namespaces whose place in the round of progress-only changes is remembered; beyond that the
 #: least recently served are forgotten (they start their round again: no change is lost).
 MAX_CURSORS = 10_000
+#: status.syncedAt: fixed width, so that the CRD's rule orders it whether the API server
+#: compares it as a timestamp or as a string.
+SYNCED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 #: The condition of a pending job no live worker can run (`jobs.mark_no_worker`).
 NO_WORKER_REASON = "NoWorkerForTask"
 
@@ -312,7 +315,8 @@ class Syncer:
         # Events of other jobs, and under a burst the statuses are what users look at.
         self.event_bucket = TokenBucket(ctx.settings.status_writes_per_second)
         self.events: asyncio.Queue[tuple[SyncRow, str, str, str]] = asyncio.Queue(EVENT_BACKLOG)
-        self.queue: asyncio.Queue[SyncRow] = asyncio.Queue()
+        #: Rows to copy, with when they were read (status.syncedAt).
+        self.queue: asyncio.Queue[tuple[SyncRow, datetime.datetime]] = asyncio.Queue()
         #: Ids of rows queued or being written: not read again until their copy is recorded.
         self._busy: set[int] = set()
         #: Rows written whose copy is not recorded in the database yet.
@@ -384,13 +388,14 @@ class Syncer:
         if wanted <= 0:
             return True
         async with self.ctx.sync_database.connection() as conn:
+            read_at = datetime.datetime.now(datetime.UTC)
             rows = await resources.list_unsynced(
                 conn, wanted, sorted(self._busy), self.turns.namespace, self.turns.after_ids
             )
         self.turns.advance(rows)
         for row in rows:
             self._busy.add(row.id)
-            self.queue.put_nowait(row)
+            self.queue.put_nowait((row, read_at))
         return len(rows) == wanted
 
     async def _record_copied(self) -> None:
@@ -410,27 +415,33 @@ class Syncer:
             # The token first: a row must not go stale in a writer's hands while it waits for
             # one (a job that finishes meanwhile would cost a second write).
             await self.bucket.take()
-            row = await self.queue.get()
+            row, read_at = await self.queue.get()
             if self.queue.qsize() <= QUEUED // 2:
                 self._low.set()
-            copied = await self._copy(row)
+            copied = await self._copy(row, read_at)
             context.stop_if_cancelled()
             if copied:
                 self._copied.append(row)  # _busy until recorded, so it is not read again meanwhile
             else:
                 self._busy.discard(row.id)  # read again, and retried, in a later round
 
-    async def _copy(self, row: SyncRow) -> bool:
+    async def _copy(self, row: SyncRow, read_at: datetime.datetime) -> bool:
         """Write one status (and queue its Events); True when the row counts as copied."""
         self.ctx.fence()  # a leader frozen since it read the row must not write it now
         now = datetime.datetime.now(datetime.UTC)
+        # The read's time orders writes: the API server refuses one older than the status it
+        # stores (the CRD's rule), so a write an older leader sent before this one but that
+        # arrives after it (the API server slow, the request already sent) cannot undo it.
+        status = status_of(row, now) | {"syncedAt": read_at.strftime(SYNCED_AT_FORMAT)}
         try:
             found = await self.ctx.kube.patch_status(
-                row.resource_namespace,
-                row.resource_name,
-                status_of(row, now),
-                row.resource_uid,
+                row.resource_namespace, row.resource_name, status, row.resource_uid
             )
+        except kube.StaleStatus:
+            # A later read was copied already (another replica's clock ahead of this one's):
+            # read again and copy in a later round, once this read is the newest.
+            metrics.STATUS_WRITES.labels("stale").inc()
+            return False
         except Exception as error:
             metrics.STATUS_WRITES.labels("error").inc()
             logger.warning(

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
 
@@ -252,6 +253,27 @@ def test_restarts_may_only_grow(kube: Any, namespace: str, existing: str) -> Non
     assert result.returncode != 0
     assert "restarts may not decrease" in result.stderr
     assert get(kube, namespace, existing)["spec"]["restarts"] == 2
+
+
+def test_a_status_older_than_the_stored_one_is_refused(kube: Any, namespace: str, existing: str) -> None:
+    """An old leader's status write that the API server applies late must not undo a newer one:
+    the operator's client sees the rule's refusal as StaleStatus (and reads the row again)."""
+    from pgjobs.operator import kube as operator_kube
+
+    def status(phase: str, synced_at: str) -> dict[str, Any]:
+        return {"phase": phase, "syncedAt": synced_at}
+
+    set_status(kube, namespace, existing, status("Completed", "2026-12-06T10:00:00.000200Z"))
+    with pytest.raises(kubernetes.client.exceptions.ApiException) as refused:
+        set_status(kube, namespace, existing, status("Pending", "2026-12-06T10:00:00.000100Z"))
+    assert refused.value.status == 422 and operator_kube.STALE_STATUS_MESSAGE in str(refused.value.body)
+    assert get(kube, namespace, existing)["status"]["phase"] == "Completed"
+    # The same read again (a write repeated), then a later one.
+    set_status(kube, namespace, existing, status("Completed", "2026-12-06T10:00:00.000200Z"))
+    set_status(kube, namespace, existing, status("Running", "2026-12-06T10:00:01.000000Z"))
+    # A status without the stamp (the operator's refusals, conditions) passes, as before.
+    set_status(kube, namespace, existing, {"message": "a condition's update"})
+    assert get(kube, namespace, existing)["status"]["phase"] == "Running"
 
 
 def test_mutable_fields_can_change(kube: Any, namespace: str, existing: str) -> None:

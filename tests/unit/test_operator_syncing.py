@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pgjobs.operator import syncing
+from pgjobs.operator import kube, syncing
 from pgjobs.operator.settings import OperatorSettings
 from pgjobs.states import JobState, Priority
 from pgjobs.store.resources import SyncRow
@@ -182,6 +182,29 @@ def test_syncer_retries_a_failed_write(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeSync([row(id=1), row(id=2)], failures=3)
     run_syncer(fake, monkeypatch)
     assert sorted(fake.patched) == [1, 2] and fake.synced == {1: 1, 2: 1}
+
+
+class RefusingStaleOnce(FakeSync):
+    """An API server that stores a status read later than the Syncer's first write (another
+    replica's clock ahead); the next read is newer."""
+
+    def __init__(self, rows: list[SyncRow]) -> None:
+        super().__init__(rows)
+        self.refused: list[str] = []
+
+    async def patch_status(self, _ns: str, _name: str, status: object, _uid: str) -> bool:
+        assert isinstance(status, dict)
+        if len(self.refused) < 2:
+            self.refused.append(status["syncedAt"])
+            raise kube.StaleStatus("422 a status older than the one stored")
+        assert status["syncedAt"] > max(self.refused), "copied again from the same read"
+        return await super().patch_status(_ns, _name, status, _uid)
+
+
+def test_a_status_refused_as_stale_is_read_and_copied_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = RefusingStaleOnce([row(id=1), row(id=2)])
+    run_syncer(fake, monkeypatch)
+    assert fake.synced == {1: 1, 2: 1} and sorted(fake.patched) == [1, 2]
 
 
 class LosingCancellation(FakeSync):
