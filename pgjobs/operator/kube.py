@@ -46,6 +46,8 @@ class StaleStatus(Exception):
     """The API server refused a status older than the one it stores (the CRD's syncedAt rule)."""
 
 
+#: What the API server says when a write's uid precondition fails: the object was replaced.
+UID_PRECONDITION_FAILED = "Precondition failed: UID in precondition"
 #: The message of the PgJob CRD's rule on status.syncedAt (crds/pgjobs.dev_pgjobs.yaml).
 STALE_STATUS_MESSAGE = "a status older than the one stored"
 
@@ -128,14 +130,16 @@ class KubeApi:
         return await self._patch_status(path, status, uid)
 
     async def _patch_status(self, path: str, status: Json, uid: str | None) -> bool:
-        # The uid in the patch is a precondition: a new object that reuses the name of a deleted
-        # one is refused (409) instead of receiving the old one's status.
+        # The uid in the patch is meant as a precondition (409 when the name now belongs to a new
+        # object); the API server checks it on some paths and ignores metadata in others.
         body: Json = {"metadata": {"uid": uid}, "status": status} if uid else {"status": status}
         try:
             await self.request("PATCH", path, body, "application/merge-patch+json")
         except KubeError as error:
-            if error.status in (404, 409):
+            if error.status == 404 or (error.status == 409 and UID_PRECONDITION_FAILED in str(error)):
                 return False
+            # Any other 409 is a write conflict under contention (the API server gave up
+            # retrying it): raised, so the write is tried again, never taken as done.
             if error.status == 422 and STALE_STATUS_MESSAGE in str(error):
                 raise StaleStatus(str(error)) from error
             raise

@@ -449,6 +449,11 @@ class Syncer:
             )
             return False
         metrics.STATUS_WRITES.labels("written" if found else "gone").inc()
+        logger.debug(
+            "status of %s/%s: job %d %s, change %d, read at %s: %s",
+            row.resource_namespace, row.resource_name, row.id, row.state.phase, row.change_count,
+            status["syncedAt"], "written" if found else "gone",
+        )  # fmt: skip
         if not found:
             return True  # the PgJob is gone; its row is removed by the finalizer or clean-up
         observe_latencies(row, now)

@@ -583,13 +583,19 @@ ORDER BY picked.turn, picked.place;
 
 -- name: resource_mark_synced
 -- Record what was copied; a row that changed again meanwhile keeps a differing change_count.
+-- Only a copy of what the row is or was: a failover that lost the last commits takes a row back
+-- to an older state and count, and a copy made before it (recorded after, on the new primary)
+-- must not mark the older row as copied, or its next changes up to that count are never copied.
 UPDATE pgjobs.jobs AS j
 SET synced_count = copied.change_count, synced_state = copied.state,
     synced_attempt = copied.attempt
 FROM unnest(%(job_ids)s::bigint[], %(change_counts)s::bigint[],
             %(states)s::pgjobs.job_state[], %(attempts)s::integer[])
      AS copied (id, change_count, state, attempt)
-WHERE j.id = copied.id AND j.synced_count < copied.change_count;
+WHERE j.id = copied.id AND j.synced_count < copied.change_count
+  AND (j.change_count > copied.change_count
+       OR (j.change_count = copied.change_count AND j.state = copied.state
+           AND j.attempt = copied.attempt));
 
 -- name: resource_list_keys
 -- Every PgJob uid with a row, for the clean-up of rows whose PgJob vanished.

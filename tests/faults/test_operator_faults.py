@@ -144,7 +144,8 @@ class Run:
                 lines.append(
                     f"  {meta['name']}: phase {status.get('phase')}, finalizers {meta.get('finalizers')},"
                     f" generation {meta.get('generation')}/{status.get('observedGeneration')},"
-                    f" annotations {meta.get('annotations')}, row {shown}"
+                    f" annotations {meta.get('annotations')}, row {shown},"
+                    f" status { ({k: status.get(k) for k in ('jobId', 'attempts', 'syncedAt', 'message')}) }"
                 )
         return "PgJobs not Completed:\n" + "\n".join(lines[:20])
 

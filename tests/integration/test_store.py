@@ -484,3 +484,35 @@ def test_twenty_producers_with_one_key_write_one_job(database: connecting.Databa
 
     ids = asyncio.run(produce())
     assert len(set(ids)) == 1 and len(ids) == 20
+
+
+def test_a_copy_from_before_a_failover_does_not_mark_the_older_row_copied(
+    database: connecting.DatabaseSettings,
+) -> None:
+    """A failover that lost commits takes a row back (Completed at change 3 → Pending at 1); the
+    sync's record of its copy of the lost state, made on the new primary, must be refused, or
+    the row's next changes up to that count would never reach its PgJob."""
+    import dataclasses
+
+    from pgjobs.store.records import ResourceJob
+
+    resource = ResourceJob(uid="uid-failover", namespace="ns", name="job", job=NewJob("noop"))
+
+    async def scenario(conn: queries.Connection) -> tuple[int, int]:
+        await resources.upsert(conn, resource, 1)
+        bump = "UPDATE pgjobs.jobs SET change_count = change_count + 1 WHERE resource_uid = %s"
+        await conn.execute(bump, [resource.uid])  # a change to copy, as a claim or a stop makes
+        [row] = await resources.list_unsynced(conn, 10)
+        lost = dataclasses.replace(row, change_count=row.change_count + 2, state=JobState.COMPLETED)
+        await resources.mark_synced(conn, [lost])  # what the row never was here
+        [again] = await resources.list_unsynced(conn, 10)
+        await resources.mark_synced(conn, [again])  # what it is: recorded
+        cursor = await conn.execute(
+            "SELECT change_count, synced_count FROM pgjobs.jobs WHERE resource_uid = %s", [resource.uid]
+        )
+        found = await cursor.fetchone()
+        assert found is not None and again.change_count == row.change_count
+        return int(found["change_count"]), int(found["synced_count"])
+
+    change_count, synced_count = Database(database).call(scenario)
+    assert synced_count == change_count
