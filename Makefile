@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps node-deps controlplane helm coredns prometheus image cluster cluster-down cluster-demo manifests demo test test-unit test-integration test-e2e test-browser test-cluster lint bench soak kind-up kind-e2e clean
+.PHONY: help setup system-deps node-deps controlplane helm coredns prometheus image cluster cluster-down cluster-demo manifests demo test test-unit test-integration test-e2e test-browser test-cluster lint bench bench-soak soak kind-up kind-e2e clean
 
 help:
 	@echo "make demo        start PostgreSQL, a local Kubernetes control plane, the operator and two workers;"
@@ -22,6 +22,7 @@ help:
 	@echo "make helm        build helm from the Go module proxy (cached)"
 	@echo "make manifests   render deploy/manifests/pgjobs.yaml from the chart"
 	@echo "make bench       run the benchmarks"
+	@echo "make bench-soak  the soak benchmark: 2,000,000 noop jobs at 80% of one 8-slot worker (~30 min)"
 	@echo "make kind-up     create a kind cluster and install pgjobs (needs Docker and kind)"
 
 $(STAMP): pyproject.toml
@@ -121,6 +122,11 @@ bench: setup controlplane
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench
 	$(PY) -m bench --only throughput --durable --shared-cpus --rounds 2
+
+# Not `make soak`, which runs the fault suite's long sizes.
+bench-soak: setup
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench --only soak --soak-max-minutes 25
 
 soak: setup controlplane
 	PGJOBS_SOAK=1 $(VENV)/bin/pytest -ra tests/faults $(PYTEST_ARGS)

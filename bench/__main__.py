@@ -1,5 +1,6 @@
 """`python -m bench [--quick] [--only …] [--name NAME]`: run the benchmarks, print a table, write
-bench/results/NAME.json (and PNG plots when matplotlib is installed)."""
+bench/results/NAME.json (and PNG plots when matplotlib is installed). `--only soak` (never part
+of a default run: it takes half an hour) writes bench/results/soak-NAME.json and .png."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from bench import (
     recovery,
     report,
     scaling,
+    soak,
     throughput,
 )
 from pgjobs.devenv.postgres import PostgresServer
@@ -39,7 +41,10 @@ PARTS = (
     "isolation",
     "kubernetes",
     "cluster",
+    "soak",
 )
+#: A run without --only: the soak takes half an hour on its own server, so it is asked for by name.
+DEFAULT_PARTS = [part for part in PARTS if part != "soak"]
 SIZES = {
     "full": {
         "jobs": 10_000,
@@ -84,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small run (about two minutes)")
     parser.add_argument("--name", help="results file name (default: quick or full)")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
+    parser.add_argument(
+        "--only", nargs="+", choices=PARTS, default=DEFAULT_PARTS, help="run only these parts"
+    )
     parser.add_argument("--jobs", type=int, help="jobs per throughput run (default 10000, quick 2000)")
     parser.add_argument("--workers", type=int, nargs="+", help="worker counts (default 1 2 4 8 16)")
     parser.add_argument("--samples", type=int, help="pickup latency samples (default 2000, quick 200)")
@@ -121,7 +128,24 @@ def main(argv: list[str] | None = None) -> int:
         help="for these worker counts, also one process with K slots (default with --shared-cpus: 8)",
     )
     parser.add_argument("--no-procrastinate", action="store_true", help="skip the Procrastinate baseline")
+    parser.add_argument(
+        "--soak-jobs", type=int, default=2_000_000, help="jobs of the soak part (default 2,000,000)"
+    )
+    parser.add_argument(
+        "--soak-idle-transaction",
+        action="store_true",
+        help="in the soak, hold a session idle in a transaction for 5 minutes mid-run",
+    )
+    parser.add_argument(
+        "--soak-max-minutes",
+        type=float,
+        help="fewer soak jobs if at the measured rate they would take longer (the JSON says so)",
+    )
     args = parser.parse_args(argv)
+    if "soak" in args.only:
+        if args.only != ["soak"]:
+            parser.error("--only soak runs alone (its own durable server, half an hour)")
+        return _soak(args)
     size = dict(SIZES["quick" if args.quick else "full"])
     size |= {
         k: v for k, v in {"jobs": args.jobs, "workers": args.workers, "samples": args.samples}.items() if v
@@ -135,19 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         name += "-" + config["name"]
     RESULTS.mkdir(exist_ok=True)
 
-    results: dict[str, Any] = {
-        "name": name,
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-        },
-        "server": config["server"],
-        "configuration": config,
-        "sizes": size,
-        "load_average_start": os.getloadavg(),
-    }
+    results = _header(name, config)
+    results["sizes"] = size
     began = time.monotonic()
     with PostgresServer(durable=args.durable) as server:
         with _connect(server) as conn:
@@ -206,6 +219,50 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(results))
     print(f"\nresults: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     print(report.plots(results, RESULTS / name))
+    return 0
+
+
+def _header(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """What every results file starts with: the run, the machine, the server, the load."""
+    return {
+        "name": name,
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+        },
+        "server": config["server"],
+        "configuration": config,
+        "load_average_start": os.getloadavg(),
+    }
+
+
+def _soak(args: argparse.Namespace) -> int:
+    """The soak on a durable server, PostgreSQL and the worker on the same CPUs (nothing pinned)."""
+    name = "soak-" + (args.name or ("idle-transaction" if args.soak_idle_transaction else "shared-durable"))
+    config = report.configuration(durable=True, shared_cpus=True)
+    config["worker_log_level"] = environment.WORKER_LOG_LEVEL = args.worker_log_level
+    results = _header(name, config)
+    began = time.monotonic()
+    with PostgresServer(durable=True) as server:
+        with _connect(server) as conn:
+            results["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
+            results["autovacuum"] = conn.execute("SHOW autovacuum").fetchone()[0]
+        results["soak"] = soak.run(
+            server,
+            args.soak_jobs,
+            idle_transaction=args.soak_idle_transaction,
+            max_minutes=args.soak_max_minutes,
+        )
+    results["duration_s"] = round(time.monotonic() - began, 1)
+    results["load_average_end"] = os.getloadavg()
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(soak.summary(results["soak"]))
+    print(f"\nresults: {path}")
+    print(soak.plot(results["soak"], RESULTS / f"{name}.png"))
     return 0
 
 

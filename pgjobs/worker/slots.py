@@ -274,7 +274,10 @@ class Slot:
         if chain:
             # A wake-up from here on may be for a job this claim misses: it makes the slot claim again.
             self.wake_pending = False
+        started = time.perf_counter()
         completed, next_job = await self.link.call(complete, give_up=self._give_up)
+        if chain:
+            metrics.COMPLETE_AND_CLAIM_DURATION.observe(time.perf_counter() - started)
         self.found_none = chain and next_job is None
         if completed:
             logger.info("Job %s completed in %.1fs", job.id, elapsed)
