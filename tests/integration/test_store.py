@@ -516,3 +516,36 @@ def test_a_copy_from_before_a_failover_does_not_mark_the_older_row_copied(
 
     change_count, synced_count = Database(database).call(scenario)
     assert synced_count == change_count
+
+
+def test_the_leader_prunes_a_backlog_of_finished_rows_in_one_round(
+    database: connecting.DatabaseSettings,
+) -> None:
+    """Batch after batch while they come back full (one batch a round fell behind ~1,000 jobs/s)."""
+    from typing import cast
+
+    from pgjobs.operator import context, kube, maintenance
+    from pgjobs.operator.database import Database as Pool
+    from pgjobs.operator.settings import OperatorSettings
+
+    db = Database(database)
+    backlog = maintenance.PRUNE_BATCH * 2 + 500
+    db.enqueue("noop", backlog)
+    db.call(
+        lambda conn: conn.execute(
+            "UPDATE pgjobs.jobs SET state = 'completed', finished_at = now() - interval '2 hours'"
+        )
+    )
+
+    async def one_round() -> None:
+        pool = Pool(database)
+        await pool.open()
+        try:
+            settings = OperatorSettings(finished_retention=3600)
+            ctx = context.Context(settings, database, pool, cast(kube.KubeApi, None), pool)
+            await maintenance.prune_finished(ctx)
+        finally:
+            await pool.close()
+
+    asyncio.run(one_round())
+    assert db.call(lambda conn: jobs.list_jobs(conn, None, 10)) == []
