@@ -76,6 +76,14 @@ def states(burst: int, grown: int) -> list[State]:
         analyze(conn)
         insert(conn, burst)
 
+    def emptied_then_analyzed(conn: Conn) -> None:
+        # A drained queue whose rows were deleted (a prune) and then vacuumed and analyzed: the
+        # table has pages, the statistics say it holds nothing.
+        insert(conn, grown)
+        conn.execute("DELETE FROM pgjobs.jobs")
+        conn.execute("VACUUM ANALYZE pgjobs.jobs")
+        insert(conn, burst)
+
     def analyzed_small_then_grown(conn: Conn) -> None:
         insert(conn, 100)
         analyze(conn)
@@ -102,6 +110,7 @@ def states(burst: int, grown: int) -> list[State]:
     return [
         State("never analyzed", never_analyzed),
         State("analyzed empty", analyzed_empty),
+        State("emptied by deletes, then vacuumed and analyzed", emptied_then_analyzed),
         State(f"analyzed small then grown to {grown:,}", analyzed_small_then_grown),
         State("analyzed with only finished jobs", analyzed_with_only_finished_jobs),
         State("burst in a queue the statistics never saw", burst_in_an_unseen_queue, ("other",)),
