@@ -486,5 +486,12 @@ async def run_worker(
         capture.use_json_format()
     worker = Worker(database, settings, listen=listen)
     worker.install_signal_handlers()
-    await worker.run()
+    try:
+        await worker.run()
+    except (psycopg.Error, connecting.DatabaseError) as error:
+        if worker.failure is None:
+            raise
+        # The loop that died said why in its one ERROR line; meeting the same error again on the
+        # way out (a slot's claim, handing jobs back) is no news, and the exit code says it all.
+        logger.debug("stopping after %s: %s", worker.failure, error)
     return 1 if worker.failure else 0

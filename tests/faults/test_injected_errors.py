@@ -110,9 +110,13 @@ def test_a_worker_rides_out_every_kind_of_outage(
 def test_a_permanent_error_ends_the_worker_with_one_line(
     database: connecting.DatabaseSettings, database_env: dict[str, str], ledger: Ledger, injector: Injector
 ) -> None:
+    """Also while a job runs: handing it back on the way out meets the error again, which is
+    no second line."""
+    db = Database(database)
+    [job_id] = db.enqueue("record", 1, args={"seconds": 5.0})
     worker = WorkerProcess(database_env, ledger, ("--stall-timeout", STALL_TIMEOUT))
     try:
-        wait_for(lambda: "slot(s)" in worker.output(), 30, what="the worker started")
+        wait_for(lambda: db.job(job_id).state is JobState.RUNNING, 30, what="the job to run")
         injector.start("42501")  # insufficient_privilege: a change of grants, not an outage
         assert worker.wait(timeout=20) == 1, worker.output()
     finally:
