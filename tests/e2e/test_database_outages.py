@@ -100,9 +100,13 @@ def test_a_leader_whose_status_sync_is_stuck_fails_its_healthz(
     /healthz fails after --duty-stall-timeout, and recovers once the loop goes round again."""
     port = free_port()
     services.operator("operator", "--liveness-port", str(port), "--duty-stall-timeout", "3")
-    wait_until(lambda: _health(port) == (200, {"duties": "leading"}), timeout=30, what="a healthy leader")
+    healthy = (200, {"duties": "leading"})
+    first = wait_until(lambda: (a := _health(port)) == healthy and a, timeout=30, what="a healthy leader")
+    assert first == healthy
     with psycopg.connect(database.conninfo()) as blocker:
         blocker.execute("LOCK TABLE pgjobs.jobs IN ACCESS EXCLUSIVE MODE")
         # kopf answers from a cache of up to 10 s: the failure shows within the timeout plus that.
-        wait_until(lambda: _health(port)[0] == 500, timeout=30, what="/healthz failing")
-    wait_until(lambda: _health(port)[0] == 200, timeout=30, what="/healthz healthy again")
+        stuck = wait_until(lambda: (a := _health(port))[0] != 200 and a, timeout=30, what="/healthz failing")
+        assert stuck[0] == 500, stuck
+    again = wait_until(lambda: (a := _health(port)) == healthy and a, timeout=30, what="healthy again")
+    assert again == healthy
