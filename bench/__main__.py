@@ -137,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         help="in the soak, hold a session idle in a transaction for 5 minutes mid-run",
     )
     parser.add_argument(
+        "--soak-rate",
+        type=float,
+        help="feed the soak at this many jobs/s instead of 80%% of the capacity its first phase measures",
+    )
+    parser.add_argument(
         "--soak-max-minutes",
         type=float,
         help="fewer soak jobs if at the measured rate they would take longer (the JSON says so)",
@@ -254,6 +259,7 @@ def _soak(args: argparse.Namespace) -> int:
             args.soak_jobs,
             idle_transaction=args.soak_idle_transaction,
             max_minutes=args.soak_max_minutes,
+            rate=args.soak_rate,
         )
     results["duration_s"] = round(time.monotonic() - began, 1)
     results["load_average_end"] = os.getloadavg()

@@ -90,7 +90,7 @@ async def _loop_one(url: str, count: int) -> dict[str, Any]:
         done = 0
         while job is not None and done < count:
             t0 = time.perf_counter()
-            _, job = await jobs.complete_and_claim(conn, job, None, None, worker, QUEUES)
+            job = (await jobs.complete_and_claim(conn, job, None, None, worker, QUEUES)).job
             times.append(time.perf_counter() - t0)
             done += 1
         total = time.perf_counter() - began
@@ -120,7 +120,7 @@ async def _loop_many(url: str, count: int, connections: int) -> float:
                 if remaining < 0:
                     await jobs.complete(conn, job, None)
                     return done + 1
-                _, job = await jobs.complete_and_claim(conn, job, None, None, worker, QUEUES)
+                job = (await jobs.complete_and_claim(conn, job, None, None, worker, QUEUES)).job
                 done += 1
         return done
 

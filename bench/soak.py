@@ -71,6 +71,7 @@ FROM pg_stat_user_tables WHERE schemaname = 'pgjobs' AND relname = 'jobs'
 """
 PENDING = "SELECT count(*) AS n FROM pgjobs.jobs WHERE state = 'pending'"
 COMPLETED = 'pgjobs_worker_jobs_total{result="completed",task="noop"}'
+CONFLICTS_RETRIED = "pgjobs_worker_conflicts_retried_total"
 HISTOGRAMS = ("pgjobs_worker_claim_duration_seconds", "pgjobs_worker_complete_and_claim_duration_seconds")
 
 
@@ -104,8 +105,11 @@ def run(
     *,
     idle_transaction: bool = False,
     max_minutes: float | None = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """`jobs_count` jobs, or fewer if at the measured rate they would take over `max_minutes`."""
+    """`jobs_count` jobs, or fewer if at the measured rate they would take over `max_minutes`;
+    fed at `LOAD` of the measured capacity, or at `rate` jobs/s when given (the capacity phase
+    can overstate what the worker sustains beside a steady producer for half an hour)."""
     database = environment.pgjobs_database(server, "soak")
     port = free_port()
     options = ["--concurrency", str(SLOTS), "--metrics-port", str(port)]
@@ -113,7 +117,7 @@ def run(
     state = Run(database, port, jobs_count, 0.0)
     try:
         environment.wait_for_workers(database, 1)
-        samples = asyncio.run(_soak(state, idle_transaction, max_minutes))
+        samples = asyncio.run(_soak(state, idle_transaction, max_minutes, rate))
     finally:
         environment.stop_processes(worker)
     return {
@@ -123,6 +127,7 @@ def run(
         "load": LOAD,
         "capacity": state.capacity,
         "rate_target": state.rate,
+        "rate_given": rate,
         "retention_s": RETENTION_S,
         "sample_s": SAMPLE_S,
         "pruned": state.pruned,
@@ -134,11 +139,13 @@ def run(
     }
 
 
-async def _soak(state: Run, idle_transaction: bool, max_minutes: float | None) -> list[dict[str, Any]]:
+async def _soak(
+    state: Run, idle_transaction: bool, max_minutes: float | None, rate: float | None
+) -> list[dict[str, Any]]:
     tasks = [asyncio.create_task(_prune(state))]
     try:
         await _measure_capacity(state)
-        state.rate = LOAD * state.capacity["jobs_per_s"]
+        state.rate = rate or LOAD * state.capacity["jobs_per_s"]
         if max_minutes is not None and state.jobs > state.rate * 60 * max_minutes:
             environment.progress(f"soak: {state.jobs:,} jobs would take over {max_minutes:g} minutes")
             state.jobs = int(state.rate * 60 * max_minutes)
@@ -259,6 +266,7 @@ async def _read(state: Run, conn: Connection) -> dict[str, Any]:
         "pending": int(pending["n"]),
         "oldest_snapshot_s": oldest.age_seconds,
         "completed": _counter(text, COMPLETED),
+        "conflicts_retried": _counter(text, CONFLICTS_RETRIED),
         "histograms": {name: _buckets(text, name) for name in HISTOGRAMS},
         **stats,
     }
@@ -283,6 +291,8 @@ def _window(first: dict[str, Any], before: dict[str, Any], now: dict[str, Any]) 
         "producing": now["producing"],
         "completed": int(now["completed"] - first["completed"]),
         "completed_per_s": (now["completed"] - before["completed"]) / span,
+        # Statements rolled back by a deadlock with another slot's and run again (links.py).
+        "conflicts_retried": int(now["conflicts_retried"] - first["conflicts_retried"]),
         "pending": now["pending"],
         "claim": _quantiles(merged),
         "claim_by_statement": claims,
@@ -307,7 +317,8 @@ def _report(sample: dict[str, Any], state: Run) -> None:
         f" {sample['completed_per_s']:.0f}/s, pending {sample['pending']:,},"
         f" claim p50 {claim['p50_ms']:.2f} p99 {claim['p99_ms']:.2f} ms,"
         f" dead {sample['dead_tuples']:,}, index {sample['index_bytes'] / 1024:.0f} kB,"
-        f" autovacuums {sample['autovacuums']}, WAL {sample['wal_bytes'] / 2**20:.0f} MB"
+        f" autovacuums {sample['autovacuums']}, WAL {sample['wal_bytes'] / 2**20:.0f} MB,"
+        f" conflicts retried {sample['conflicts_retried']}"
     )
 
 
@@ -394,7 +405,7 @@ def summary(result: dict[str, Any]) -> str:
         [
             f"Soak: {result['jobs']:,} noop jobs, one {result['slots']}-slot worker, capacity"
             f" {result['capacity']['jobs_per_s']:.0f} jobs/s, fed at {result['rate_target']:.0f} jobs/s"
-            f" ({result['load']:.0%}), {duration:.0f} s",
+            f" ({result['rate_target'] / result['capacity']['jobs_per_s']:.0%}), {duration:.0f} s",
             f"claim p50 {_ms(v['p50_start_ms'])} → {_ms(v['p50_end_ms'])} ms,"
             f" p99 {_ms(v['p99_start_ms'])} → {_ms(v['p99_end_ms'])} ms (limit {v['p99_limit']}x)",
             f"jobs_claim_idx: {v['index_bytes_start'] / 1024:.0f} kB at start, max"

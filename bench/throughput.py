@@ -68,7 +68,7 @@ def run_store_loop(server: PostgresServer, jobs_count: int) -> dict[str, Any]:
         async with conn:
             job = await jobs.claim(conn, worker_id, ["default"])
             while job is not None:
-                _, job = await jobs.complete_and_claim(conn, job, None, None, worker_id, ["default"])
+                job = (await jobs.complete_and_claim(conn, job, None, None, worker_id, ["default"])).job
         after = resource.getrusage(resource.RUSAGE_SELF)
         return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
@@ -115,9 +115,9 @@ def pgbench_script() -> str:
         raise RuntimeError(f"unsubstituted parameter in job_complete_and_claim:\n{statement}")
     # Carry the claimed job to the next transaction; 0 when nothing was claimed.
     statement, found = re.subn(
-        r"claimed\.\*\s*\n",
+        r"claimed\.\*(,?)\s*\n",
         "claimed.*, coalesce(claimed.id, 0) AS next_id, coalesce(claimed.lease, 0) AS next_lease,"
-        " (claimed.id IS NULL)::int AS drained\n",
+        " (claimed.id IS NULL)::int AS drained\1\n",
         statement,
         count=1,
     )

@@ -51,7 +51,7 @@ QUEUE_KIND = "PgQueue"
 QUEUE_CRD_NAME = f"{QUEUE_PLURAL}.{GROUP}"
 #: Every field of a PgQueue's spec and status the operator reads or writes (checked by
 #: tests/unit/test_crd.py against crds/).
-QUEUE_SPEC_FIELDS = frozenset({"paused", "maxRunning"})
+QUEUE_SPEC_FIELDS = frozenset({"paused", "maxRunning", "maxPerSecond"})
 QUEUE_STATUS_FIELDS = frozenset({"pending", "running", "workers", "oldestPendingSince", "observedGeneration"})
 #: The label on a PgQueue the operator created for a queue that got jobs.
 QUEUE_CREATED_LABEL = f"{GROUP}/created-by-operator"

@@ -33,11 +33,13 @@ def spec_of(body: Mapping[str, Any]) -> queues.QueueSpec:
     """The row a PgQueue asks for (the CRD has validated the name and the spec)."""
     spec = body.get("spec") or {}
     max_running = spec.get("maxRunning")
+    max_per_second = spec.get("maxPerSecond")
     return queues.QueueSpec(
         name=body["metadata"]["name"],
         resource_uid=body["metadata"]["uid"],
         paused=bool(spec.get("paused", False)),
         max_running=None if max_running is None else int(max_running),
+        max_per_second=None if max_per_second is None else float(max_per_second),
     )
 
 

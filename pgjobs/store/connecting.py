@@ -151,6 +151,9 @@ async def connect(
 #: switchover), admin_shutdown, crash_shutdown, cannot_connect_now (a server starting or in
 #: recovery), serialization_failure and deadlock_detected (the statement was rolled back).
 RECONNECT_STATES = frozenset({"25006", "57P01", "57P02", "57P03", "40001", "40P01"})
+#: serialization_failure and deadlock_detected: the statement lost a conflict with another
+#: transaction and was rolled back; running it again at once usually gets through.
+CONFLICT_STATES = frozenset({"40001", "40P01"})
 #: Whole classes of the same kind: 08 connection exceptions, 53 insufficient resources (too
 #: many connections, out of memory or disk on the server).
 RECONNECT_CLASSES = frozenset({"08", "53"})

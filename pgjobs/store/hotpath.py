@@ -33,7 +33,7 @@ import psycopg
 from psycopg import errors, pq
 
 from pgjobs.store.queries import STATEMENTS, Connection
-from pgjobs.store.records import ClaimedJob
+from pgjobs.store.records import ClaimAnswer, ClaimedJob
 
 QUERY = "job_complete_and_claim"
 #: Our own name on every connection; psycopg names its prepared statements `_pg3_*`.
@@ -41,7 +41,7 @@ STATEMENT_NAME = b"pgjobs_job_complete_and_claim"
 
 # Type OIDs of PostgreSQL's built-in types (fixed in pg_type.dat, the same on every server).
 _JSONB, _TEXT, _INT8, _UUID, _TEXT_ARRAY = 3802, 25, 20, 2950, 1009
-_INT4, _TIMESTAMPTZ, _BOOL = 23, 1184, 16
+_INT4, _TIMESTAMPTZ, _BOOL, _FLOAT8 = 23, 1184, 16, 701
 PARAMETER_TYPES = {
     "result": _JSONB,
     "message": _TEXT,
@@ -65,11 +65,13 @@ COLUMNS = (
     ("lease", _INT8),
     ("created_at", _TIMESTAMPTZ),
     ("started_at", _TIMESTAMPTZ),
+    ("throttled_for", _FLOAT8),
 )
 _BINARY = 1
 _PLACEHOLDER = re.compile(r"%%|%\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)s")
 _INT8_BE = struct.Struct(">q")
 _INT4_BE = struct.Struct(">i")
+_FLOAT8_BE = struct.Struct(">d")
 _PG_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 
 
@@ -96,13 +98,14 @@ def text_array(values: Sequence[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def parse_answer(result: pq.abc.PGresult) -> tuple[bool, ClaimedJob | None]:
-    """(completed, claimed job) from the statement's one row, as sent in binary."""
+def parse_answer(result: pq.abc.PGresult) -> ClaimAnswer:
+    """The statement's one row, as sent in binary."""
     value = result.get_value
     completed = _INT8_BE.unpack(value(0, 0) or b"")[0] > 0
     job_id = value(0, 1)
     if job_id is None:
-        return completed, None
+        throttled = value(0, 11)
+        return ClaimAnswer(completed, None, None if throttled is None else _FLOAT8_BE.unpack(throttled)[0])
     timeout = value(0, 7)
     job = ClaimedJob(
         id=_INT8_BE.unpack(job_id)[0],
@@ -116,7 +119,7 @@ def parse_answer(result: pq.abc.PGresult) -> tuple[bool, ClaimedJob | None]:
         created_at=_timestamptz(value(0, 9)),
         started_at=_timestamptz(value(0, 10)),
     )
-    return completed, job
+    return ClaimAnswer(completed, job)
 
 
 def _timestamptz(data: bytes | None) -> datetime.datetime:
@@ -154,7 +157,7 @@ async def complete_and_claim(
     queues: Sequence[str],
     was_idle: bool | None = False,
     tasks: Sequence[str] | None = None,
-) -> tuple[bool, ClaimedJob | None]:
+) -> ClaimAnswer:
     """Complete job `job_id` (fenced by `lease`; None: complete nothing) and claim the next one
     of `queues` whose task is one of `tasks` (None: any); `was_idle`: the calling slot is counted
     among its worker's idle slots (None: not counted either way, for a worker that does not

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from pgjobs.states import JobState
 from pgjobs.store import hotpath, validation
 from pgjobs.store.queries import QUERIES, Connection, fetch_all, fetch_one
-from pgjobs.store.records import ClaimedJob, Job, NewJob, RescuedJob, Row, storable_text
+from pgjobs.store.records import ClaimAnswer, ClaimedJob, Job, NewJob, RescuedJob, Row, storable_text
 
 
 async def enqueue(conn: Connection, job: NewJob, count: int = 1) -> list[int]:
@@ -100,10 +100,21 @@ async def claim(
     """Claim the next runnable job of `queues` whose task is one of `tasks` (None: any), None when
     there is none. The worker's count of idle slots follows: one fewer when an idle slot
     (`was_idle`) found work, one more when a busy one found none (`was_idle` None: untouched)."""
-    _, claimed = await hotpath.complete_and_claim(
-        conn, None, None, None, None, worker_id, queues, was_idle, tasks
-    )
-    return claimed
+    answer = await claim_or_wait(conn, worker_id, queues, was_idle=was_idle, tasks=tasks)
+    return answer.job
+
+
+async def claim_or_wait(
+    conn: Connection,
+    worker_id: uuid.UUID,
+    queues: Sequence[str],
+    *,
+    was_idle: bool | None = False,
+    tasks: Sequence[str] | None = None,
+) -> ClaimAnswer:
+    """`claim`, answering also, when it found no job, in how many seconds a rate-limited queue of
+    `queues` has a start again (`ClaimAnswer.throttled_for`)."""
+    return await hotpath.complete_and_claim(conn, None, None, None, None, worker_id, queues, was_idle, tasks)
 
 
 async def complete_and_claim(
@@ -116,9 +127,9 @@ async def complete_and_claim(
     *,
     was_idle: bool | None = False,
     tasks: Sequence[str] | None = None,
-) -> tuple[bool, ClaimedJob | None]:
-    """Complete a held job and claim the next in one round trip: (completed, next job). The
-    next job and the idle count are as in `claim` (a slot holding a job is busy: `was_idle`
+) -> ClaimAnswer:
+    """Complete a held job and claim the next in one round trip. The next job, the idle count
+    and `throttled_for` are as in `claim_or_wait` (a slot holding a job is busy: `was_idle`
     False, or None)."""
     return await hotpath.complete_and_claim(
         conn, job.id, job.lease, result, storable_text(message), worker_id, queues, was_idle, tasks

@@ -54,10 +54,11 @@ WITH completed AS (
         SELECT best.id
         FROM (VALUES (2), (1), (0)) AS level (priority)
         CROSS JOIN LATERAL (
-            SELECT head.id
+            SELECT head.id, served.queue, shaped.max_per_second
             FROM unnest(%(queues)s::text[]) AS served (queue)
             -- A paused queue offers nothing; a capped one only while it has room (PgQueue,
-            -- migration 0010: queue_has_room makes the claims of a capped queue take turns).
+            -- migration 0010: queue_has_room makes the claims of a capped queue take turns); a
+            -- rate-limited one only while its bucket looks to have a token (migration 0014).
             LEFT JOIN pgjobs.queues AS shaped ON shaped.name = served.queue
             CROSS JOIN LATERAL (
                 SELECT id, run_after FROM pgjobs.jobs
@@ -73,11 +74,21 @@ WITH completed AS (
             ) AS head
             WHERE shaped.name IS NULL
                OR (NOT shaped.paused
+                   AND (shaped.max_per_second IS NULL
+                        OR pgjobs.queue_tokens(shaped, clock_timestamp()) >= 1)
                    AND (shaped.max_running IS NULL
                         OR pgjobs.queue_has_room(served.queue, shaped.max_running)))
             ORDER BY head.run_after, head.id
             LIMIT 1
         ) AS best
+        -- The completion first (a one-time filter, run before the search): it may wait for a
+        -- row another claim has locked, and must not while this one holds a queue's row (its
+        -- token), its turn, or a head: waits in that order make deadlocks. Left to itself,
+        -- PostgreSQL runs the completion after the claim.
+        WHERE (SELECT count(*) FROM completed) >= 0
+          -- The token is taken for the winning head only; taken by a concurrent claim
+          -- meanwhile, the level offers nothing and the next one is tried.
+          AND (best.max_per_second IS NULL OR pgjobs.queue_take_start(best.queue))
         LIMIT 1
     )
     RETURNING id, task, args, attempt, max_attempts, backoff_seconds, timeout_seconds, lease,
@@ -94,7 +105,11 @@ WITH completed AS (
     WHERE id = (SELECT id FROM pgjobs.workers WHERE id = %(worker_id)s FOR UPDATE SKIP LOCKED)
       AND %(was_idle)s = EXISTS (SELECT FROM claimed)
 )
-SELECT (SELECT count(*) FROM completed) AS completed, claimed.*
+SELECT (SELECT count(*) FROM completed) AS completed, claimed.*,
+       -- Found nothing: when a rate-limited queue of the worker's has a start again, if one is
+       -- held back (the worker claims again then, not after its poll interval).
+       CASE WHEN claimed.id IS NULL THEN pgjobs.queues_throttled_for(%(queues)s::text[]) END
+           AS throttled_for
 FROM (VALUES (1)) AS one (x) LEFT JOIN claimed ON true;
 
 -- name: job_announce
@@ -689,20 +704,21 @@ WHERE datname = current_database()
 
 -- name: queue_apply
 -- A PgQueue's spec, as the operator reads it (Kubernetes owns it: the last write wins).
-INSERT INTO pgjobs.queues (name, paused, max_running, resource_uid)
-VALUES (%(name)s, %(paused)s, %(max_running)s, %(resource_uid)s)
+-- A changed rate keeps the bucket's tokens (at most the new rate's second's worth).
+INSERT INTO pgjobs.queues (name, paused, max_running, max_per_second, resource_uid)
+VALUES (%(name)s, %(paused)s, %(max_running)s, %(max_per_second)s, %(resource_uid)s)
 ON CONFLICT (name) DO UPDATE
 SET paused = excluded.paused, max_running = excluded.max_running,
-    resource_uid = excluded.resource_uid, updated_at = now()
-WHERE (queues.paused, queues.max_running, queues.resource_uid)
-      IS DISTINCT FROM (excluded.paused, excluded.max_running, excluded.resource_uid);
+    max_per_second = excluded.max_per_second, resource_uid = excluded.resource_uid, updated_at = now()
+WHERE (queues.paused, queues.max_running, queues.max_per_second, queues.resource_uid)
+      IS DISTINCT FROM (excluded.paused, excluded.max_running, excluded.max_per_second, excluded.resource_uid);
 
 -- name: queue_remove
 DELETE FROM pgjobs.queues WHERE resource_uid = %(resource_uid)s;
 
 -- name: queue_remove_others
 -- The leader's sweep: rows of PgQueues that no longer exist (deleted while no operator ran) go,
--- so that a deleted PgQueue never leaves its queue paused or capped.
+-- so that a deleted PgQueue never leaves its queue paused, capped or rate-limited.
 DELETE FROM pgjobs.queues WHERE NOT (resource_uid = ANY(%(resource_uids)s::text[]))
 RETURNING name;
 
@@ -728,7 +744,7 @@ WITH pending AS (
 )
 SELECT named.queue, coalesce(pending.pending, 0) AS pending, coalesce(running.running, 0) AS running,
        coalesce(serving.workers, 0) AS workers, pending.oldest_due_since,
-       coalesce(queues.paused, false) AS paused, queues.max_running
+       coalesce(queues.paused, false) AS paused, queues.max_running, queues.max_per_second
 FROM named
 LEFT JOIN pending ON pending.queue = named.queue
 LEFT JOIN running ON running.queue = named.queue

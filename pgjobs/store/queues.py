@@ -1,7 +1,8 @@
 """Queues shaped by PgQueue resources: the specs the operator copies in, and every queue's counts.
 
 The claim reads the `pgjobs.queues` rows itself (`job_complete_and_claim`, migration 0010): a
-paused queue offers no job, a capped one only while fewer than `max_running` of its jobs run.
+paused queue offers no job, a capped one only while fewer than `max_running` of its jobs run,
+a rate-limited one only while its bucket has a start (`max_per_second`, migration 0014).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class QueueSpec:
     paused: bool = False
     #: At most this many of the queue's jobs run at once; None: no cap.
     max_running: int | None = None
+    #: At most this many of the queue's jobs start per second; None: no limit.
+    max_per_second: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,7 @@ class QueueStats:
     oldest_due_since: datetime.datetime | None
     paused: bool
     max_running: int | None
+    max_per_second: float | None = None
 
 
 async def apply(conn: Connection, spec: QueueSpec) -> None:
@@ -66,6 +70,7 @@ async def list_stats(conn: Connection) -> list[QueueStats]:
             oldest_due_since=row["oldest_due_since"],
             paused=bool(row["paused"]),
             max_running=None if row["max_running"] is None else int(row["max_running"]),
+            max_per_second=None if row["max_per_second"] is None else float(row["max_per_second"]),
         )
         for row in rows
     ]

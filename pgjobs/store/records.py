@@ -8,7 +8,7 @@ import itertools
 import json
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pgjobs.states import JobState, Priority
 
@@ -152,6 +152,16 @@ class ClaimedJob:
         if self.attempt >= self.max_attempts:
             return None
         return float(min(self.backoff_seconds * 2 ** (self.attempt - 1), 86400))
+
+
+class ClaimAnswer(NamedTuple):
+    """What the hot statement answers: whether it completed the held job, the job it claimed,
+    and, having claimed none, in how many seconds a rate-limited queue of the worker's has a
+    start again (None: no queue of the worker's is held back by its rate)."""
+
+    completed: bool
+    job: ClaimedJob | None
+    throttled_for: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,10 @@ class Grant:
             role=sql.Identifier(role),
         )
 
+    def needs(self) -> set[str]:
+        """The relation, and its columns as `table.column`, that must exist to grant it."""
+        return {self.name, *(f"{self.name}.{column}" for column in self.columns)}
+
 
 def _table(privilege: str, name: str, *columns: str) -> Grant:
     return Grant(privilege, "TABLE", name, tuple(columns))
@@ -178,8 +182,10 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
             "no_worker_since",
         ),
         Grant("USAGE", "SEQUENCE", "lease_seq"),
-        # The claim reads which queues are paused or capped (migration 0010_queues).
+        # The claim reads which queues are paused or capped (migration 0010_queues), and takes
+        # starts from a rate-limited queue's bucket (migration 0014_queue_start_rate).
         _table("SELECT", "queues"),
+        _table("UPDATE", "queues", "start_tokens", "tokens_at"),
         # The workers' own registry: a row per worker process, which it writes itself.
         _table("SELECT", "workers"),
         _table("INSERT", "workers"),
@@ -227,6 +233,15 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
 NOT_GRANTED: frozenset[str] = frozenset()
 
 
+async def _existing_columns(conn: psycopg.AsyncConnection[dict[str, object]]) -> set[str]:
+    """The columns of schema pgjobs's tables, as `table.column`."""
+    cursor = await conn.execute(
+        "SELECT table_name || '.' || column_name AS name FROM information_schema.columns"
+        " WHERE table_schema = 'pgjobs'"
+    )
+    return {str(row["name"]) for row in await cursor.fetchall()}
+
+
 async def existing_relations(conn: psycopg.AsyncConnection[dict[str, object]]) -> set[str]:
     """The tables and sequences of schema pgjobs, except identity columns' own sequences."""
     cursor = await conn.execute(
@@ -255,7 +270,7 @@ async def apply(
         # this declaration would take away what its new columns need.
         logger.info("The schema is newer than this pgjobs: its grants are left as they are")
         return []
-    present = await existing_relations(conn)
+    present = await existing_relations(conn) | await _existing_columns(conn)
     granted = []
     for group, role in (names or GroupRoles()).by_group().items():
         if not await _ensure_role(conn, role):
@@ -265,7 +280,7 @@ async def apply(
                 await _revoke_all(conn, role)
                 await conn.execute(sql.SQL("GRANT USAGE ON SCHEMA pgjobs TO {}").format(sql.Identifier(role)))
                 for grant in GRANTS[group]:
-                    if grant.name in present:  # a table of a migration not applied: none yet
+                    if grant.needs() <= present:  # of a migration not applied yet: none
                         await conn.execute(grant.statement(role))
         except errors.InsufficientPrivilege as error:
             logger.warning(

@@ -10,6 +10,15 @@ fail with an SQLSTATE, not a broken connection, and only a new connection can re
 primary. Those errors drop the connection too. A pooler in transaction mode (PgBouncer before
 1.21) hands named prepared statements between clients; the first collision switches the link
 to unnamed statements with one WARNING naming the flag that avoids it.
+
+A statement that loses a conflict with another transaction (a deadlock, a serialization
+failure) is no outage: nothing of it happened, and it runs again at once on the same connection.
+Busy slots meet this on their own: a claim's `FOR UPDATE SKIP LOCKED` still waits when the row
+it locks was claimed by a transaction that has just committed and is being completed by another
+(PostgreSQL then locks the row's newer versions, and that wait does not skip: the server log says
+"while locking updated version"), so two slots that claim and complete jobs of a millisecond can
+each wait for the other. PostgreSQL breaks the cycle after `deadlock_timeout` by rolling one
+statement back. Only a conflict that keeps coming back (`CONFLICT_RETRIES`) counts as an outage.
 """
 
 from __future__ import annotations
@@ -23,9 +32,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import psycopg
+from psycopg import pq
 
 from pgjobs.store import connecting, hotpath
 from pgjobs.store.queries import Connection
+from pgjobs.worker import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +44,8 @@ Result = TypeVar("Result")
 
 INITIAL_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
+#: Immediate re-runs of an operation that lost a conflict, before it counts as an outage.
+CONFLICT_RETRIES = 3
 
 
 NO_PREPARED_STATEMENTS_WARNING = (
@@ -91,7 +104,7 @@ class Link:
         backoff = INITIAL_BACKOFF
         while True:
             try:
-                result = await operation(await self.connection())
+                result = await self._run(operation)
             except (psycopg.Error, connecting.DatabaseError) as error:
                 if not connecting.is_outage(error):
                     raise
@@ -105,9 +118,10 @@ class Link:
             backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def try_call(self, operation: Callable[[Connection], Awaitable[Result]]) -> Result | None:
-        """Run `operation` once; None (after dropping the connection) when the database is unreachable."""
+        """Run `operation` once (again at once after a lost conflict); None (after dropping the
+        connection) when the database is unreachable."""
         try:
-            result = await operation(await self.connection())
+            result = await self._run(operation)
         except (psycopg.Error, connecting.DatabaseError) as error:
             if not connecting.is_outage(error):
                 raise
@@ -115,6 +129,21 @@ class Link:
             return None
         self.mark_usable()
         return result
+
+    async def _run(self, operation: Callable[[Connection], Awaitable[Result]]) -> Result:
+        """Run `operation`, again at once on the same connection when it lost a conflict with
+        another transaction (up to `CONFLICT_RETRIES` times)."""
+        retries = 0
+        while True:
+            conn = await self.connection()
+            try:
+                return await operation(conn)
+            except psycopg.Error as error:
+                if retries == CONFLICT_RETRIES or not _lost_conflict(error, conn):
+                    raise
+                retries += 1
+                metrics.CONFLICTS_RETRIED.inc()
+                logger.debug("%s: %s; running it again", self.name, connecting.summary(error))
 
     async def drop(self, error: Exception) -> None:
         if isinstance(error, psycopg.Error) and error.sqlstate in connecting.POOLED_STATEMENT_STATES:
@@ -158,3 +187,12 @@ class Link:
         if conn is not None:
             hotpath.release(conn)
             await conn.close()
+
+
+def _lost_conflict(error: psycopg.Error, conn: Connection) -> bool:
+    """A deadlock or serialization failure that left the connection idle (rolled back) and usable."""
+    return (
+        error.sqlstate in connecting.CONFLICT_STATES
+        and not conn.closed
+        and conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
+    )

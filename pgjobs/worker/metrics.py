@@ -75,6 +75,11 @@ WAKEUPS_PASSED_ON = Counter(
     "pgjobs_worker_wakeups_passed_on_total",
     "New-job wake-ups naming this worker when no slot was free, passed on to every worker",
 )
+CONFLICTS_RETRIED = Counter(
+    "pgjobs_worker_conflicts_retried_total",
+    "Statements rolled back by a deadlock or serialization failure with another transaction,"
+    " run again at once",
+)
 RESCUED = Counter("pgjobs_worker_rescued_jobs_total", "Stalled jobs this worker's rescue sweeps recovered")
 
 

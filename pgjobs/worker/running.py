@@ -64,6 +64,9 @@ class Worker:
         self._wake_channel = workers.wake_channel(self.id)
         self._name = str(self.id)
         self._passing_on: set[asyncio.Task[None]] = set()
+        #: Wakes a slot when a rate-limited queue the worker serves has a start again (one timer
+        #: for the worker, the earliest asked for: a slot that finds work passes the wake-up on).
+        self._throttle_timer: asyncio.TimerHandle | None = None
         #: Whether the worker's row counts its idle slots for targeted wake-ups: only a worker
         #: that listens can be woken, and a burst worker's slots leave once the queue is empty.
         self.counts_idle = listen and not settings.burst
@@ -469,6 +472,22 @@ class Worker:
                 slot.wake()
                 return True
         return False
+
+    def wake_later(self, delay: float) -> None:
+        """Wake one waiting slot in `delay` seconds (a throttled queue's next start), unless a
+        wake-up is already due sooner."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(delay, 0.0)
+        timer = self._throttle_timer
+        if timer is not None and not timer.cancelled() and loop.time() <= timer.when() <= when:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._throttle_timer = loop.call_at(when, self._throttle_over)
+
+    def _throttle_over(self) -> None:
+        self._throttle_timer = None
+        self.wake_one_slot(waiting_only=True)
 
 
 def runnable_tasks(enable_shell: bool) -> list[str]:

@@ -18,7 +18,7 @@ import psycopg
 from pgjobs.states import JobState
 from pgjobs.store import connecting, jobs
 from pgjobs.store.queries import Connection
-from pgjobs.store.records import ClaimedJob
+from pgjobs.store.records import ClaimAnswer, ClaimedJob
 from pgjobs.worker import metrics
 from pgjobs.worker.execution import Execution, Outcome, Verdict
 from pgjobs.worker.links import GaveUp, Link
@@ -71,6 +71,8 @@ class Owner(Protocol):
     def keeps(self, claimed_at: float) -> bool: ...
 
     def wake_one_slot(self, besides: Slot | None = None, *, waiting_only: bool = False) -> bool: ...
+
+    def wake_later(self, delay: float) -> None: ...
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -174,24 +176,30 @@ class Slot:
         worker = self.worker
         was_idle = self._was_idle()
 
-        async def claim(conn: Connection) -> ClaimedJob | None:
-            return await jobs.claim(
+        async def claim(conn: Connection) -> ClaimAnswer:
+            return await jobs.claim_or_wait(
                 conn, worker.id, worker.settings.queues, was_idle=was_idle, tasks=worker.tasks
             )
 
         started = time.perf_counter()
         self._enter(SlotState.CLAIMING)
         try:
-            job = await self.link.call(claim, give_up=lambda: worker.stopping)
+            answer = await self.link.call(claim, give_up=lambda: worker.stopping)
         except GaveUp:
             return None
         finally:
             self._enter(SlotState.READY)
         metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
-        self.found_none = job is None
-        if job is not None:
-            self._claimed(job)
-        return job
+        self._answered(answer)
+        return answer.job
+
+    def _answered(self, answer: ClaimAnswer) -> None:
+        """Note what a claim found: a job, nothing, or nothing for now (a rate-limited queue)."""
+        self.found_none = answer.job is None
+        if answer.job is not None:
+            self._claimed(answer.job)
+        elif answer.throttled_for is not None:
+            self.worker.wake_later(answer.throttled_for)
 
     def _claimed(self, job: ClaimedJob) -> None:
         self.claimed_at = time.monotonic()
@@ -257,7 +265,7 @@ class Slot:
         chain = not worker.stopping
         was_idle = self._was_idle()  # False: the slot is busy (None: not counted)
 
-        async def complete(conn: Connection) -> tuple[bool, ClaimedJob | None]:
+        async def complete(conn: Connection) -> ClaimAnswer:
             if chain:
                 return await jobs.complete_and_claim(
                     conn,
@@ -269,16 +277,19 @@ class Slot:
                     was_idle=was_idle,
                     tasks=worker.tasks,
                 )
-            return await jobs.complete(conn, job, outcome.result), None
+            return ClaimAnswer(await jobs.complete(conn, job, outcome.result), None)
 
         if chain:
             # A wake-up from here on may be for a job this claim misses: it makes the slot claim again.
             self.wake_pending = False
         started = time.perf_counter()
-        completed, next_job = await self.link.call(complete, give_up=self._give_up)
+        answer = await self.link.call(complete, give_up=self._give_up)
         if chain:
             metrics.COMPLETE_AND_CLAIM_DURATION.observe(time.perf_counter() - started)
-        self.found_none = chain and next_job is None
+            self._answered(answer)
+        else:
+            self.found_none = False
+        completed, next_job = answer.completed, answer.job
         if completed:
             logger.info("Job %s completed in %.1fs", job.id, elapsed)
         elif await self._completed_by_us(job):
@@ -287,8 +298,6 @@ class Slot:
             )
         else:
             self._log_refused(job, "completion")
-        if next_job is not None:
-            self._claimed(next_job)
         return next_job
 
     async def _completed_by_us(self, job: ClaimedJob) -> bool:

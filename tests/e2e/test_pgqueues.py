@@ -61,7 +61,9 @@ def plugin(kube: Any, *args: str) -> str:
 
 
 def queue_row(database: connecting.DatabaseSettings, name: str) -> dict[str, Any] | None:
-    found = query(database, "SELECT paused, max_running FROM pgjobs.queues WHERE name = %s", name)
+    found = query(
+        database, "SELECT paused, max_running, max_per_second FROM pgjobs.queues WHERE name = %s", name
+    )
     return found[0] if found else None
 
 
@@ -128,15 +130,16 @@ def test_pause_holds_new_jobs_and_resume_runs_them_while_running_ones_finish(
     wait_phase(kube, namespace, "held", "Completed", timeout=20)
 
 
-def test_max_running_reaches_the_claim_and_deleting_the_pgqueue_lifts_it(
+def test_the_limits_reach_the_claim_and_deleting_the_pgqueue_lifts_them(
     kube: Any, services: Services, database: connecting.DatabaseSettings, queue: str
 ) -> None:
     services.operator()
     kube.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "PgQueue", "metadata": {"name": queue},
-                "spec": {"maxRunning": 2, "paused": True}})  # fmt: skip
-    wait_until(
-        lambda: queue_row(database, queue) == {"paused": True, "max_running": 2}, timeout=15, what="the row"
-    )
+                "spec": {"maxRunning": 2, "paused": True, "maxPerSecond": 2.5}})  # fmt: skip
+    expected = {"paused": True, "max_running": 2, "max_per_second": 2.5}
+    wait_until(lambda: queue_row(database, queue) == expected, timeout=15, what="the row")
+    listed = kube.kubectl("get", "pgqueue", queue, "-o", "wide").stdout
+    assert "MAX PER SECOND" in listed.splitlines()[0] and "2.5" in listed.splitlines()[1], listed
     kube.kubectl("delete", "pgqueue", queue)
     wait_until(lambda: queue_row(database, queue) is None, timeout=15, what="the row gone with its PgQueue")
     # Resuming a queue that has no PgQueue changes nothing, and says so.
@@ -147,11 +150,13 @@ def test_max_running_reaches_the_claim_and_deleting_the_pgqueue_lifts_it(
     ("spec", "name", "refusal"),
     [
         ({"maxRunning": -1}, None, "spec.maxRunning"),
+        ({"maxPerSecond": 0}, None, "spec.maxPerSecond"),
+        ({"maxPerSecond": "fast"}, None, "spec.maxPerSecond"),
         ({"paused": "yes"}, None, "spec.paused"),
         ({"pause": True}, None, 'unknown field "spec.pause"'),
         ({}, "Not_A_Queue", "metadata.name"),
     ],
-    ids=["negative cap", "not a boolean", "unknown field", "not a queue name"],
+    ids=["negative cap", "zero rate", "not a number", "not a boolean", "unknown field", "not a queue name"],
 )
 def test_a_bad_pgqueue_is_refused_by_the_api_server_naming_the_field(
     kube: Any, queue: str, spec: Json, name: str | None, refusal: str

@@ -16,10 +16,12 @@ import time
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from pgjobs.operator import database as operator_database
 from pgjobs.states import FINISHED_STATES, JobState
 from pgjobs.store import connecting, jobs
+from pgjobs.store.queries import Connection
 from pgjobs.store.records import NewJob
 from pgjobs.worker import links
 from tests.integration import pooler
@@ -158,3 +160,95 @@ def test_the_operator_pool_replaces_every_stale_connection_at_once(
 
     waited = asyncio.run(run())
     assert waited < 3, f"a connection took {waited:.1f}s after every pooled one broke"
+
+
+def _conflicts_retried() -> float:
+    return REGISTRY.get_sample_value("pgjobs_worker_conflicts_retried_total") or 0.0
+
+
+def test_a_deadlock_lost_runs_again_at_once_on_the_same_connection(
+    database: connecting.DatabaseSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two transactions lock two rows in opposite orders, the link's first: PostgreSQL rolls the
+    link's back (40P01), and the link runs it again at once on the same connection without a line
+    above DEBUG, as busy slots' claims need (links.py); the other transaction goes through too."""
+
+    async def run() -> tuple[list[int], int, float]:
+        setup = await connecting.connect(database)
+        other = await connecting.connect(database)
+        link = links.Link(database, "slot-0")
+        pids: list[int] = []
+        async with setup, other:
+            await setup.execute("CREATE TABLE deadlock_pair (id int PRIMARY KEY, n int NOT NULL DEFAULT 0)")
+            await setup.execute("INSERT INTO deadlock_pair (id) VALUES (1), (2)")
+            first_locked = asyncio.Event()
+
+            async def opposite_order() -> None:
+                async with other.transaction():
+                    await other.execute("UPDATE deadlock_pair SET n = n + 1 WHERE id = 2")
+                    await first_locked.wait()
+                    await asyncio.sleep(0.3)  # the link waits for row 2 first: its timer fires first
+                    await other.execute("UPDATE deadlock_pair SET n = n + 1 WHERE id = 1")
+
+            async def one_then_two(conn: Connection) -> int:
+                pids.append(conn.pgconn.backend_pid)
+                async with conn.transaction():
+                    await conn.execute("UPDATE deadlock_pair SET n = n + 1 WHERE id = 1")
+                    first_locked.set()
+                    await asyncio.sleep(0.1)
+                    await conn.execute("UPDATE deadlock_pair SET n = n + 1 WHERE id = 2")
+                return conn.pgconn.backend_pid
+
+            try:
+                before = _conflicts_retried()
+                started = time.monotonic()
+                _, pid = await asyncio.gather(opposite_order(), link.call(one_then_two))
+                took = time.monotonic() - started
+                cur = await setup.execute("SELECT sum(n) AS n FROM deadlock_pair")
+                row = await cur.fetchone()
+                assert row is not None and row["n"] == 4, "each transaction updates both rows once"
+                assert _conflicts_retried() == before + 1
+                return [*pids, pid], len(pids), took
+            finally:
+                await link.close()
+                await setup.execute("DROP TABLE deadlock_pair")
+
+    with caplog.at_level(logging.DEBUG, logger=links.__name__):
+        pids, tries, took = asyncio.run(run())
+    assert tries == 2 and len(set(pids)) == 1, f"tries {tries}, backend pids {pids}"
+    assert not [r for r in caplog.records if r.levelno > logging.DEBUG], caplog.text
+    assert "deadlock detected (SQLSTATE 40P01); running it again" in caplog.text
+    # deadlock_timeout (1 s) and the two transactions; a reconnect with backoff is not in it.
+    assert took < 1.0 + 0.4 + 0.5, f"took {took:.2f}s"
+
+
+def test_a_conflict_that_keeps_coming_back_is_an_outage(
+    database: connecting.DatabaseSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A serialization failure on every try (the server's, raised here on purpose) is run again
+    at once `CONFLICT_RETRIES` times, then counts as an outage: one WARNING, a new connection,
+    backoff, and the operation goes through once the conflict is gone."""
+    failing = links.CONFLICT_RETRIES + 2
+
+    async def run() -> list[int]:
+        link = links.Link(database, "slot-0")
+        pids: list[int] = []
+
+        async def conflicted(conn: Connection) -> None:
+            pids.append(conn.pgconn.backend_pid)
+            if len(pids) <= failing:
+                await conn.execute("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
+
+        try:
+            await link.call(conflicted)
+        finally:
+            await link.close()
+        return pids
+
+    with caplog.at_level(logging.WARNING, logger=links.__name__):
+        pids = asyncio.run(run())
+    assert len(pids) == failing + 1
+    first_connection = pids[: links.CONFLICT_RETRIES + 1]
+    assert len(set(first_connection)) == 1 and pids[-1] not in first_connection, pids
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "SQLSTATE 40001" in warnings[0], warnings

@@ -62,7 +62,7 @@ def test_a_server_error_is_psycopgs_and_leaves_the_connection_usable(
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
             await jobs.complete_and_claim(conn, job, float("nan"), None, worker, ["default"])
         assert await (await conn.execute("SELECT 1 AS one")).fetchone() == {"one": 1}
-        completed, following = await jobs.complete_and_claim(conn, job, [1], "done", worker, ["default"])
+        completed, following, _ = await jobs.complete_and_claim(conn, job, [1], "done", worker, ["default"])
         assert completed and following is not None
 
     db.call(run)
@@ -128,7 +128,7 @@ def test_a_kept_reader_survives_psycopg_between_round_trips_and_a_server_going_a
         assert job is not None
         assert await (await conn.execute("SELECT 2 AS two")).fetchone() == {"two": 2}  # psycopg's wait
         assert await jobs.report_progress(conn, job, 50) is False
-        _, job = await jobs.complete_and_claim(conn, job, None, None, worker, ["default"])
+        job = (await jobs.complete_and_claim(conn, job, None, None, worker, ["default"])).job
         assert job is not None
         await _terminate(database, conn)
         await asyncio.sleep(0.2)  # the goodbye arrives while nobody waits: not watched for ever

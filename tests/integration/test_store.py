@@ -100,7 +100,7 @@ def test_complete_and_claim_is_one_round_trip_for_two_jobs(database: connecting.
     async def run(conn: queries.Connection) -> tuple[bool, int | None]:
         job = await jobs.claim(conn, worker, ["default"])
         assert job is not None and job.id == first
-        completed, following = await jobs.complete_and_claim(
+        completed, following, _ = await jobs.complete_and_claim(
             conn, job, {"ok": True}, None, worker, ["default"]
         )
         return completed, following.id if following else None

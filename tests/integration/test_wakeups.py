@@ -60,7 +60,7 @@ def test_a_slots_idleness_is_counted_when_it_changes(database: connecting.Databa
     async def complete_and_claim_next(conn: queries.Connection) -> int | None:
         held = await jobs.claim(conn, worker, queues)  # the second job, by a busy slot
         assert held is not None and held.id == second
-        _, following = await jobs.complete_and_claim(conn, held, None, None, worker, queues)
+        following = (await jobs.complete_and_claim(conn, held, None, None, worker, queues)).job
         return None if following is None else following.id
 
     assert db.call(complete_and_claim_next) is None

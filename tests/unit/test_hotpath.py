@@ -74,21 +74,23 @@ def test_a_claimed_row_is_parsed_from_binary() -> None:
     args: dict[str, Any] = {"url": "x", "n": [1, 2], "é": None}
     row = [
         _int8(1), _int8(42), "résumé".encode(), b"\x01" + json.dumps(args).encode(), _int4(2),
-        _int4(3), _int4(10), None, _int8(77), _stamp(created), _stamp(started),
+        _int4(3), _int4(10), None, _int8(77), _stamp(created), _stamp(started), None,
     ]  # fmt: skip
-    completed, job = hotpath.parse_answer(FakeResult(row))  # type: ignore[arg-type]
-    assert completed is True and job is not None
+    completed, job, throttled_for = hotpath.parse_answer(FakeResult(row))  # type: ignore[arg-type]
+    assert completed is True and job is not None and throttled_for is None
     assert (job.id, job.task, job.args, job.lease) == (42, "résumé", args, 77)
     assert (job.attempt, job.max_attempts, job.backoff_seconds, job.timeout_seconds) == (2, 3, 10, None)
     assert (job.created_at, job.started_at) == (created, started)
 
 
 def test_a_row_without_a_claim_carries_only_the_completion() -> None:
-    empty: list[bytes | None] = [_int8(0)] + [None] * 10
-    assert hotpath.parse_answer(FakeResult(empty)) == (False, None)  # type: ignore[arg-type]
+    empty: list[bytes | None] = [_int8(0)] + [None] * 11
+    assert hotpath.parse_answer(FakeResult(empty)) == (False, None, None)  # type: ignore[arg-type]
+    throttled = [*empty[:-1], struct.pack(">d", 0.25)]
+    assert hotpath.parse_answer(FakeResult(throttled)) == (False, None, 0.25)  # type: ignore[arg-type]
     with_timeout = [_int8(0), _int8(1), b"t", b"\x01{}", _int4(1), _int4(1), _int4(0), _int4(30),
-                    _int8(1), _int8(0), _int8(0)]  # fmt: skip
-    _, job = hotpath.parse_answer(FakeResult(with_timeout))  # type: ignore[arg-type]
+                    _int8(1), _int8(0), _int8(0), None]  # fmt: skip
+    _, job, _ = hotpath.parse_answer(FakeResult(with_timeout))  # type: ignore[arg-type]
     assert job is not None and job.timeout_seconds == 30
 
 

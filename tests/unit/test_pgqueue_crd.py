@@ -38,7 +38,10 @@ def test_names_scope_and_fields() -> None:
     assert set(ROOT_SCHEMA["properties"]["spec"]["properties"]) == pgjobs.crd.QUEUE_SPEC_FIELDS
     assert set(ROOT_SCHEMA["properties"]["status"]["properties"]) == pgjobs.crd.QUEUE_STATUS_FIELDS
     columns = [column["name"] for column in VERSION["additionalPrinterColumns"]]
-    assert columns == ["Pending", "Running", "Workers", "Paused", "Max Running", "Oldest", "Age"]
+    default = ["Pending", "Running", "Workers", "Paused", "Max Running", "Oldest", "Age"]
+    assert columns == [*default[:5], "Max Per Second", *default[5:]]
+    wide_only = [column["name"] for column in VERSION["additionalPrinterColumns"] if column.get("priority")]
+    assert wide_only == ["Max Per Second"], "the issue's columns stay the default ones"
 
 
 def test_every_field_is_documented_and_typed() -> None:
@@ -62,6 +65,9 @@ def test_the_spec_as_the_database_gets_it() -> None:
     assert pgqueues.spec_of(
         {"metadata": meta, "spec": {"paused": True, "maxRunning": 3}}
     ) == queues.QueueSpec("batch", "u1", paused=True, max_running=3)
+    assert pgqueues.spec_of({"metadata": meta, "spec": {"maxPerSecond": 0.5}}) == queues.QueueSpec(
+        "batch", "u1", max_per_second=0.5
+    )
     assert pgqueues.spec_of({"metadata": meta}) == queues.QueueSpec("batch", "u1")
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from pgjobs.states import JobState
 from pgjobs.store.connecting import DatabaseSettings
-from pgjobs.store.records import ClaimedJob
+from pgjobs.store.records import ClaimAnswer, ClaimedJob
 from pgjobs.worker import metrics
 from pgjobs.worker.execution import Outcome, Verdict
 from pgjobs.worker.running import Worker
@@ -31,8 +31,8 @@ class _RefusingLink:
     def __init__(self, row: Any) -> None:
         self.row = row
 
-    async def call(self, operation: Any, **_: Any) -> tuple[bool, None]:
-        return False, None
+    async def call(self, operation: Any, **_: Any) -> ClaimAnswer:
+        return ClaimAnswer(False, None)
 
     async def try_call(self, operation: Any) -> Any:
         return self.row
@@ -92,7 +92,7 @@ def test_a_slot_shows_it_is_exchanging_while_a_claim_or_an_outcome_is_on_its_way
     async def scenario() -> None:
         worker = Worker(DatabaseSettings(), WorkerSettings())
         slot: Any = worker.slots[0]
-        slot.link = link = _BlockingLink(None)  # the claim finds nothing
+        slot.link = link = _BlockingLink(ClaimAnswer(False, None))  # the claim finds nothing
         claiming = asyncio.create_task(slot._claim())
         await link.entered.wait()
         assert (slot.exchanging, slot.exchanges) == (True, 0)
@@ -100,7 +100,7 @@ def test_a_slot_shows_it_is_exchanging_while_a_claim_or_an_outcome_is_on_its_way
         assert await claiming is None
         assert (slot.exchanging, slot.exchanges) == (False, 1)
 
-        slot.link = link = _BlockingLink((True, None))  # the completion, nothing chained
+        slot.link = link = _BlockingLink(ClaimAnswer(True, None))  # the completion, nothing chained
         processing = asyncio.create_task(slot._process(JOB))
         await link.entered.wait()
         assert slot.execution is None and slot.exchanging, "the job's lease is held, run by nobody"

@@ -11,7 +11,7 @@ import pytest
 
 from pgjobs.store import jobs, workers
 from pgjobs.store.connecting import DatabaseSettings
-from pgjobs.store.records import ClaimedJob
+from pgjobs.store.records import ClaimAnswer, ClaimedJob
 from pgjobs.tasks import registry
 from pgjobs.worker.running import Worker
 from pgjobs.worker.settings import WorkerSettings
@@ -151,18 +151,18 @@ def _recording_slot(monkeypatch: pytest.MonkeyPatch, *, burst: bool) -> tuple[Wo
     now = datetime.datetime.now(datetime.UTC)
     job = ClaimedJob(7, "noop", {}, 1, 3, 0, None, 41, now, now)
 
-    async def claim(
+    async def claim_or_wait(
         conn: Any, worker_id: Any, queues: Any, *, was_idle: bool | None, tasks: Any
-    ) -> ClaimedJob | None:
+    ) -> ClaimAnswer:
         calls.append(("claim", was_idle))
-        return job if len(calls) == 1 else None
+        return ClaimAnswer(False, job if len(calls) == 1 else None)
 
-    async def complete_and_claim(*_: Any, was_idle: bool | None, tasks: Any) -> tuple[bool, None]:
+    async def complete_and_claim(*_: Any, was_idle: bool | None, tasks: Any) -> ClaimAnswer:
         calls.append(("complete and claim", was_idle))
-        return True, None
+        return ClaimAnswer(True, None)
 
     registry.load(["pgjobs.tasks.builtins"], entry_points=False)  # noop
-    monkeypatch.setattr(jobs, "claim", claim)
+    monkeypatch.setattr(jobs, "claim_or_wait", claim_or_wait)
     monkeypatch.setattr(jobs, "complete_and_claim", complete_and_claim)
     worker = Worker(DatabaseSettings(), WorkerSettings(burst=burst, poll_interval=30))
     worker.slots[0].link = _DirectLink()  # type: ignore[assignment]
