@@ -139,18 +139,27 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def claim_path(plan: dict[str, Any]) -> str:
-    """The claim's subplan, from its Limit down to the jobs table: `Limit > LockRows > …`."""
+    """The claim's subplan, from its Limit down to its read of the jobs table:
+    `Limit > Nested Loop > … > Index Scan jobs_claim_idx` (the completion's count, a Limit over
+    a CTE, is not it)."""
     for node in nodes(plan):
         if node["Node Type"] == "Limit":
-            path, current = [], node
-            while True:
-                path.append(
-                    current["Node Type"] + (f" {current['Index Name']}" if "Index Name" in current else "")
-                )
-                if not current.get("Plans"):
-                    return " > ".join(path)
-                current = current["Plans"][0]
+            path = _path_to_jobs(node)
+            if path:
+                return " > ".join(path)
     return "(no Limit)"
+
+
+def _path_to_jobs(node: dict[str, Any]) -> list[str]:
+    """The nodes from `node` down to the first read of pgjobs.jobs (depth first), or []."""
+    name = node["Node Type"] + (f" {node['Index Name']}" if "Index Name" in node else "")
+    if node.get("Relation Name") == "jobs":
+        return [name]
+    for child in node.get("Plans", []):
+        below = _path_to_jobs(child)
+        if below:
+            return [name, *below]
+    return []
 
 
 def measure_claims(conn: Conn, queues: tuple[str, ...], runs: int) -> dict[str, Any]:

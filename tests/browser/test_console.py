@@ -87,7 +87,9 @@ def test_watch_progress_stop_a_job_and_restart_the_failed_ones(
     assert "worker-1" in page.locator("tbody").inner_text()
     screenshot("console-workers")
     page.goto(f"{console.url}/queues")
-    page.locator(".card", has_text="default").wait_for(timeout=10_000)
+    card = page.locator(".card", has_text="default")
+    card.wait_for(timeout=10_000)
+    assert re.search(r"Max per second\s+no limit", card.inner_text()), card.inner_text()
     screenshot("console-queues")
 
     # Stop: through the PgJob, as `kubectl pgjobs stop` does.

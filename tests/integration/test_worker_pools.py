@@ -17,7 +17,7 @@ import pytest
 
 from bench import coldburst
 from pgjobs.states import JobState
-from pgjobs.store import connecting, job_logs, jobs, queries, workers
+from pgjobs.store import connecting, job_logs, jobs, queries, queues, workers
 from tests.integration.conftest import LoginFactory, run_as
 from tests.integration.test_claim_plan import CLAIM, assert_claim_stops_at_the_first_row, generic_plan
 from tests.integration.test_roles import env_for
@@ -179,3 +179,38 @@ def test_pools_are_given_and_lifted_by_migrate(database: connecting.DatabaseSett
     assert run_as(a, _visible_queues) == ["b"]
     refused = give_pools(database, "no-equals-sign")
     assert refused.returncode == 2 and "LOGIN=QUEUE" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_pooled_login_takes_starts_of_its_own_rate_limited_queues_only(
+    database: connecting.DatabaseSettings, tenants: Any
+) -> None:
+    """Worker logins take starts from a rate-limited queue's bucket (migration 0014): a pooled
+    one only from its pool's queues, and it may change nothing of a queue but the bucket."""
+    a, _, _ = tenants
+    db = Database(database)
+    for name in ("a", "b"):
+        spec = queues.QueueSpec(name, f"uid-{name}", max_per_second=0.001)  # one start, then none
+        db.call(lambda conn, spec=spec: queues.apply(conn, spec))
+    [mine] = db.enqueue("noop", queue="a")
+
+    async def claim(conn: queries.Connection) -> int | None:
+        job = await jobs.claim(conn, uuid.uuid4(), ["a"])
+        return None if job is None else job.id
+
+    assert run_as(a, claim) == mine
+
+    async def drain_b(conn: queries.Connection) -> list[int]:
+        taken = await conn.execute("SELECT pgjobs.queue_take_start('b') AS taken")
+        assert await taken.fetchone() == {"taken": False}
+        cursor = await conn.execute("UPDATE pgjobs.queues SET start_tokens = -100 WHERE name = 'b'")
+        return [cursor.rowcount]
+
+    assert run_as(a, drain_b) == [0]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        run_as(a, lambda conn: conn.execute("UPDATE pgjobs.queues SET max_per_second = 1000"))
+
+    async def bucket_of_b(conn: queries.Connection) -> Any:
+        cursor = await conn.execute("SELECT start_tokens, tokens_at FROM pgjobs.queues WHERE name = 'b'")
+        return await cursor.fetchone()
+
+    assert db.call(bucket_of_b) == {"start_tokens": 0.0, "tokens_at": None}, "b's bucket untouched"
