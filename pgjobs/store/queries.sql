@@ -54,41 +54,48 @@ WITH completed AS (
         SELECT best.id
         FROM (VALUES (2), (1), (0)) AS level (priority)
         CROSS JOIN LATERAL (
-            SELECT head.id, served.queue, shaped.max_per_second
-            FROM unnest(%(queues)s::text[]) AS served (queue)
-            -- A paused queue offers nothing; a capped one only while it has room (PgQueue,
-            -- migration 0010: queue_has_room makes the claims of a capped queue take turns); a
-            -- rate-limited one only while its bucket looks to have a token (migration 0014).
-            LEFT JOIN pgjobs.queues AS shaped ON shaped.name = served.queue
-            CROSS JOIN LATERAL (
-                SELECT id, run_after FROM pgjobs.jobs
-                WHERE state = 'pending' AND no_worker_since IS NULL
-                  AND queue = served.queue AND priority = level.priority AND run_after <= now()
-                  -- Only the tasks the worker can run (NULL: any): in a mixed fleet, a job of a
-                  -- task this worker lacks waits for one that has it (stepped over meanwhile).
-                  AND (CASE WHEN task = ANY(%(tasks)s::text[]) OR %(tasks)s::text[] IS NULL
-                            THEN true END) IS NOT NULL
-                ORDER BY run_after, id
-                LIMIT 1
-                FOR UPDATE SKIP LOCKED
-            ) AS head
-            WHERE shaped.name IS NULL
-               OR (NOT shaped.paused
-                   AND (shaped.max_per_second IS NULL
-                        OR pgjobs.queue_tokens(shaped, clock_timestamp()) >= 1)
-                   AND (shaped.max_running IS NULL
-                        OR pgjobs.queue_has_room(served.queue, shaped.max_running)))
-            ORDER BY head.run_after, head.id
+            -- Heads in order; a rate-limited queue's head is taken only with a start from its
+            -- bucket (queue_take_start), tried in this order, so a start another claim took
+            -- meanwhile passes the turn to the next head, not to a lower priority. OFFSET 0 keeps
+            -- PostgreSQL from pushing that filter into the subquery, where it would take a start
+            -- for every served queue before its head is even found.
+            SELECT ordered.id
+            FROM (
+                SELECT head.id, head.run_after, served.queue, shaped.max_per_second
+                FROM unnest(%(queues)s::text[]) AS served (queue)
+                -- A paused queue offers nothing; a capped one only while it has room (PgQueue,
+                -- migration 0010: queue_has_room makes the claims of a capped queue take turns);
+                -- a rate-limited one only while its bucket looks to have a start (migration 0014).
+                LEFT JOIN pgjobs.queues AS shaped ON shaped.name = served.queue
+                CROSS JOIN LATERAL (
+                    SELECT id, run_after FROM pgjobs.jobs
+                    WHERE state = 'pending' AND no_worker_since IS NULL
+                      AND queue = served.queue AND priority = level.priority AND run_after <= now()
+                      -- Only the tasks the worker can run (NULL: any): in a mixed fleet, a job of
+                      -- a task this worker lacks waits for one that has it (stepped over meanwhile).
+                      AND (CASE WHEN task = ANY(%(tasks)s::text[]) OR %(tasks)s::text[] IS NULL
+                                THEN true END) IS NOT NULL
+                    ORDER BY run_after, id
+                    LIMIT 1
+                    FOR UPDATE SKIP LOCKED
+                ) AS head
+                WHERE shaped.name IS NULL
+                   OR (NOT shaped.paused
+                       AND (shaped.max_per_second IS NULL
+                            OR pgjobs.queue_tokens(shaped, clock_timestamp()) >= 1)
+                       AND (shaped.max_running IS NULL
+                            OR pgjobs.queue_has_room(served.queue, shaped.max_running)))
+                ORDER BY head.run_after, head.id
+                OFFSET 0
+            ) AS ordered
+            WHERE ordered.max_per_second IS NULL OR pgjobs.queue_take_start(ordered.queue)
             LIMIT 1
         ) AS best
         -- The completion first (a one-time filter, run before the search): it may wait for a
         -- row another claim has locked, and must not while this one holds a queue's row (its
-        -- token), its turn, or a head: waits in that order make deadlocks. Left to itself,
+        -- start), its turn, or a head: waits in that order make deadlocks. Left to itself,
         -- PostgreSQL runs the completion after the claim.
         WHERE (SELECT count(*) FROM completed) >= 0
-          -- The token is taken for the winning head only; taken by a concurrent claim
-          -- meanwhile, the level offers nothing and the next one is tried.
-          AND (best.max_per_second IS NULL OR pgjobs.queue_take_start(best.queue))
         LIMIT 1
     )
     RETURNING id, task, args, attempt, max_attempts, backoff_seconds, timeout_seconds, lease,

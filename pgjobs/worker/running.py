@@ -245,6 +245,8 @@ class Worker:
         )
         for slot in self.slots:
             slot.wake()
+        if self._throttle_timer is not None:
+            self._throttle_timer.cancel()
         self._beat_now.set()  # the row stops counting idle slots: no wake-up should come here
         loop = asyncio.get_running_loop()
         self._shutdown_timer = loop.call_later(self.settings.shutdown_grace, self._grace_over)
@@ -479,8 +481,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         when = loop.time() + max(delay, 0.0)
         timer = self._throttle_timer
-        if timer is not None and not timer.cancelled() and loop.time() <= timer.when() <= when:
-            return
+        if timer is not None and not timer.cancelled() and timer.when() <= when:
+            return  # due sooner (or due now, its callback not run yet)
         if timer is not None:
             timer.cancel()
         self._throttle_timer = loop.call_at(when, self._throttle_over)

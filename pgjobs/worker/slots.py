@@ -99,6 +99,9 @@ class Slot:
         #: The slot's last claim (alone or with an outcome) found no job: it claims again only
         #: after a wake-up or a poll, and its worker's row counts it idle.
         self.found_none = False
+        #: With found_none: in how many seconds a rate-limited queue of the worker's has a start
+        #: again (None: no queue was held back by its rate).
+        self.throttled_for: float | None = None
 
     async def run(self) -> None:
         settings = self.worker.settings
@@ -108,9 +111,14 @@ class Slot:
                 if self.worker.stopping:
                     return
                 if self.found_none:
+                    wait = settings.poll_interval
                     if settings.burst:
-                        return
-                    await self._idle(settings.poll_interval)
+                        if self.throttled_for is None:
+                            return  # the queues are empty: a burst worker is done
+                        # Held back by a queue's rate: a burst worker waits for the next start
+                        # (others are woken then by their worker's timer, one slot, or poll).
+                        wait = self.throttled_for
+                    await self._idle(wait)
                     if self.worker.stopping:
                         return
                 self.wake_pending = False
@@ -196,6 +204,7 @@ class Slot:
     def _answered(self, answer: ClaimAnswer) -> None:
         """Note what a claim found: a job, nothing, or nothing for now (a rate-limited queue)."""
         self.found_none = answer.job is None
+        self.throttled_for = answer.throttled_for
         if answer.job is not None:
             self._claimed(answer.job)
         elif answer.throttled_for is not None:
@@ -288,7 +297,7 @@ class Slot:
             metrics.COMPLETE_AND_CLAIM_DURATION.observe(time.perf_counter() - started)
             self._answered(answer)
         else:
-            self.found_none = False
+            self.found_none, self.throttled_for = False, None
         completed, next_job = answer.completed, answer.job
         if completed:
             logger.info("Job %s completed in %.1fs", job.id, elapsed)

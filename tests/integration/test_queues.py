@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from pgjobs.states import Priority
 from pgjobs.store import connecting, jobs, queries, queues
 from pgjobs.store.records import NewJob
 from tests.processes import Database, Ledger
@@ -187,3 +188,33 @@ def test_a_waiting_completion_holds_no_queue_row_and_no_head(database: connectin
 
     completed, claimed, second = asyncio.run(run())
     assert completed and claimed == second
+
+
+def test_a_start_lost_to_another_claim_passes_the_turn_to_the_next_head(
+    database: connecting.DatabaseSettings,
+) -> None:
+    """A claim sees a start left in a rate-limited queue's bucket, but another claim takes it
+    first: the claim moves on to the next head of the same priority (another queue's), not to a
+    lower priority and not to nothing."""
+
+    async def run() -> tuple[int | None, int]:
+        conn, other = [await connecting.connect(database) for _ in range(2)]
+        async with conn, other:
+            await queues.apply(conn, queues.QueueSpec("metered", "uid-metered", max_per_second=0.001))
+            [metered] = await jobs.enqueue(conn, NewJob("noop", queue="metered", priority=Priority.HIGH))
+            [free_high] = await jobs.enqueue(conn, NewJob("noop", queue="free", priority=Priority.HIGH))
+            await jobs.enqueue(conn, NewJob("noop", queue="free", priority=Priority.REGULAR))
+            async with other.transaction():
+                # The bucket's one start, taken and not yet committed: the claim below still sees
+                # it in its snapshot, picks the older head (metered's), and waits for the row.
+                taken = await other.execute("SELECT pgjobs.queue_take_start('metered') AS taken")
+                assert await taken.fetchone() == {"taken": True}
+                claiming = asyncio.create_task(jobs.claim(conn, uuid.uuid4(), ["free", "metered"]))
+                await asyncio.sleep(0.5)
+                assert not claiming.done(), "the claim should wait for the bucket's row"
+            job = await asyncio.wait_for(claiming, 10)
+            assert metered != free_high
+            return None if job is None else job.id, free_high
+
+    claimed, free_high = asyncio.run(run())
+    assert claimed == free_high

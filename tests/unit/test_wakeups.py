@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 import uuid
 from typing import Any
 
@@ -145,20 +146,26 @@ class _DirectLink:
         return await operation(None)
 
 
-def _recording_slot(monkeypatch: pytest.MonkeyPatch, *, burst: bool) -> tuple[Worker, list[tuple[str, Any]]]:
-    """A one-slot worker whose claims hand out one noop job, then nothing; every call recorded."""
+def _recording_slot(
+    monkeypatch: pytest.MonkeyPatch, *, burst: bool, first: list[ClaimAnswer] | None = None
+) -> tuple[Worker, list[tuple[str, Any]]]:
+    """A one-slot worker whose claims answer `first` in turn (by default one noop job), then
+    nothing; every call recorded with its `was_idle`, and when it came (`CALLED_AT`)."""
     calls: list[tuple[str, Any]] = []
     now = datetime.datetime.now(datetime.UTC)
-    job = ClaimedJob(7, "noop", {}, 1, 3, 0, None, 41, now, now)
+    answers = list(first or [ClaimAnswer(False, ClaimedJob(7, "noop", {}, 1, 3, 0, None, 41, now, now))])
+    CALLED_AT.clear()
 
     async def claim_or_wait(
         conn: Any, worker_id: Any, queues: Any, *, was_idle: bool | None, tasks: Any
     ) -> ClaimAnswer:
         calls.append(("claim", was_idle))
-        return ClaimAnswer(False, job if len(calls) == 1 else None)
+        CALLED_AT.append(time.monotonic())
+        return answers.pop(0) if answers else ClaimAnswer(False, None)
 
     async def complete_and_claim(*_: Any, was_idle: bool | None, tasks: Any) -> ClaimAnswer:
         calls.append(("complete and claim", was_idle))
+        CALLED_AT.append(time.monotonic())
         return ClaimAnswer(True, None)
 
     registry.load(["pgjobs.tasks.builtins"], entry_points=False)  # noop
@@ -167,6 +174,10 @@ def _recording_slot(monkeypatch: pytest.MonkeyPatch, *, burst: bool) -> tuple[Wo
     worker = Worker(DatabaseSettings(), WorkerSettings(burst=burst, poll_interval=30))
     worker.slots[0].link = _DirectLink()  # type: ignore[assignment]
     return worker, calls
+
+
+#: When each call of the last `_recording_slot` came (monotonic seconds).
+CALLED_AT: list[float] = []
 
 
 def test_a_slot_whose_completion_found_no_next_job_does_not_claim_again_at_once(
@@ -200,3 +211,31 @@ def test_an_idle_slot_claims_as_counted_idle_when_woken(monkeypatch: pytest.Monk
         await asyncio.wait_for(running, 5)
 
     asyncio.run(run())
+
+
+def test_a_burst_slot_held_back_by_a_rate_waits_for_the_next_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst worker leaves once its queues are empty, not while a rate-limited queue's jobs
+    wait for their next start: it claims again then."""
+    now = datetime.datetime.now(datetime.UTC)
+    job = ClaimedJob(7, "noop", {}, 1, 3, 0, None, 41, now, now)
+    throttled, claimed = ClaimAnswer(False, None, 0.05), ClaimAnswer(False, job)
+    worker, calls = _recording_slot(monkeypatch, burst=True, first=[throttled, claimed])
+    asyncio.run(asyncio.wait_for(worker.slots[0].run(), 5))
+    assert [call for call, _ in calls] == ["claim", "claim", "complete and claim"]
+    assert CALLED_AT[1] - CALLED_AT[0] >= 0.05, "claimed again before the start was due"
+
+
+def test_one_throttle_timer_wakes_one_waiting_slot_at_the_earliest_start() -> None:
+    async def scenario() -> tuple[int, int]:
+        worker = Worker(DatabaseSettings(), WorkerSettings(concurrency=3))
+        for slot in worker.slots:
+            slot.state = SlotState.WAITING
+        worker.wake_later(0.3)
+        worker.wake_later(0.05)  # sooner: replaces the 0.3 s timer
+        worker.wake_later(1.0)  # later: the 0.05 s one stays
+        await asyncio.sleep(0.15)
+        early = sum(slot.wake_pending for slot in worker.slots)
+        await asyncio.sleep(0.35)
+        return early, sum(slot.wake_pending for slot in worker.slots)
+
+    assert asyncio.run(scenario()) == (1, 1)

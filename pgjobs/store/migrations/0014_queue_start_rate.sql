@@ -17,30 +17,36 @@ ALTER TABLE pgjobs.queues
     ADD COLUMN start_tokens double precision NOT NULL DEFAULT 0,
     ADD COLUMN tokens_at timestamptz;
 
--- The tokens of a queue's bucket at `at` (NULL for a queue without a limit).
+-- The tokens of a queue's bucket at `at` (NULL for a queue without a limit). One expression, so
+-- that PostgreSQL inlines it into the claim.
 CREATE FUNCTION pgjobs.queue_tokens(queue pgjobs.queues, at timestamptz) RETURNS double precision
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT least(
-        greatest(queue.max_per_second, 1),
-        CASE WHEN queue.tokens_at IS NULL THEN 'Infinity'
-             ELSE queue.start_tokens
-                  + queue.max_per_second * greatest(extract(epoch FROM at - queue.tokens_at), 0)
-        END)
-    WHERE queue.max_per_second IS NOT NULL
+    SELECT CASE
+        WHEN queue.max_per_second IS NULL THEN NULL
+        WHEN queue.tokens_at IS NULL THEN greatest(queue.max_per_second, 1)
+        ELSE least(greatest(queue.max_per_second, 1),
+                   queue.start_tokens
+                   + queue.max_per_second * greatest(extract(epoch FROM at - queue.tokens_at), 0))
+    END
 $$;
 
--- Take one start from a rate-limited queue's bucket: whether there was one. The claim calls it
--- for the queue whose head it is about to start, and only then. The row lock makes the claims
--- of one rate-limited queue take turns until each commits, and in READ COMMITTED the UPDATE
--- re-reads the row as the claim before it committed it, so two claims never take the same token
--- (clock_timestamp() is read after the lock is granted).
+-- Take one start from a rate-limited queue's bucket: whether the queue may start a job now (a
+-- start was taken, or the queue has no limit any more). The claim calls it for the head it is
+-- about to take, and only then. The row lock makes the claims of one rate-limited queue take
+-- turns until each commits, and in READ COMMITTED the UPDATE re-reads the row as the claim
+-- before it committed it, so two claims never take the same start (clock_timestamp() is read
+-- after the lock is granted).
 CREATE FUNCTION pgjobs.queue_take_start(queue_name text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     UPDATE pgjobs.queues
     SET start_tokens = pgjobs.queue_tokens(queues, clock_timestamp()) - 1, tokens_at = clock_timestamp()
     WHERE name = queue_name AND pgjobs.queue_tokens(queues, clock_timestamp()) >= 1;
-    RETURN FOUND;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    -- Its limit lifted (or its PgQueue deleted) while this claim ran: nothing holds it back.
+    RETURN NOT EXISTS (SELECT FROM pgjobs.queues WHERE name = queue_name AND max_per_second IS NOT NULL);
 END;
 $$;
 
