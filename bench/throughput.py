@@ -117,7 +117,7 @@ def pgbench_script() -> str:
     statement, found = re.subn(
         r"claimed\.\*(,?)\s*\n",
         "claimed.*, coalesce(claimed.id, 0) AS next_id, coalesce(claimed.lease, 0) AS next_lease,"
-        " (claimed.id IS NULL)::int AS drained\1\n",
+        " (claimed.id IS NULL)::int AS drained\\1\n",
         statement,
         count=1,
     )
