@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,11 +31,22 @@ RESOURCE = (crd.GROUP, crd.VERSION, crd.QUEUE_PLURAL)
 Json = dict[str, Any]
 
 
+class BadSpec(ValueError):
+    """A PgQueue spec the database would refuse (an older CRD let it through)."""
+
+
 def spec_of(body: Mapping[str, Any]) -> queues.QueueSpec:
-    """The row a PgQueue asks for (the CRD has validated the name and the spec)."""
+    """The row a PgQueue asks for (the CRD has validated the name and the spec; what an older
+    CRD may have let through is refused here, BadSpec, rather than by the database)."""
     spec = body.get("spec") or {}
     max_running = spec.get("maxRunning")
     max_per_second = spec.get("maxPerSecond")
+    if max_running is not None and not (_is_number(max_running, int) and max_running >= 0):
+        raise BadSpec(f"maxRunning must be a whole number of 0 or more, not {max_running!r}")
+    if max_per_second is not None and not (
+        _is_number(max_per_second, int | float) and 0 < max_per_second < math.inf
+    ):
+        raise BadSpec(f"maxPerSecond must be a number above 0, not {max_per_second!r}")
     return queues.QueueSpec(
         name=body["metadata"]["name"],
         resource_uid=body["metadata"]["uid"],
@@ -41,6 +54,10 @@ def spec_of(body: Mapping[str, Any]) -> queues.QueueSpec:
         max_running=None if max_running is None else int(max_running),
         max_per_second=None if max_per_second is None else float(max_per_second),
     )
+
+
+def _is_number(value: object, kind: type | types.UnionType) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)  # JSON true is no number
 
 
 @kopf.on.event(*RESOURCE, registry=handlers.registry)
@@ -56,6 +73,8 @@ async def copy_spec(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None
                 await queues.remove(conn, body["metadata"]["uid"])
             else:
                 await queues.apply(conn, spec_of(body))
+    except BadSpec as error:
+        logger.warning("PgQueue %s not copied: %s", body["metadata"]["name"], error)
     except handlers.UNREACHABLE as error:  # kopf retries no event handler: one line, not a traceback
         logger.warning(
             "PgQueue %s not copied: %s; the leader's next round copies it", body["metadata"]["name"], error
@@ -111,7 +130,10 @@ class QueueKeeper:
         async with self.ctx.database.connection() as conn:
             for body in listed:
                 if not body["metadata"].get("deletionTimestamp"):
-                    await queues.apply(conn, spec_of(body))
+                    try:
+                        await queues.apply(conn, spec_of(body))
+                    except BadSpec:  # said by copy_spec when it came; its row keeps the last good spec
+                        continue
             for gone in await queues.remove_others(conn, [body["metadata"]["uid"] for body in listed]):
                 logger.info("queue %s: its PgQueue is gone, so it is no longer paused or capped", gone)
             stats = await queues.list_stats(conn)

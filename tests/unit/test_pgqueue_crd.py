@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 import pgjobs.crd
@@ -69,6 +70,17 @@ def test_the_spec_as_the_database_gets_it() -> None:
         "batch", "u1", max_per_second=0.5
     )
     assert pgqueues.spec_of({"metadata": meta}) == queues.QueueSpec("batch", "u1")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"maxPerSecond": 0}, {"maxPerSecond": -1.5}, {"maxPerSecond": "fast"}, {"maxPerSecond": True},
+     {"maxRunning": -1}, {"maxRunning": 2.5}],
+)  # fmt: skip
+def test_a_spec_an_older_crd_let_through_is_refused_before_the_database(spec: dict[str, Any]) -> None:
+    """One line from the operator (copy_spec), not a database error and a traceback per round."""
+    with pytest.raises(pgqueues.BadSpec, match="must be"):
+        pgqueues.spec_of({"metadata": {"name": "batch", "uid": "u1"}, "spec": spec})
 
 
 def test_the_status_clears_the_oldest_time_when_nothing_waits() -> None:

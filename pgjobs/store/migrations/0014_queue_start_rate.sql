@@ -13,7 +13,7 @@
 SET LOCAL lock_timeout = '1s';
 
 ALTER TABLE pgjobs.queues
-    ADD COLUMN max_per_second real CONSTRAINT max_per_second_range CHECK (max_per_second > 0),
+    ADD COLUMN max_per_second double precision CONSTRAINT max_per_second_range CHECK (max_per_second > 0),
     ADD COLUMN start_tokens double precision NOT NULL DEFAULT 0,
     ADD COLUMN tokens_at timestamptz;
 
